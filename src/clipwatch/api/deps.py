@@ -1,0 +1,36 @@
+"""Request dependencies: settings, and one transaction scope per request."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from clipwatch.config import Settings
+from clipwatch.db.engine import session_scope
+
+
+@dataclass
+class AppState:
+    settings: Settings
+    engine: AsyncEngine
+    sessionmaker: async_sessionmaker[AsyncSession]
+
+
+def get_state(request: Request) -> AppState:
+    state: AppState = request.app.state.clipwatch
+    return state
+
+
+async def get_session(
+    state: Annotated[AppState, Depends(get_state)],
+) -> AsyncIterator[AsyncSession]:
+    async with session_scope(state.sessionmaker) as session:
+        yield session
+
+
+State = Annotated[AppState, Depends(get_state)]
+Session = Annotated[AsyncSession, Depends(get_session)]

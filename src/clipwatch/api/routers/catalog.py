@@ -1,0 +1,84 @@
+"""GET /channels, GET /channels/{login}, GET /games."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+
+from clipwatch.api.deps import Session, State
+from clipwatch.api.errors import problem_responses
+from clipwatch.api.params import Cursor, Key
+from clipwatch.api.schemas import ChannelPage, ChannelRead, GamePage, GameRead, Problem
+from clipwatch.clips.cursor import decode_cursor, encode_cursor
+from clipwatch.db.repositories import catalog
+from clipwatch.errors import InvalidInput, NotFound
+
+router = APIRouter(tags=["catalog"])
+PROBLEMS: dict[int | str, dict[str, Any]] = {
+    422: {"model": Problem, "description": "Invalid input"}
+}
+Limit = Annotated[int, Query(ge=1, le=100)]
+
+
+def _after(key: bytes, cursor: str | None, listing: str) -> str | None:
+    if cursor is None:
+        return None
+    after = decode_cursor(key, cursor, query=listing).get("k")
+    if not isinstance(after, str):
+        raise InvalidInput("cursor is not valid for this query", field="cursor")
+    return after
+
+
+def _page_cursor(key: bytes, listing: str, ids: list[str], limit: int) -> str | None:
+    """The cursor after a page fetched with limit + 1 rows, or None on the last page."""
+    return encode_cursor(key, {"q": listing, "k": ids[limit - 1]}) if len(ids) > limit else None
+
+
+@router.get(
+    "/channels",
+    response_model=ChannelPage,
+    responses=problem_responses({422: "Invalid input"}),
+    summary="Channels we know, tracked or named by clips",
+)
+async def list_channels(
+    state: State, session: Session, limit: Limit = 50, cursor: Cursor | None = None
+) -> ChannelPage:
+    key = state.settings.signing_key
+    rows = await catalog.list_channels(
+        session, limit=limit + 1, after=_after(key, cursor, "channels")
+    )
+    return ChannelPage(
+        data=[ChannelRead.from_channel(c) for c in rows[:limit]],
+        next_cursor=_page_cursor(key, "channels", [c.id for c in rows], limit),
+    )
+
+
+@router.get(
+    "/channels/{login}",
+    response_model=ChannelRead,
+    responses=problem_responses({404: "No such channel", 422: "Invalid input"}),
+    summary="One channel by login or id",
+)
+async def get_channel(session: Session, login: Key) -> ChannelRead:
+    channel = await catalog.get_channel(session, login)
+    if channel is None:
+        raise NotFound(f"no channel {login}")
+    return ChannelRead.from_channel(channel)
+
+
+@router.get(
+    "/games",
+    response_model=GamePage,
+    responses=problem_responses({422: "Invalid input"}),
+    summary="Games (Twitch categories) clips were made in",
+)
+async def list_games(
+    state: State, session: Session, limit: Limit = 50, cursor: Cursor | None = None
+) -> GamePage:
+    key = state.settings.signing_key
+    rows = await catalog.list_games(session, limit=limit + 1, after=_after(key, cursor, "games"))
+    return GamePage(
+        data=[GameRead.from_game(g) for g in rows[:limit]],
+        next_cursor=_page_cursor(key, "games", [g.id for g in rows], limit),
+    )

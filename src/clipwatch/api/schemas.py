@@ -1,0 +1,124 @@
+"""Response and request shapes of the HTTP API."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from clipwatch.db.models import Channel, Clip, Game
+
+CLIP_EXAMPLE: dict[str, Any] = {
+    "id": "AwkwardHelplessSalamanderSwiftRage",
+    "url": "https://clips.twitch.tv/AwkwardHelplessSalamanderSwiftRage",
+    "embed_url": "https://clips.twitch.tv/embed?clip=AwkwardHelplessSalamanderSwiftRage",
+    "broadcaster_id": "67955580",
+    "broadcaster_name": "ChewieMelodies",
+    "creator_id": "53834192",
+    "creator_name": "BlackNova03",
+    "video_id": "205586603",
+    "game_id": "488191",
+    "game_name": "Just Chatting",
+    "language": "en",
+    "title": "babymetal",
+    "view_count": 10,
+    "created_at": "2017-11-30T22:34:18Z",
+    "thumbnail_url": "https://clips-media-assets.twitch.tv/157589949-preview-480x272.jpg",
+    "duration": 60.0,
+    "vod_offset": 480,
+    "is_featured": False,
+    "first_seen_at": "2026-11-24T03:00:00Z",
+    "updated_at": "2026-11-24T03:00:00Z",
+    "deleted_at": None,
+}
+
+
+class ClipRead(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [CLIP_EXAMPLE]})
+
+    id: str
+    url: str
+    embed_url: str
+    broadcaster_id: str
+    broadcaster_name: str
+    creator_id: str
+    creator_name: str
+    video_id: str | None
+    game_id: str | None
+    game_name: str | None = None
+    language: str
+    title: str
+    view_count: int
+    created_at: datetime
+    thumbnail_url: str
+    duration: float
+    vod_offset: int | None
+    is_featured: bool
+    first_seen_at: datetime
+    updated_at: datetime
+    deleted_at: datetime | None
+
+    @classmethod
+    def from_clip(cls, clip: Clip, game_name: str | None = None) -> ClipRead:
+        values = {name: getattr(clip, name) for name in cls.model_fields if name != "game_name"}
+        return cls(**values, game_name=game_name)
+
+
+class ClipPage(BaseModel):
+    data: list[ClipRead]
+    next_cursor: str | None = Field(
+        description="Pass as `cursor` for the next page; null on the last page."
+    )
+
+
+class ChannelRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    login: str | None
+    display_name: str
+    tracked: bool
+    profile_image_url: str | None
+    added_at: datetime
+
+    @classmethod
+    def from_channel(cls, channel: Channel) -> ChannelRead:
+        return cls.model_validate(channel)
+
+
+class ChannelPage(BaseModel):
+    data: list[ChannelRead]
+    next_cursor: str | None
+
+
+class GameRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    name: str | None
+    box_art_url: str | None
+
+    @classmethod
+    def from_game(cls, game: Game) -> GameRead:
+        return cls.model_validate(game)
+
+
+class GamePage(BaseModel):
+    data: list[GameRead]
+    next_cursor: str | None
+
+
+class StatusRead(BaseModel):
+    mode: str = Field(description="`demo` (simulated data) or `live`")
+    banner: str | None = Field(description="Shown when the data is simulated")
+    version: str
+    database: str = Field(description="`sqlite` or `postgresql`")
+    redis: str = Field(description="`not configured`, `ok` or `down`")
+
+
+class Problem(BaseModel):
+    type: str = "about:blank"
+    title: str
+    status: int
+    detail: str

@@ -1,0 +1,17 @@
+"""Typer application: wires the command groups together."""
+
+from __future__ import annotations
+
+import typer
+
+from clipwatch.cli import clips, db, serve
+
+app = typer.Typer(
+    help="clipwatch: a searchable archive of Twitch clips.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.command("serve")(serve.serve)
+app.add_typer(db.app, name="db")
+app.add_typer(clips.app, name="clips")

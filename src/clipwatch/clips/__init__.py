@@ -1,0 +1,1 @@
+"""The clip archive's services: search, import, read schemas."""

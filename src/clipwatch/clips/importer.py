@@ -1,0 +1,112 @@
+"""`clipwatch clips import`: JSON Lines of Helix clip objects into the archive."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from clipwatch.db.engine import session_scope
+from clipwatch.db.repositories import catalog, clip_writes
+from clipwatch.twitch.helix import HelixClip
+
+BATCH_SIZE = 5_000
+MAX_REPORTED_ERRORS = 1_000
+COMPACT_AFTER_INSERTS = 10_000
+
+
+@dataclass
+class ImportReport:
+    lines: int = 0
+    inserted: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    bad_lines: int = 0
+    errors: list[tuple[int, str]] = field(default_factory=list)
+
+    @property
+    def stored(self) -> int:
+        return self.inserted + self.updated + self.unchanged
+
+
+def parse_line(line: str | bytes) -> dict[str, Any]:
+    """One Helix clip from one JSON line, as a row for the clip table."""
+    clip = HelixClip.model_validate_json(line)
+    return dict(vars(clip))
+
+
+def _explain(exc: ValidationError) -> str:
+    first = exc.errors()[0]
+    where = ".".join(str(p) for p in first["loc"])
+    return f"{where}: {first['msg']}" if where else str(first["msg"])
+
+
+def parse_lines(
+    lines: Iterable[str | bytes], report: ImportReport
+) -> Iterator[list[dict[str, Any]]]:
+    """Batches of good rows; bad lines are counted and explained in the report."""
+    batch: list[dict[str, Any]] = []
+    for number, line in enumerate(lines, start=1):
+        report.lines = number
+        if not line.strip():
+            continue
+        try:
+            batch.append(parse_line(line))
+        except ValidationError as exc:
+            report.bad_lines += 1
+            if len(report.errors) < MAX_REPORTED_ERRORS:
+                report.errors.append((number, _explain(exc)))
+            continue
+        if len(batch) >= BATCH_SIZE:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+async def store_batch(
+    session: AsyncSession, rows: list[dict[str, Any]], *, durable: bool = True
+) -> clip_writes.UpsertResult:
+    """Upsert one batch of clip rows, creating the channels and games they name."""
+    channels = {row["broadcaster_id"]: row["broadcaster_name"] for row in rows}
+    await catalog.ensure_channels(session, channels)
+    await catalog.ensure_games(session, (row["game_id"] for row in rows if row["game_id"]))
+    return await clip_writes.upsert_clips(session, rows, durable=durable)
+
+
+async def import_clips(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    lines: Iterable[str | bytes],
+    *,
+    on_progress: Callable[[ImportReport], None] | None = None,
+) -> ImportReport:
+    """Import every good line; each batch commits on its own, so a re-run is idempotent.
+
+    The next batch is parsed in a thread while the database stores the current one: the
+    parsing holds the GIL only while this task waits on the database.
+    """
+    report = ImportReport()
+    batches = parse_lines(lines, report)
+    loop = asyncio.get_running_loop()
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="clip-import") as parser:
+        pending = loop.run_in_executor(parser, next, batches, None)
+        while (batch := await pending) is not None:
+            pending = loop.run_in_executor(parser, next, batches, None)
+            async with session_scope(sessionmaker) as session:
+                result = await store_batch(session, batch, durable=False)
+            report.inserted += result.inserted
+            report.updated += result.updated
+            report.unchanged += len(batch) - result.inserted - result.updated
+            if on_progress:
+                on_progress(report)
+    if report.inserted >= COMPACT_AFTER_INSERTS:
+        async with session_scope(sessionmaker) as session:
+            await clip_writes.compact_search_index(session)
+    if on_progress:
+        on_progress(report)
+    return report

@@ -1,0 +1,125 @@
+"""Settings, read from CLIPWATCH_* environment variables and a `.env` file."""
+
+from __future__ import annotations
+
+import secrets
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from clipwatch.errors import ConfigError
+
+DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./var/clipwatch.db"
+DEMO_DATABASE_URL = "sqlite+aiosqlite:///./var/demo.db"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="CLIPWATCH_", env_file=".env", extra="ignore", frozen=True
+    )
+
+    # Database
+    database_url: str = DEFAULT_DATABASE_URL
+    db_pool_size: int = Field(default=10, ge=1, le=200)
+    db_max_overflow: int = Field(default=10, ge=0, le=200)
+    db_pool_timeout: float = Field(default=10.0, gt=0, le=300)
+    db_statement_timeout_ms: int = Field(default=15_000, ge=0, le=600_000)
+    sqlite_busy_timeout_ms: int = Field(default=10_000, ge=0, le=600_000)
+
+    # Redis
+    redis_url: str = ""
+
+    # Twitch
+    twitch_client_id: str = ""
+    twitch_client_secret: str = Field(default="", repr=False)
+    twitch_api_url: str = "https://api.twitch.tv/helix"
+    twitch_auth_url: str = "https://id.twitch.tv/oauth2"
+    twitch_eventsub_ws_url: str = "wss://eventsub.wss.twitch.tv/ws"
+    twitch_eventsub_api_url: str = ""
+
+    # Discord
+    discord_api_url: str = "https://discord.com/api/v10"
+    discord_application_id: str = ""
+    discord_public_key: str = ""
+    discord_bot_token: str = Field(default="", repr=False)
+    webhook_allowed_hosts: str = "discord.com,discordapp.com,ptb.discord.com,canary.discord.com"
+
+    # Service
+    secret_key: str = Field(default="", repr=False)
+    base_url: str = "http://127.0.0.1:8000"
+    var_dir: Path = Path("./var")
+    demo: bool = False
+
+    # Search
+    search_relevance_candidates: int = Field(default=100, ge=20, le=5000)
+    search_max_query_length: int = Field(default=200, ge=10, le=2000)
+
+    # Logging and monitoring
+    log_format: Literal["", "console", "json"] = ""
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_file: str = ""
+    sentry_dsn: str = Field(default="", repr=False)
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_database_url(cls, value: str) -> str:
+        if not value.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
+            raise ValueError("must start with sqlite+aiosqlite:// or postgresql+asyncpg://")
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _check_redis_url(cls, value: str) -> str:
+        if value and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must be empty or start with redis://, rediss:// or unix://")
+        return value
+
+    @field_validator("base_url", "twitch_api_url", "twitch_auth_url", "discord_api_url")
+    @classmethod
+    def _check_http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL")
+        return value.rstrip("/")
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _lower_level(cls, value: object) -> object:
+        return value.lower() if isinstance(value, str) else value
+
+    @property
+    def demo_mode(self) -> bool:
+        """No Twitch credentials (or --demo): simulated data in a separate database."""
+        return self.demo or not (self.twitch_client_id and self.twitch_client_secret)
+
+    @property
+    def is_postgres(self) -> bool:
+        return self.database_url.startswith("postgresql")
+
+    @property
+    def eventsub_api_url(self) -> str:
+        return self.twitch_eventsub_api_url or f"{self.twitch_api_url}/eventsub/subscriptions"
+
+    @cached_property
+    def signing_key(self) -> bytes:
+        """The secret key, generated into var/secret.key on first use when not set."""
+        if self.secret_key:
+            return self.secret_key.encode()
+        path = self.var_dir / "secret.key"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(secrets.token_urlsafe(48))
+            path.chmod(0o600)
+        return path.read_text().strip().encode()
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read settings; a bad value raises ConfigError naming the setting in one line."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        name = "CLIPWATCH_" + "_".join(str(p) for p in first["loc"]).upper()
+        raise ConfigError(f"{name}: {first['msg']}") from None

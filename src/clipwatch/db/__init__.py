@@ -1,0 +1,1 @@
+"""Database layer: engine and session scope, models, repositories, search index, migrations."""

@@ -1,0 +1,81 @@
+"""Engine construction and the one transaction scope that commits."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+from sqlalchemy.pool import NullPool
+
+from clipwatch.config import Settings
+from clipwatch.db.search import row_matches
+
+
+def create_engine(settings: Settings, *, url: str | None = None) -> AsyncEngine:
+    """An async engine for the configured database, tuned per dialect."""
+    url = url or settings.database_url
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        database = parsed.database or ""
+        if database and database != ":memory:":
+            Path(database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_async_engine(
+            url,
+            poolclass=NullPool if database in ("", ":memory:") else None,
+            connect_args={"timeout": settings.sqlite_busy_timeout_ms / 1000},
+        )
+        busy_ms = settings.sqlite_busy_timeout_ms
+
+        @event.listens_for(engine.sync_engine, "connect")
+        def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+            cursor = dbapi_conn.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute(f"PRAGMA busy_timeout={int(busy_ms)}")
+            cursor.execute("PRAGMA cache_size=-131072")  # 128 MiB page cache per connection
+            cursor.execute("PRAGMA mmap_size=1073741824")
+            cursor.close()
+            dbapi_conn.create_function("cw_match", 4, row_matches, deterministic=True)
+
+        return engine
+    server_settings = {"application_name": "clipwatch", "jit": "off"}
+    if settings.db_statement_timeout_ms:
+        server_settings["statement_timeout"] = str(settings.db_statement_timeout_ms)
+    return create_async_engine(
+        url,
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_max_overflow,
+        pool_timeout=settings.db_pool_timeout,
+        pool_pre_ping=True,
+        connect_args={
+            "server_settings": server_settings,
+            "timeout": settings.db_pool_timeout,
+        },
+    )
+
+
+def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
+
+
+@asynccontextmanager
+async def session_scope(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> AsyncIterator[AsyncSession]:
+    """One transaction: commits when the block ends cleanly, rolls back otherwise.
+
+    This is the only place in clipwatch that commits; services flush at most.
+    """
+    async with sessionmaker() as session, session.begin():
+        yield session

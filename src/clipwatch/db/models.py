@@ -1,0 +1,107 @@
+"""Tables. Singular snake_case names; timestamps end in `_at`; relationships are lazy="raise"."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    func,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from clipwatch.db.types import BigIntPK, UTCDateTime
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class Channel(Base):
+    """A Twitch broadcaster. `tracked` channels are synced; others exist because clips name them."""
+
+    __tablename__ = "channel"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    login: Mapped[str | None] = mapped_column(String(64), unique=True)
+    display_name: Mapped[str] = mapped_column(String(128))
+    tracked: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
+    profile_image_url: Mapped[str | None] = mapped_column(Text)
+    account_created_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    added_at: Mapped[datetime] = mapped_column(UTCDateTime, server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, server_default=func.now())
+
+
+class Game(Base):
+    """A Twitch category. Imported clips name only its id; the name arrives with sync."""
+
+    __tablename__ = "game"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str | None] = mapped_column(String(256))
+    box_art_url: Mapped[str | None] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, server_default=func.now())
+
+    __table_args__ = (Index("ix_game_name_lower", func.lower(name)),)
+
+
+class Clip(Base):
+    """Every Helix clip field, plus our own bookkeeping.
+
+    `seq` is an internal, insertion-ordered integer key: SQLite's FTS5 index needs an integer
+    rowid, and keyset cursors use it as the tie-breaker. The Twitch clip id is unique.
+    """
+
+    __tablename__ = "clip"
+
+    seq: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(128), unique=True)
+    url: Mapped[str] = mapped_column(Text)
+    embed_url: Mapped[str] = mapped_column(Text)
+    broadcaster_id: Mapped[str] = mapped_column(ForeignKey("channel.id"))
+    broadcaster_name: Mapped[str] = mapped_column(String(128))
+    creator_id: Mapped[str] = mapped_column(String(64))
+    creator_name: Mapped[str] = mapped_column(String(128))
+    video_id: Mapped[str | None] = mapped_column(String(64))
+    game_id: Mapped[str | None] = mapped_column(ForeignKey("game.id"))
+    language: Mapped[str] = mapped_column(String(16))
+    title: Mapped[str] = mapped_column(Text)
+    view_count: Mapped[int] = mapped_column(BigInteger().with_variant(Integer(), "sqlite"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    thumbnail_url: Mapped[str] = mapped_column(Text)
+    duration: Mapped[float] = mapped_column(Float)
+    vod_offset: Mapped[int | None] = mapped_column(Integer)
+    is_featured: Mapped[bool] = mapped_column(Boolean, default=False)
+    first_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, server_default=func.now())
+    deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    # Each index serves one sort (with its keyset tie-breaker `seq`) under a filter. The
+    # unfiltered and per-channel sort indexes are dialect-specific and live in db/search.py.
+    # Every index costs import speed (a million-clip import is bound by index upkeep), so a
+    # game's newest clips come from walking ix_clip_created (popular games) or from this
+    # index and a sort (rare games) rather than from a (game_id, created_at) index.
+    __table_args__ = (
+        Index("ix_clip_game_views", game_id, view_count, seq),
+        Index("ix_clip_creator_id", creator_id),
+        Index("ix_clip_creator_name_lower", func.lower(creator_name)),
+    )
+
+
+CLIP_TEXT_COLUMNS = ("title", "creator_name", "broadcaster_name")

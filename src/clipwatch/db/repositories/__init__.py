@@ -1,0 +1,1 @@
+"""Repositories: every SELECT and every write statement lives here."""

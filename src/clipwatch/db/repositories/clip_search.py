@@ -1,0 +1,314 @@
+"""Reading clips: filters, keyset pages in every sort, and the text match per dialect.
+
+Every page is found in two steps: an inner query picks the page's `seq`s (touching as little
+as it can), and the outer query reads those few full rows. How the inner query stays fast at
+a million clips (docs/search.md has the measurements):
+
+- PostgreSQL: the sort indexes INCLUDE the tsvector, so walking one in sort order tests each
+  row's match from the index alone (~0.35 µs a row); rare words go through the GIN index and
+  a top-N sort instead. The planner's estimates pick between the two well.
+- SQLite: its planner cannot weigh an FTS5 match, so we count the matches (bounded, cheap:
+  doclists only) and either join the few matches to a narrow covering index and sort them, or
+  walk the sort index and test each row's text (cw_match, db/search.py) until the page is full.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    column,
+    func,
+    or_,
+    select,
+    table,
+    text,
+    tuple_,
+)
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.expression import TableClause, TextClause
+
+from clipwatch.db.models import Clip
+from clipwatch.db.repositories._dialect import dialect_name
+from clipwatch.db.repositories.lexeme_stats import lexeme_stats
+from clipwatch.db.search import NO_TERMS, SQLITE_COVER_INDEX, SQLITE_COVERED_COLUMNS, Terms
+from clipwatch.db.types import UTCDateTime
+
+KeysetSort = Literal["views", "newest", "oldest"]
+Condition = ColumnElement[bool] | TextClause
+_SORT_COLUMN = {"views": "view_count", "newest": "created_at", "oldest": "created_at"}
+# SQLite cost model, measured at 1M clips: reading one FTS5 match's sort key through the
+# covering index ~1 µs; checking one row's text while walking a sort index ~4 µs.
+_JOIN_COST_US = 1.0
+_PROBE_COST_US = 4.0
+# PostgreSQL: a row read in an index-only walk ~0.35 µs; a GIN match read from the table 5-9 µs.
+_PG_WALK_COST_US = 0.35
+_PG_BITMAP_COST_US = 8.0
+
+
+@dataclass(frozen=True)
+class ClipFilters:
+    terms: Terms = NO_TERMS
+    broadcaster_ids: tuple[str, ...] | None = None
+    game_ids: tuple[str, ...] | None = None
+    creator: str | None = None
+    language: str | None = None
+    min_views: int | None = None
+    featured: bool | None = None
+    created_after: datetime | None = None
+    created_before: datetime | None = None
+    include_deleted: bool = False
+    max_seq: int | None = None
+
+    def covered_by_sqlite_index(self) -> bool:
+        """Only filters on columns of the narrow covering index."""
+        return (
+            self.game_ids is None
+            and self.creator is None
+            and self.language is None
+            and self.featured is None
+        )
+
+
+class _IndexedTable(TableClause):
+    """`clip INDEXED BY <index>` in a FROM clause (SQLAlchemy has no SQLite index hints)."""
+
+    inherit_cache = True
+
+    def __init__(self, name: str, index: str, *columns: Any) -> None:
+        super().__init__(name, *columns)
+        self.index = index
+
+
+@compiles(_IndexedTable)
+def _render_indexed_table(element: _IndexedTable, compiler: Any, **kw: Any) -> str:
+    name = compiler.preparer.quote(element.name)
+    return f"{name} INDEXED BY {element.index}" if kw.get("asfrom") else name
+
+
+_covered = _IndexedTable(
+    "clip",
+    SQLITE_COVER_INDEX,
+    *(
+        column(name, UTCDateTime()) if name == "created_at" else column(name)
+        for name in SQLITE_COVERED_COLUMNS
+    ),
+)
+_fts = table("clip_fts", column("rowid"))
+
+
+def _conditions(f: ClipFilters, c: Any) -> list[Condition]:
+    """The filters as conditions on `c` (the clip table's columns, or the covered subset)."""
+    conds: list[Condition] = []
+    if f.broadcaster_ids is not None:
+        conds.append(c.broadcaster_id.in_(f.broadcaster_ids))
+    if f.game_ids is not None:
+        conds.append(c.game_id.in_(f.game_ids))
+    if f.creator is not None:
+        conds.append(
+            or_(c.creator_id == f.creator, func.lower(c.creator_name) == f.creator.lower())
+        )
+    if f.language is not None:
+        conds.append(c.language == f.language)
+    if f.min_views is not None:
+        conds.append(c.view_count >= f.min_views)
+    if f.featured is not None:
+        conds.append(c.is_featured.is_(f.featured))
+    if f.created_after is not None:
+        conds.append(c.created_at >= f.created_after)
+    if f.created_before is not None:
+        conds.append(c.created_at < f.created_before)
+    if not f.include_deleted:
+        conds.append(c.deleted_at.is_(None))
+    if f.max_seq is not None:
+        conds.append(c.seq <= f.max_seq)
+    return conds
+
+
+def _keyset(sort: KeysetSort, after: tuple[Any, int] | None, c: Any) -> list[Condition]:
+    if after is None:
+        return []
+    key = tuple_(c[_SORT_COLUMN[sort]], c.seq)
+    bound = tuple_(*after)
+    return [key > bound] if sort == "oldest" else [key < bound]
+
+
+def _ordered_seqs(
+    c: Any,
+    sort: KeysetSort,
+    conds: list[Condition],
+    limit: int,
+    *,
+    walk_index: bool = True,
+) -> Select[Any]:
+    """The page's seqs and sort keys. `walk_index=False` hides the keys from the planner
+    (coalesce(x, x) is x, but no index provides its order), so it cannot walk a sort index."""
+    key, seq = c[_SORT_COLUMN[sort]], c.seq
+    order_key, order_seq = (
+        (key, seq) if walk_index else (func.coalesce(key, key), func.coalesce(seq, seq))
+    )
+    order = (
+        [order_key.asc(), order_seq.asc()]
+        if sort == "oldest"
+        else [order_key.desc(), order_seq.desc()]
+    )
+    return select(seq.label("seq"), key.label("k")).where(*conds).order_by(*order).limit(limit)
+
+
+async def find_clips(
+    session: AsyncSession,
+    filters: ClipFilters,
+    sort: KeysetSort,
+    *,
+    after: tuple[Any, int] | None = None,
+    limit: int,
+) -> list[Clip]:
+    """One keyset page of clips that pass the filters, in the sort's order."""
+    inner = await _page_query(session, filters, sort, after, limit)
+    page = inner.subquery("page")
+    order = (
+        [page.c.k.asc(), page.c.seq.asc()]
+        if sort == "oldest"
+        else [page.c.k.desc(), page.c.seq.desc()]
+    )
+    stmt = select(Clip).join(page, Clip.seq == page.c.seq).order_by(*order)
+    return list((await session.scalars(stmt)).all())
+
+
+@dataclass(frozen=True)
+class ClipText:
+    """What relevance needs of a clip, without loading the whole row."""
+
+    seq: int
+    title: str
+    creator_name: str
+    broadcaster_name: str
+    view_count: int
+
+
+async def find_clip_texts(
+    session: AsyncSession, filters: ClipFilters, sort: KeysetSort, *, limit: int
+) -> list[ClipText]:
+    """The texts of the first `limit` clips in the sort's order (relevance's candidates)."""
+    page = (await _page_query(session, filters, sort, None, limit)).subquery("page")
+    stmt = select(
+        Clip.seq, Clip.title, Clip.creator_name, Clip.broadcaster_name, Clip.view_count
+    ).join(page, Clip.seq == page.c.seq)
+    return [ClipText(*row) for row in (await session.execute(stmt)).all()]
+
+
+async def _page_query(
+    session: AsyncSession,
+    f: ClipFilters,
+    sort: KeysetSort,
+    after: tuple[Any, int] | None,
+    limit: int,
+) -> Select[Any]:
+    c = Clip.__table__.c
+    conds = _conditions(f, c) + _keyset(sort, after, c)
+    if not f.terms:
+        return _ordered_seqs(c, sort, conds, limit)
+    if dialect_name(session) == "postgresql":
+        return await _pg_page_query(session, f, sort, conds, limit)
+    return await _sqlite_page_query(session, f, sort, after, limit)
+
+
+def _tsquery_condition(terms: Terms, *, indexable: bool) -> TextClause:
+    if indexable:
+        sql = "clip.search_vector @@ to_tsquery('simple'::regconfig, :tsq)"
+    else:
+        # A function call, unlike the @@ operator, never becomes a GIN index condition.
+        sql = "ts_match_vq(clip.search_vector, to_tsquery('simple'::regconfig, :tsq))"
+    return text(sql).bindparams(tsq=terms.tsquery())
+
+
+async def _pg_page_query(
+    session: AsyncSession,
+    f: ClipFilters,
+    sort: KeysetSort,
+    conds: list[Condition],
+    limit: int,
+) -> Select[Any]:
+    """Walk a sort index when matches are common, use GIN when they are rare.
+
+    PostgreSQL's own choice is right for common words but not for words outside its
+    most-common-elements statistics: it assumes a few hundred matches, walks the index and
+    can read the whole table for a word that is in three clips. We estimate from the same
+    statistics, treat unknown words as rare, and decide.
+    """
+    c = Clip.__table__.c
+    terms = f.terms
+    stats = await lexeme_stats(session)
+    last = len(terms.words) - 1
+    freqs = [
+        stats.prefix(w) if terms.last_is_prefix and i == last else stats.exact(w)
+        for i, w in enumerate(terms.words)
+    ]
+    # GIN gathers every row of a *prefix* entry into a bitmap before it can intersect (~25 ms
+    # for a word in a third of all clips), so a popular trailing prefix is checked after the
+    # index when a rarer exact word can drive it.
+    split_prefix = last > 0 and terms.last_is_prefix and freqs[-1] > min(freqs[:-1])
+    total = max(f.max_seq or 0, 1)
+    expected = total * math.prod(freqs)
+    fetched = total * math.prod(freqs[:-1] if split_prefix else freqs)
+    walk_cost = _PG_WALK_COST_US * min(total, limit * total / max(expected, 1.0))
+    if walk_cost < _PG_BITMAP_COST_US * fetched:
+        walk = _tsquery_condition(terms, indexable=False)
+        return _ordered_seqs(c, sort, [walk, *conds], limit)
+    match = [_tsquery_condition(terms, indexable=True)]
+    if split_prefix:
+        exact = _tsquery_condition(Terms(terms.words[:-1], False), indexable=True)
+        match = [exact, _tsquery_condition(terms, indexable=False)]
+    return _ordered_seqs(c, sort, [*match, *conds], limit, walk_index=False)
+
+
+async def _sqlite_page_query(
+    session: AsyncSession,
+    f: ClipFilters,
+    sort: KeysetSort,
+    after: tuple[Any, int] | None,
+    limit: int,
+) -> Select[Any]:
+    match = f.terms.fts5_match()
+    total = f.max_seq or await newest_seq(session)
+    # Joining costs ~M; walking costs ~limit·N/M probes. Count matches up to the break-even M.
+    break_even = int(math.sqrt(_PROBE_COST_US / _JOIN_COST_US * limit * max(total, 1)))
+    cap = max(break_even, 500)
+    counted = await session.execute(
+        text("SELECT count(*) FROM (SELECT 1 FROM clip_fts WHERE clip_fts MATCH :m LIMIT :cap)"),
+        {"m": match, "cap": cap},
+    )
+    fts_match = text("clip_fts MATCH :match").bindparams(match=match)
+    if counted.scalar_one() < cap:
+        c = _covered.c if f.covered_by_sqlite_index() else Clip.__table__.c
+        source = _covered if f.covered_by_sqlite_index() else Clip.__table__
+        conds = _conditions(f, c) + _keyset(sort, after, c)
+        inner = _ordered_seqs(c, sort, [fts_match, *conds], limit)
+        return inner.select_from(source.join(_fts, _fts.c.rowid == c.seq))
+    c = Clip.__table__.c
+    check = text(
+        "cw_match(:spec, clip.title, clip.creator_name, clip.broadcaster_name)"
+    ).bindparams(spec=f.terms.spec())
+    return _ordered_seqs(c, sort, [*_conditions(f, c), *_keyset(sort, after, c), check], limit)
+
+
+async def get_clip(session: AsyncSession, clip_id: str) -> Clip | None:
+    return (await session.scalars(select(Clip).where(Clip.id == clip_id))).first()
+
+
+async def newest_seq(session: AsyncSession) -> int:
+    """The highest clip seq: a cursor walk only sees clips stored before it started."""
+    return int((await session.execute(select(func.coalesce(func.max(Clip.seq), 0)))).scalar_one())
+
+
+async def clips_by_seq(session: AsyncSession, seqs: Sequence[int]) -> list[Clip]:
+    if not seqs:
+        return []
+    return list((await session.scalars(select(Clip).where(Clip.seq.in_(list(seqs))))).all())

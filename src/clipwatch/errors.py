@@ -1,0 +1,40 @@
+"""Domain errors. They carry no HTTP status; `api/errors.py` maps them once.
+
+ClipwatchError
+ ├── ConfigError          a setting is missing or malformed
+ ├── InvalidInput         a caller sent something we cannot use (bad cursor, bad filter)
+ ├── NotFound             the thing asked for does not exist (or is not yours)
+ ├── Conflict             the change collides with existing state
+ ├── Forbidden            authenticated, but not allowed
+ └── UpstreamUnavailable  Twitch, Discord or Redis did not answer usefully
+"""
+
+
+class ClipwatchError(Exception):
+    """Base of every error clipwatch raises on purpose."""
+
+
+class ConfigError(ClipwatchError):
+    pass
+
+
+class InvalidInput(ClipwatchError):
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class NotFound(ClipwatchError):
+    pass
+
+
+class Conflict(ClipwatchError):
+    pass
+
+
+class Forbidden(ClipwatchError):
+    pass
+
+
+class UpstreamUnavailable(ClipwatchError):
+    pass

@@ -1,0 +1,1 @@
+"""Monitoring: structured logs (with redaction), and later metrics and alerts."""

@@ -1,0 +1,1 @@
+"""Twitch integration: Helix shapes, synthetic worlds (and later the client, sync and EventSub)."""
