@@ -1,0 +1,100 @@
+"""A real `clipwatch serve` process over a seeded database, for the API fuzz test."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import orjson
+import pytest
+
+from clipwatch.clips.importer import import_clips
+from clipwatch.config import load_settings
+from clipwatch.db.engine import create_engine, create_sessionmaker
+from clipwatch.twitch.synthetic import World
+from tests.conftest import TEST_SECRET, empty_tables
+
+SEED_CLIPS = 400
+START_DEADLINE_S = 60.0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+async def seed(url: str) -> None:
+    engine = create_engine(load_settings(database_url=url, secret_key=TEST_SECRET))
+    try:
+        await empty_tables(engine)
+        world = World(seed=3, channels=8, games=10, vocabulary=300, creators=50)
+        lines = [orjson.dumps(c) for c in world.clips(SEED_CLIPS)]
+        await import_clips(create_sessionmaker(engine), lines)
+    finally:
+        await engine.dispose()
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def live_server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """Base URL of a server running on a freshly seeded database of the given kind."""
+    url: str = request.getfixturevalue(f"{request.param}_url")
+    asyncio.run(seed(url))
+    workdir: Path = tmp_path_factory.mktemp("server")
+    port = free_port()
+    env = {
+        **os.environ,
+        "CLIPWATCH_DATABASE_URL": url,
+        "CLIPWATCH_SECRET_KEY": TEST_SECRET,
+        "CLIPWATCH_TWITCH_CLIENT_ID": "fuzz",
+        "CLIPWATCH_TWITCH_CLIENT_SECRET": "fuzz",
+        "CLIPWATCH_LOG_LEVEL": "warning",
+        "CLIPWATCH_LOG_FORMAT": "json",
+    }
+    log = (workdir / "server.log").open("wb")
+    server = subprocess.Popen(
+        [
+            str(Path(sys.executable).parent / "clipwatch"),
+            "serve",
+            "--port",
+            str(port),
+            "--no-access-log",
+        ],
+        cwd=workdir,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + START_DEADLINE_S
+        while True:
+            assert server.poll() is None, (workdir / "server.log").read_text()
+            try:
+                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "server did not start in time"
+            time.sleep(0.1)  # polling interval while waiting on the condition above
+        yield base
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+        log.close()
+        errors = (workdir / "server.log").read_text()
+        assert "unhandled_error" not in errors, errors

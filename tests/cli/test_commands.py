@@ -1,0 +1,90 @@
+"""The console script, run as a user would: one-line errors, exit codes, a working import."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import orjson
+import pytest
+
+from tests.factories import helix_clip
+
+CLIPWATCH = Path(sys.executable).parent / "clipwatch"
+
+
+def run(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    environment = {
+        **os.environ,
+        "CLIPWATCH_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/cli.db",
+        "CLIPWATCH_SECRET_KEY": "cli-test",
+        "CLIPWATCH_LOG_FORMAT": "json",
+        **env,
+    }
+    return subprocess.run(
+        [str(CLIPWATCH), *args],
+        cwd=tmp_path,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_db_upgrade_and_import_with_a_bad_line(tmp_path: Path) -> None:
+    assert run(tmp_path, "db", "upgrade").returncode == 0
+    data = tmp_path / "clips.jsonl"
+    data.write_bytes(
+        orjson.dumps(helix_clip(id="One"))
+        + b"\n"
+        + b"{broken\n"
+        + orjson.dumps(helix_clip(id="Two"))
+        + b"\n"
+    )
+    result = run(tmp_path, "clips", "import", str(data))
+    assert result.returncode == 1
+    assert "line 2:" in result.stderr
+    assert "2 clips stored (2 new, 0 updated, 0 unchanged), 1 bad lines" in result.stdout
+    assert "Traceback" not in result.stderr
+    with sqlite3.connect(tmp_path / "cli.db") as db:
+        assert sorted(r[0] for r in db.execute("SELECT id FROM clip")) == ["One", "Two"]
+    assert run(tmp_path, "db", "reindex").returncode == 0
+
+
+def test_missing_file_is_one_line(tmp_path: Path) -> None:
+    result = run(tmp_path, "clips", "import", "nope.jsonl")
+    assert result.returncode != 0
+    assert result.stderr.strip().count("\n") == 0
+    assert "nope.jsonl" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_bad_setting_is_one_line(tmp_path: Path) -> None:
+    result = run(tmp_path, "db", "upgrade", CLIPWATCH_DB_POOL_SIZE="0")
+    assert result.returncode != 0
+    assert result.stderr.strip().startswith("error: CLIPWATCH_DB_POOL_SIZE:")
+    assert result.stderr.strip().count("\n") == 0
+
+
+def test_unreachable_database_is_one_line(tmp_path: Path) -> None:
+    result = run(
+        tmp_path,
+        "db",
+        "upgrade",
+        CLIPWATCH_DATABASE_URL="postgresql+asyncpg://nobody@127.0.0.1:1/none",
+        CLIPWATCH_DB_POOL_TIMEOUT="2",
+    )
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().count("\n") == 0
+
+
+@pytest.mark.parametrize("command", [[], ["serve"], ["db"], ["db", "upgrade"], ["clips", "import"]])
+def test_help(tmp_path: Path, command: list[str]) -> None:
+    result = run(tmp_path, *command, "--help")
+    assert result.returncode == 0
+    assert "Usage" in result.stdout

@@ -1,0 +1,131 @@
+"""The import path: parsing, bad lines, upserts, and the index following the data."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+from sqlalchemy import select, text
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from clipwatch.clips.importer import ImportReport, import_clips, parse_lines
+from clipwatch.db.models import Channel, Clip, Game
+from tests.factories import helix_clip, store_clips
+
+
+def test_bad_lines_are_reported_by_number_and_good_ones_kept() -> None:
+    good = orjson.dumps(helix_clip())
+    no_tz = orjson.dumps(helix_clip(created_at="2025-01-01T10:00:00"))
+    negative = orjson.dumps(helix_clip(view_count=-3))
+    no_id = orjson.dumps({k: v for k, v in helix_clip().items() if k != "id"})
+    lines = [good, b"{not json", b"", no_tz, good, negative, no_id, b"   "]
+    report = ImportReport()
+    rows = [row for batch in parse_lines(lines, report) for row in batch]
+    assert len(rows) == 2
+    assert report.bad_lines == 4
+    assert [number for number, _ in report.errors] == [2, 4, 6, 7]
+    assert "created_at" in report.errors[1][1]
+    assert "view_count" in report.errors[2][1]
+
+
+def test_tolerant_parsing_of_helix_quirks() -> None:
+    clip = helix_clip(video_id="", game_id="", vod_offset=None, language=None, surprise="x")
+    clip["duration"] = None
+    (row,) = next(parse_lines([orjson.dumps(clip)], ImportReport()))
+    assert row["video_id"] is None
+    assert row["game_id"] is None
+    assert row["language"] == ""
+    assert row["duration"] == 0
+    assert "surprise" not in row
+
+
+async def test_upsert_counts_and_leaves_unchanged_rows_alone(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    first = helix_clip(id="Same", title="first title", view_count=1)
+    other = helix_clip(id="Other")
+    report = await store_clips(sessionmaker, [first, other])
+    assert (report.inserted, report.updated, report.unchanged) == (2, 0, 0)
+    async with sessionmaker() as session:
+        before = (await session.scalars(select(Clip).where(Clip.id == "Same"))).one()
+
+    again = await store_clips(sessionmaker, [first, other])
+    assert (again.inserted, again.updated, again.unchanged) == (0, 0, 2)
+
+    changed = await store_clips(sessionmaker, [{**first, "view_count": 99}, other])
+    assert (changed.inserted, changed.updated, changed.unchanged) == (0, 1, 1)
+    async with sessionmaker() as session:
+        after = (await session.scalars(select(Clip).where(Clip.id == "Same"))).one()
+        count = (await session.execute(text("SELECT count(*) FROM clip"))).scalar_one()
+    assert count == 2
+    assert after.view_count == 99
+    assert after.seq == before.seq
+    assert after.first_seen_at == before.first_seen_at
+    assert after.updated_at > before.updated_at
+
+
+async def test_repeated_id_in_one_batch_keeps_the_last(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    report = await store_clips(
+        sessionmaker, [helix_clip(id="Twice", view_count=1), helix_clip(id="Twice", view_count=7)]
+    )
+    assert report.inserted == 1
+    async with sessionmaker() as session:
+        clip = (await session.scalars(select(Clip).where(Clip.id == "Twice"))).one()
+    assert clip.view_count == 7
+
+
+async def test_channels_and_games_are_created(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    await store_clips(
+        sessionmaker,
+        [
+            helix_clip(broadcaster_id="1", broadcaster_name="CamelCase_99", game_id="42"),
+            helix_clip(broadcaster_id="2", broadcaster_name="한국어", game_id=""),
+        ],
+    )
+    async with sessionmaker() as session:
+        channels = {c.id: c for c in (await session.scalars(select(Channel))).all()}
+        games = (await session.scalars(select(Game.id))).all()
+    assert channels["1"].login == "camelcase_99"
+    assert channels["1"].display_name == "CamelCase_99"
+    assert not channels["1"].tracked
+    assert channels["2"].login is None
+    assert games == ["42"]
+
+
+async def test_search_index_follows_title_changes(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    from clipwatch.clips.search import ClipSearch, search_clips
+
+    async def found(q: str) -> list[str]:
+        async with sessionmaker() as session:
+            page = await search_clips(session, ClipSearch(q=q), key=b"k", relevance_candidates=100)
+        return [c.id for c in page.clips]
+
+    await store_clips(sessionmaker, [helix_clip(id="Renamed", title="oldword here")])
+    assert await found("oldword") == ["Renamed"]
+    await store_clips(sessionmaker, [helix_clip(id="Renamed", title="newword here")])
+    assert await found("oldword") == []
+    assert await found("newword") == ["Renamed"]
+    await store_clips(sessionmaker, [helix_clip(id="Renamed", title="newword here", view_count=3)])
+    assert await found("newword") == ["Renamed"]
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+async def test_import_reports_progress_per_batch(
+    sessionmaker: async_sessionmaker[AsyncSession], monkeypatch: pytest.MonkeyPatch, batch: int
+) -> None:
+    monkeypatch.setattr("clipwatch.clips.importer.BATCH_SIZE", batch)
+    seen: list[int] = []
+    report = await import_clips(
+        sessionmaker,
+        [orjson.dumps(helix_clip()) for _ in range(5)],
+        on_progress=lambda r: seen.append(r.stored),
+    )
+    assert report.inserted == 5
+    assert seen[-1] == 5
+    assert seen == sorted(seen)
+    assert len(seen) >= 5 // batch
