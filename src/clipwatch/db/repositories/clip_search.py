@@ -37,7 +37,7 @@ from sqlalchemy.sql.expression import TableClause, TextClause
 
 from clipwatch.db.models import Clip
 from clipwatch.db.repositories._dialect import dialect_name
-from clipwatch.db.repositories.lexeme_stats import lexeme_stats
+from clipwatch.db.repositories.search_stats import search_stats
 from clipwatch.db.search import NO_TERMS, SQLITE_COVER_INDEX, SQLITE_COVERED_COLUMNS, Terms
 from clipwatch.db.types import UTCDateTime
 
@@ -48,9 +48,14 @@ _SORT_COLUMN = {"views": "view_count", "newest": "created_at", "oldest": "create
 # covering index ~1 µs; checking one row's text while walking a sort index ~4 µs.
 _JOIN_COST_US = 1.0
 _PROBE_COST_US = 4.0
-# PostgreSQL: a row read in an index-only walk ~0.35 µs; a GIN match read from the table 5-9 µs.
-_PG_WALK_COST_US = 0.35
-_PG_BITMAP_COST_US = 8.0
+# PostgreSQL, measured at 1M clips: a row read in an index-only walk 0.35-0.8 µs; a GIN entry
+# of a prefix gathered into a bitmap ~0.15 µs (30 ms for `clutch:*`, in a fifth of all clips),
+# while exact words intersect by skipping (~0.01 µs an entry); a matching row read from the
+# table 8-9 µs.
+_PG_WALK_COST_US = 0.5
+_PG_PREFIX_ENTRY_COST_US = 0.15
+_PG_EXACT_ENTRY_COST_US = 0.01
+_PG_HEAP_COST_US = 8.0
 
 
 @dataclass(frozen=True)
@@ -221,12 +226,44 @@ async def _page_query(
 
 
 def _tsquery_condition(terms: Terms, *, indexable: bool) -> TextClause:
+    # Distinct parameter names: the split-prefix plan uses both forms with different queries.
     if indexable:
-        sql = "clip.search_vector @@ to_tsquery('simple'::regconfig, :tsq)"
-    else:
-        # A function call, unlike the @@ operator, never becomes a GIN index condition.
-        sql = "ts_match_vq(clip.search_vector, to_tsquery('simple'::regconfig, :tsq))"
-    return text(sql).bindparams(tsq=terms.tsquery())
+        sql = "clip.search_vector @@ to_tsquery('simple'::regconfig, :tsq_index)"
+        return text(sql).bindparams(tsq_index=terms.tsquery())
+    # A function call, unlike the @@ operator, never becomes a GIN index condition.
+    sql = "ts_match_vq(clip.search_vector, to_tsquery('simple'::regconfig, :tsq_check))"
+    return text(sql).bindparams(tsq_check=terms.tsquery())
+
+
+PgPlan = Literal["walk", "gin", "split"]
+
+
+def choose_pg_plan(
+    freqs: Sequence[float], *, last_is_prefix: bool, rows: int, walked_share: float, limit: int
+) -> PgPlan:
+    """The cheapest of three plans for words with these row frequencies (docs/search.md).
+
+    - walk: the sort index in order, testing each row's vector, until `limit` match;
+    - gin: every row with all the words, from the GIN index, then sorted;
+    - split: GIN for the exact words only, the trailing prefix tested on their rows.
+    `walked_share` is the part of the sort index a walk can cover (a channel's share).
+    """
+    last = len(freqs) - 1
+    matching = math.prod(freqs)
+    walk = _PG_WALK_COST_US * min(rows * walked_share, limit / max(matching, 1e-12))
+    entry = [
+        _PG_PREFIX_ENTRY_COST_US if last_is_prefix and i == last else _PG_EXACT_ENTRY_COST_US
+        for i in range(len(freqs))
+    ]
+    gin = rows * (
+        sum(c * fr for c, fr in zip(entry, freqs, strict=True)) + _PG_HEAP_COST_US * matching
+    )
+    split = math.inf
+    if last > 0 and last_is_prefix:
+        exact = freqs[:-1]
+        split = rows * (_PG_EXACT_ENTRY_COST_US * sum(exact) + _PG_HEAP_COST_US * math.prod(exact))
+    best = min(walk, gin, split)
+    return "walk" if best == walk else "gin" if best == gin else "split"
 
 
 async def _pg_page_query(
@@ -236,37 +273,41 @@ async def _pg_page_query(
     conds: list[Condition],
     limit: int,
 ) -> Select[Any]:
-    """Walk a sort index when matches are common, use GIN when they are rare.
+    """Price the plans from the word and channel statistics, and force the cheapest.
 
     PostgreSQL's own choice is right for common words but not for words outside its
     most-common-elements statistics: it assumes a few hundred matches, walks the index and
-    can read the whole table for a word that is in three clips. We estimate from the same
-    statistics, treat unknown words as rare, and decide.
+    can read the whole table for a word that is in three clips. And it cannot know that a
+    popular *prefix* in a GIN condition costs a bitmap of all its rows.
     """
     c = Clip.__table__.c
     terms = f.terms
-    stats = await lexeme_stats(session)
+    stats = await search_stats(session)
     last = len(terms.words) - 1
-    freqs = [
-        stats.prefix(w) if terms.last_is_prefix and i == last else stats.exact(w)
-        for i, w in enumerate(terms.words)
-    ]
-    # GIN gathers every row of a *prefix* entry into a bitmap before it can intersect (~25 ms
-    # for a word in a third of all clips), so a popular trailing prefix is checked after the
-    # index when a rarer exact word can drive it.
-    split_prefix = last > 0 and terms.last_is_prefix and freqs[-1] > min(freqs[:-1])
-    total = max(f.max_seq or 0, 1)
-    expected = total * math.prod(freqs)
-    fetched = total * math.prod(freqs[:-1] if split_prefix else freqs)
-    walk_cost = _PG_WALK_COST_US * min(total, limit * total / max(expected, 1.0))
-    if walk_cost < _PG_BITMAP_COST_US * fetched:
-        walk = _tsquery_condition(terms, indexable=False)
-        return _ordered_seqs(c, sort, [walk, *conds], limit)
-    match = [_tsquery_condition(terms, indexable=True)]
-    if split_prefix:
-        exact = _tsquery_condition(Terms(terms.words[:-1], False), indexable=True)
-        match = [exact, _tsquery_condition(terms, indexable=False)]
-    return _ordered_seqs(c, sort, [*match, *conds], limit, walk_index=False)
+    plan = choose_pg_plan(
+        [
+            stats.prefix(w) if terms.last_is_prefix and i == last else stats.exact(w)
+            for i, w in enumerate(terms.words)
+        ],
+        last_is_prefix=terms.last_is_prefix,
+        rows=max(f.max_seq or 0, 1),
+        walked_share=stats.channel_share(f.broadcaster_ids) if f.broadcaster_ids else 1.0,
+        limit=limit,
+    )
+    match = pg_match_conditions(terms, plan)
+    return _ordered_seqs(c, sort, [*match, *conds], limit, walk_index=plan == "walk")
+
+
+def pg_match_conditions(terms: Terms, plan: PgPlan) -> list[TextClause]:
+    """The text match as the plan needs it: in the GIN index, out of it, or split."""
+    if plan == "walk":
+        return [_tsquery_condition(terms, indexable=False)]
+    if plan == "split":
+        return [
+            _tsquery_condition(Terms(terms.words[:-1], False), indexable=True),
+            _tsquery_condition(terms, indexable=False),
+        ]
+    return [_tsquery_condition(terms, indexable=True)]
 
 
 async def _sqlite_page_query(
