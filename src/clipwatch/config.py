@@ -7,6 +7,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
+import limits
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -53,6 +54,16 @@ class Settings(BaseSettings):
     var_dir: Path = Path("./var")
     demo: bool = False
 
+    # Accounts and access
+    session_idle_minutes: int = Field(default=7 * 24 * 60, ge=5, le=365 * 24 * 60)
+    session_max_days: int = Field(default=30, ge=1, le=365)
+    rate_limit_anonymous: str = "120/minute"
+    rate_limit_token: str = "600/minute"
+    rate_limit_user: str = "1200/minute"
+    rate_limit_auth: str = "10/minute"
+    redis_key_prefix: str = Field(default="clipwatch", min_length=1, max_length=64)
+    cors_origins: str = ""
+
     # Search
     search_relevance_candidates: int = Field(default=100, ge=20, le=5000)
     search_max_query_length: int = Field(default=200, ge=10, le=2000)
@@ -84,6 +95,25 @@ class Settings(BaseSettings):
             raise ValueError("must be an http:// or https:// URL")
         return value.rstrip("/")
 
+    @field_validator(
+        "rate_limit_anonymous", "rate_limit_token", "rate_limit_user", "rate_limit_auth"
+    )
+    @classmethod
+    def _check_rate_limit(cls, value: str) -> str:
+        try:
+            limits.parse(value)
+        except ValueError:
+            raise ValueError("must look like '60/minute' or '1000 per hour'") from None
+        return value
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _check_origins(cls, value: str) -> str:
+        for origin in filter(None, (o.strip() for o in value.split(","))):
+            if origin != "*" and not origin.startswith(("http://", "https://")):
+                raise ValueError(f"{origin!r} is not an http(s) origin")
+        return value
+
     @field_validator("log_level", mode="before")
     @classmethod
     def _lower_level(cls, value: object) -> object:
@@ -93,6 +123,10 @@ class Settings(BaseSettings):
     def demo_mode(self) -> bool:
         """No Twitch credentials (or --demo): simulated data in a separate database."""
         return self.demo or not (self.twitch_client_id and self.twitch_client_secret)
+
+    @property
+    def cors_origin_list(self) -> list[str]:
+        return [o.strip().rstrip("/") for o in self.cors_origins.split(",") if o.strip()]
 
     @property
     def is_postgres(self) -> bool:

@@ -5,7 +5,9 @@ ClipwatchError
  ├── InvalidInput         a caller sent something we cannot use (bad cursor, bad filter)
  ├── NotFound             the thing asked for does not exist (or is not yours)
  ├── Conflict             the change collides with existing state
- ├── Forbidden            authenticated, but not allowed
+ ├── Unauthenticated      no credentials, or credentials that are invalid, expired or revoked
+ ├── Forbidden            authenticated, but not allowed (scope, CSRF proof)
+ ├── RateLimited          too many requests; try again after `retry_after` seconds
  └── UpstreamUnavailable  Twitch, Discord or Redis did not answer usefully
 """
 
@@ -32,8 +34,19 @@ class Conflict(ClipwatchError):
     pass
 
 
+class Unauthenticated(ClipwatchError):
+    pass
+
+
 class Forbidden(ClipwatchError):
     pass
+
+
+class RateLimited(ClipwatchError):
+    def __init__(self, message: str, *, retry_after: int, headers: dict[str, str]) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+        self.headers = headers
 
 
 class UpstreamUnavailable(ClipwatchError):

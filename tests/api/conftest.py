@@ -60,6 +60,9 @@ def live_server(
         "CLIPWATCH_TWITCH_CLIENT_SECRET": "fuzz",
         "CLIPWATCH_LOG_LEVEL": "warning",
         "CLIPWATCH_LOG_FORMAT": "json",
+        # The fuzzer must reach the handlers; the limiter has its own tests.
+        "CLIPWATCH_RATE_LIMIT_ANONYMOUS": "1000000/minute",
+        "CLIPWATCH_RATE_LIMIT_AUTH": "1000000/minute",
     }
     log = (workdir / "server.log").open("wb")
     server = subprocess.Popen(

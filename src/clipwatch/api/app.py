@@ -4,25 +4,52 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from importlib.metadata import version
+from typing import Any
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import RedirectResponse
 
+from clipwatch.accounts.ratelimit import RateLimiter
+from clipwatch.accounts.service import SessionPolicy
+from clipwatch.api.auth import CSRF_HEADER, caller
 from clipwatch.api.deps import AppState
-from clipwatch.api.errors import install_error_handlers
-from clipwatch.api.routers import catalog, clips, health
+from clipwatch.api.errors import install_error_handlers, problem_responses
+from clipwatch.api.middleware import ResponseHeaders
+from clipwatch.api.routers import auth, catalog, clips, health, me, users
 from clipwatch.config import Settings
 from clipwatch.db.engine import create_engine, create_sessionmaker
 
 API_PREFIX = "/api/v1"
 
 
+def _limited_responses() -> dict[int | str, dict[str, Any]]:
+    return problem_responses(
+        {
+            401: "Invalid, expired or revoked credentials",
+            403: "Missing scope, or a cookie-authenticated write without X-CSRF-Token",
+            429: "Rate limited: see Retry-After and RateLimit-* headers",
+        }
+    )
+
+
 def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = create_engine(settings)
-        app.state.clipwatch = AppState(settings, engine, create_sessionmaker(engine))
+        app.state.clipwatch = AppState(
+            settings,
+            engine,
+            create_sessionmaker(engine),
+            RateLimiter(settings.redis_url, key_prefix=settings.redis_key_prefix),
+            SessionPolicy(
+                idle=timedelta(minutes=settings.session_idle_minutes),
+                absolute=timedelta(days=settings.session_max_days),
+                key=settings.signing_key,
+            ),
+        )
         try:
             yield
         finally:
@@ -36,9 +63,22 @@ def create_app(settings: Settings) -> FastAPI:
     )
     install_error_handlers(app)
     app.include_router(health.router)
-    app.include_router(clips.router, prefix=API_PREFIX)
-    app.include_router(catalog.router, prefix=API_PREFIX)
-    app.include_router(health.status_router, prefix=API_PREFIX)
+    # Every API and auth route authenticates and counts against the caller's rate limits.
+    limited = [Depends(caller)]
+    for router in (clips.router, catalog.router, health.status_router, me.router, users.router):
+        app.include_router(
+            router, prefix=API_PREFIX, dependencies=limited, responses=_limited_responses()
+        )
+    app.include_router(auth.router, dependencies=limited, responses=_limited_responses())
+    if settings.cors_origin_list:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origin_list,
+            allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", CSRF_HEADER],
+            expose_headers=["RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset"],
+        )
+    app.add_middleware(ResponseHeaders, https=settings.base_url.startswith("https://"))
 
     @app.get("/", include_in_schema=False)
     async def index() -> RedirectResponse:

@@ -9,6 +9,8 @@ from typing import Annotated
 from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from clipwatch.accounts.ratelimit import RateLimiter
+from clipwatch.accounts.service import SessionPolicy
 from clipwatch.config import Settings
 from clipwatch.db.engine import session_scope
 
@@ -18,6 +20,8 @@ class AppState:
     settings: Settings
     engine: AsyncEngine
     sessionmaker: async_sessionmaker[AsyncSession]
+    limiter: RateLimiter
+    session_policy: SessionPolicy
 
 
 def get_state(request: Request) -> AppState:

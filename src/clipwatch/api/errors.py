@@ -16,6 +16,8 @@ from clipwatch.errors import (
     Forbidden,
     InvalidInput,
     NotFound,
+    RateLimited,
+    Unauthenticated,
     UpstreamUnavailable,
 )
 
@@ -26,7 +28,9 @@ STATUS_BY_ERROR: dict[type[ClipwatchError], tuple[int, str]] = {
     InvalidInput: (422, "Invalid input"),
     NotFound: (404, "Not found"),
     Conflict: (409, "Conflict"),
+    Unauthenticated: (401, "Unauthorized"),
     Forbidden: (403, "Forbidden"),
+    RateLimited: (429, "Too many requests"),
     UpstreamUnavailable: (503, "Upstream unavailable"),
 }
 TITLES = {
@@ -72,7 +76,12 @@ def _domain_error(_request: Request, exc: Exception) -> JSONResponse:
             extra = {}
             if isinstance(exc, InvalidInput) and exc.field:
                 extra["errors"] = [{"field": exc.field, "message": str(exc)}]
-            return problem(status, str(exc), title=title, **extra)
+            response = problem(status, str(exc), title=title, **extra)
+            if isinstance(exc, RateLimited):
+                response.headers.update(exc.headers)
+            elif isinstance(exc, Unauthenticated):
+                response.headers["WWW-Authenticate"] = 'Bearer realm="clipwatch"'
+            return response
     return _unexpected(_request, exc)
 
 

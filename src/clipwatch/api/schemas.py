@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -122,3 +122,12 @@ class Problem(BaseModel):
     title: str
     status: int
     detail: str
+
+
+T = TypeVar("T")
+
+
+class ListOf(BaseModel, Generic[T]):
+    """A complete (unpaged) list."""
+
+    data: list[T]

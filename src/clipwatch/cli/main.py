@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from clipwatch.cli import clips, db, serve
+from clipwatch.cli import accounts, clips, db, serve
 
 app = typer.Typer(
     help="clipwatch: a searchable archive of Twitch clips.",
@@ -15,3 +15,5 @@ app = typer.Typer(
 app.command("serve")(serve.serve)
 app.add_typer(db.app, name="db")
 app.add_typer(clips.app, name="clips")
+app.add_typer(accounts.users_app, name="users")
+app.add_typer(accounts.tokens_app, name="tokens")

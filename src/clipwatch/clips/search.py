@@ -27,7 +27,10 @@ class ClipSearch:
     broadcaster: tuple[str, ...] = ()
     game: tuple[str, ...] = ()
     creator: str | None = None
-    language: str | None = None
+    languages: tuple[str, ...] = ()
+    # A feed (`feed=mine`): clips of any followed channel or any followed game.
+    follow_channels: tuple[str, ...] = ()
+    follow_games: tuple[str, ...] = ()
     min_views: int | None = None
     featured: bool | None = None
     created_after: datetime | None = None
@@ -113,13 +116,22 @@ async def search_clips(
         game_ids = tuple(await catalog.resolve_game_ids(session, search.game))
     if broadcaster_ids == () or game_ids == ():
         return ClipPage([])
+    follows = None
+    if search.follow_channels or search.follow_games:
+        follows = (
+            tuple(await catalog.resolve_channel_ids(session, search.follow_channels)),
+            tuple(await catalog.resolve_game_ids(session, search.follow_games)),
+        )
+        if follows == ((), ()):
+            return ClipPage([])
 
     filters = ClipFilters(
         terms=terms,
         broadcaster_ids=broadcaster_ids,
         game_ids=game_ids,
         creator=search.creator,
-        language=search.language,
+        languages=search.languages or None,
+        follows=follows,
         min_views=search.min_views,
         featured=search.featured,
         created_after=search.created_after,

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from dataclasses import replace
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
+from sqlalchemy.ext.asyncio import AsyncSession
 
+from clipwatch.accounts import preferences
+from clipwatch.accounts.service import Principal
+from clipwatch.api.auth import Caller
 from clipwatch.api.deps import Session, State
 from clipwatch.api.errors import problem_responses
 from clipwatch.api.params import ClipId, Cursor, Instant, Key, Language, SearchText
 from clipwatch.api.schemas import ClipPage, ClipRead, Problem
 from clipwatch.clips.search import ClipSearch, Sort, search_clips
 from clipwatch.db.repositories import catalog, clip_search
-from clipwatch.errors import NotFound
+from clipwatch.errors import Forbidden, NotFound, Unauthenticated
 
 router = APIRouter(tags=["clips"])
 PROBLEMS: dict[int | str, dict[str, Any]] = {
@@ -23,7 +28,9 @@ PROBLEMS: dict[int | str, dict[str, Any]] = {
 @router.get(
     "/clips",
     response_model=ClipPage,
-    responses=problem_responses({422: "Invalid input"}),
+    responses=problem_responses(
+        {401: "feed=mine without credentials", 422: "Invalid input", 429: "Rate limited"}
+    ),
     summary="Search and browse clips",
     description=(
         "Full-text search over titles, creator and channel names (all words must match; the "
@@ -36,6 +43,7 @@ PROBLEMS: dict[int | str, dict[str, Any]] = {
 async def list_clips(
     state: State,
     session: Session,
+    principal: Caller,
     q: Annotated[SearchText | None, Query(examples=["pog clutch"])] = None,
     broadcaster: Annotated[
         list[Key], Query(max_length=20, description="Channel id or login; repeatable")
@@ -53,13 +61,17 @@ async def list_clips(
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     cursor: Cursor | None = None,
     include_deleted: bool = False,
+    feed: Annotated[
+        Literal["mine"] | None,
+        Query(description="`mine`: apply the caller's preferences (needs authentication)"),
+    ] = None,
 ) -> ClipPage:
     search = ClipSearch(
         q=q,
         broadcaster=tuple(broadcaster),
         game=tuple(game),
         creator=creator,
-        language=language,
+        languages=(language,) if language else (),
         min_views=min_views,
         featured=featured,
         created_after=created_after,
@@ -69,6 +81,8 @@ async def list_clips(
         cursor=cursor,
         include_deleted=include_deleted,
     )
+    if feed == "mine":
+        search = await _apply_preferences(session, principal, search)
     page = await search_clips(
         session,
         search,
@@ -78,6 +92,26 @@ async def list_clips(
     return ClipPage(
         data=[ClipRead.from_clip(c, page.game_names.get(c.game_id or "")) for c in page.clips],
         next_cursor=page.next_cursor,
+    )
+
+
+async def _apply_preferences(
+    session: AsyncSession, principal: Principal | None, search: ClipSearch
+) -> ClipSearch:
+    """The feed: followed channels or games, the caller's languages, views and sort."""
+    if principal is None:
+        raise Unauthenticated("feed=mine needs an API token or a session")
+    if "read" not in principal.scopes:
+        raise Forbidden("feed=mine needs the 'read' scope")
+    prefs = await preferences.preferences_of(session, principal, principal.user_id)
+    min_views = max(search.min_views or 0, prefs.min_views or 0) or None
+    return replace(
+        search,
+        follow_channels=tuple(prefs.channels),
+        follow_games=tuple(prefs.games),
+        languages=search.languages or tuple(prefs.languages),
+        min_views=min_views,
+        sort=search.sort or prefs.default_sort,  # type: ignore[arg-type]
     )
 
 

@@ -64,7 +64,9 @@ class ClipFilters:
     broadcaster_ids: tuple[str, ...] | None = None
     game_ids: tuple[str, ...] | None = None
     creator: str | None = None
-    language: str | None = None
+    languages: tuple[str, ...] | None = None
+    # A feed: clips of any of these channels or any of these games (ids).
+    follows: tuple[tuple[str, ...], tuple[str, ...]] | None = None
     min_views: int | None = None
     featured: bool | None = None
     created_after: datetime | None = None
@@ -77,7 +79,8 @@ class ClipFilters:
         return (
             self.game_ids is None
             and self.creator is None
-            and self.language is None
+            and self.languages is None
+            and self.follows is None
             and self.featured is None
         )
 
@@ -120,8 +123,14 @@ def _conditions(f: ClipFilters, c: Any) -> list[Condition]:
         conds.append(
             or_(c.creator_id == f.creator, func.lower(c.creator_name) == f.creator.lower())
         )
-    if f.language is not None:
-        conds.append(c.language == f.language)
+    if f.languages is not None:
+        conds.append(c.language.in_(f.languages))
+    if f.follows is not None:
+        channels, games = f.follows
+        followed = [c.broadcaster_id.in_(channels)] if channels else []
+        followed += [c.game_id.in_(games)] if games else []
+        if followed:
+            conds.append(or_(*followed))
     if f.min_views is not None:
         conds.append(c.view_count >= f.min_views)
     if f.featured is not None:

@@ -1,0 +1,1 @@
+"""Users, API tokens, sessions, preferences, permissions and rate limits."""

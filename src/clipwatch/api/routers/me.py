@@ -1,0 +1,146 @@
+"""The caller's own account: /me, its tokens, sessions and preferences."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Path, Response
+
+from clipwatch.accounts import preferences, service
+from clipwatch.api.account_schemas import (
+    MeRead,
+    PreferencesPatch,
+    PreferencesPut,
+    PreferencesRead,
+    SessionRead,
+    TokenCreate,
+    TokenCreated,
+    TokenRead,
+    UserRead,
+    UserUpdate,
+)
+from clipwatch.api.auth import Reader, Writer, auth_endpoint_limit
+from clipwatch.api.deps import Session
+from clipwatch.api.errors import problem_responses
+from clipwatch.api.schemas import ListOf
+
+router = APIRouter(prefix="/me", tags=["me"])
+Id = Annotated[int, Path(ge=1, le=2**53)]
+AUTH = problem_responses({401: "No valid credentials", 422: "Invalid input", 429: "Rate limited"})
+WRITE = problem_responses(
+    {
+        401: "No valid credentials",
+        403: "Scope or CSRF proof missing",
+        422: "Invalid input",
+        429: "Rate limited",
+    }
+)
+MINE = problem_responses(
+    {
+        401: "No valid credentials",
+        403: "Scope or CSRF proof missing",
+        404: "Not yours or absent",
+        422: "Invalid input",
+        429: "Rate limited",
+    }
+)
+
+
+@router.get("", response_model=MeRead, responses=AUTH, summary="Who am I")
+async def read_me(session: Session, principal: Reader) -> MeRead:
+    user = await service.visible_user(session, principal, principal.user_id)
+    return MeRead(
+        **UserRead.from_user(user).model_dump(),
+        via=principal.via,
+        scopes=sorted(principal.scopes),
+        csrf_token=principal.csrf,
+    )
+
+
+@router.patch("", response_model=UserRead, responses=WRITE, summary="Rename myself")
+async def update_me(session: Session, principal: Writer, body: UserUpdate) -> UserRead:
+    return UserRead.from_user(await service.rename_user(session, principal, body.name))
+
+
+@router.get("/tokens", response_model=ListOf[TokenRead], responses=AUTH, summary="My API tokens")
+async def list_my_tokens(session: Session, principal: Reader) -> ListOf[TokenRead]:
+    tokens = await service.tokens_of(session, principal, principal.user_id)
+    return ListOf[TokenRead](data=[TokenRead.from_token(t) for t in tokens])
+
+
+@router.post(
+    "/tokens",
+    response_model=TokenCreated,
+    status_code=201,
+    responses=WRITE,
+    dependencies=[Depends(auth_endpoint_limit)],
+    summary="Create an API token (its value is shown once)",
+)
+async def create_my_token(session: Session, principal: Writer, body: TokenCreate) -> TokenCreated:
+    user = await service.visible_user(session, principal, principal.user_id)
+    expires = (
+        datetime.now(UTC) + timedelta(days=body.expires_in_days) if body.expires_in_days else None
+    )
+    token, plaintext = await service.create_token(
+        session,
+        user,
+        name=body.name,
+        scopes=frozenset(body.scopes),
+        expires_at=expires,
+        granted_by=principal,
+    )
+    return TokenCreated(**TokenRead.from_token(token).model_dump(), token=plaintext)
+
+
+@router.delete("/tokens/{token_id}", status_code=204, responses=MINE, summary="Revoke a token")
+async def revoke_my_token(session: Session, principal: Writer, token_id: Id) -> Response:
+    await service.revoke_token(session, principal, token_id)
+    return Response(status_code=204)
+
+
+@router.get(
+    "/sessions", response_model=ListOf[SessionRead], responses=AUTH, summary="My open sessions"
+)
+async def list_my_sessions(session: Session, principal: Reader) -> ListOf[SessionRead]:
+    rows = await service.sessions_of(session, principal, principal.user_id)
+    current = principal.credential_id if principal.via == "session" else None
+    return ListOf[SessionRead](data=[SessionRead.from_session(r, current_id=current) for r in rows])
+
+
+@router.delete(
+    "/sessions/{session_id}", status_code=204, responses=MINE, summary="Revoke a session"
+)
+async def revoke_my_session(session: Session, principal: Writer, session_id: Id) -> Response:
+    await service.revoke_session(session, principal, session_id)
+    return Response(status_code=204)
+
+
+@router.get(
+    "/preferences", response_model=PreferencesRead, responses=AUTH, summary="My preferences"
+)
+async def read_my_preferences(session: Session, principal: Reader) -> PreferencesRead:
+    row = await preferences.preferences_of(session, principal, principal.user_id)
+    return PreferencesRead.from_row(row)
+
+
+@router.put("/preferences", response_model=PreferencesRead, responses=WRITE, summary="Replace them")
+async def replace_my_preferences(
+    session: Session, principal: Writer, body: PreferencesPut
+) -> PreferencesRead:
+    row = await preferences.replace_preferences(
+        session, principal, principal.user_id, body.model_dump()
+    )
+    return PreferencesRead.from_row(row)
+
+
+@router.patch(
+    "/preferences", response_model=PreferencesRead, responses=WRITE, summary="Change some"
+)
+async def update_my_preferences(
+    session: Session, principal: Writer, body: PreferencesPatch
+) -> PreferencesRead:
+    row = await preferences.update_preferences(
+        session, principal, principal.user_id, body.model_dump(exclude_unset=True)
+    )
+    return PreferencesRead.from_row(row)

@@ -1,0 +1,128 @@
+"""`clipwatch users create|list` and `clipwatch tokens create|list|revoke`."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import Annotated, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from clipwatch.accounts import service
+from clipwatch.cli.common import run, settings_or_exit
+from clipwatch.db.engine import create_engine, create_sessionmaker, session_scope
+from clipwatch.db.migrate import upgrade_database
+from clipwatch.db.repositories import accounts as repo
+
+users_app = typer.Typer(help="People who use clipwatch.", no_args_is_help=True)
+tokens_app = typer.Typer(help="API tokens.", no_args_is_help=True)
+T = TypeVar("T")
+
+
+class ScopeOption(StrEnum):
+    read = "read"
+    write = "write"
+    admin = "admin"
+
+
+async def _in_transaction(work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+    settings = settings_or_exit()
+    engine = create_engine(settings)
+    try:
+        await upgrade_database(engine)
+        async with session_scope(create_sessionmaker(engine)) as session:
+            return await work(session)
+    finally:
+        await engine.dispose()
+
+
+@users_app.command("create")
+def create_user(
+    name: Annotated[str, typer.Argument(help="Letters, digits, '_', '.' or '-'")],
+    admin: Annotated[bool, typer.Option(help="Make an admin")] = False,
+) -> None:
+    """Create a user (then give them a token with `clipwatch tokens create`)."""
+
+    async def work(session: AsyncSession) -> str:
+        user = await service.create_user(session, name, admin=admin)
+        return f"user {user.name} created (id {user.id}, {user.role})"
+
+    typer.echo(run(_in_transaction(work)))
+
+
+@users_app.command("list")
+def list_users() -> None:
+    """Every user."""
+
+    async def work(session: AsyncSession) -> Table:
+        table = Table("id", "name", "role", "created")
+        for user in await repo.list_users(session):
+            table.add_row(str(user.id), user.name, user.role, f"{user.created_at:%Y-%m-%d}")
+        return table
+
+    Console().print(run(_in_transaction(work)))
+
+
+@tokens_app.command("create")
+def create_token(
+    user: Annotated[str, typer.Argument(help="The user's name")],
+    scope: Annotated[
+        list[ScopeOption] | None, typer.Option(help="Repeatable; default: read and write")
+    ] = None,
+    name: Annotated[str, typer.Option(help="What the token is for")] = "cli",
+    expires_days: Annotated[
+        int | None, typer.Option(min=1, max=3650, help="Expire after this many days")
+    ] = None,
+) -> None:
+    """Create an API token and print it (this once; only its hash is kept)."""
+    scopes = frozenset(s.value for s in scope) if scope else frozenset({"read", "write"})
+    expires = datetime.now(UTC) + timedelta(days=expires_days) if expires_days else None
+
+    async def work(session: AsyncSession) -> str:
+        owner = await service.user_by_name(session, user)
+        _token, plaintext = await service.create_token(
+            session, owner, name=name, scopes=scopes, expires_at=expires
+        )
+        return plaintext
+
+    typer.echo(run(_in_transaction(work)))
+
+
+@tokens_app.command("list")
+def list_tokens(user: Annotated[str, typer.Argument(help="The user's name")]) -> None:
+    """A user's tokens (prefixes only)."""
+
+    async def work(session: AsyncSession) -> Table:
+        owner = await service.user_by_name(session, user)
+        table = Table("prefix", "name", "scopes", "created", "expires", "last used", "revoked")
+        for t in await repo.list_tokens(session, owner.id):
+            table.add_row(
+                t.prefix,
+                t.name,
+                t.scopes,
+                f"{t.created_at:%Y-%m-%d}",
+                f"{t.expires_at:%Y-%m-%d}" if t.expires_at else "never",
+                f"{t.last_used_at:%Y-%m-%d %H:%M}" if t.last_used_at else "-",
+                f"{t.revoked_at:%Y-%m-%d}" if t.revoked_at else "-",
+            )
+        return table
+
+    Console().print(run(_in_transaction(work)))
+
+
+@tokens_app.command("revoke")
+def revoke_token(
+    prefix: Annotated[str, typer.Argument(help="The token's prefix (cw_xxxxxxxx) or the token")],
+) -> None:
+    """Revoke a token: it stops working at once."""
+    key = prefix[:11]
+
+    async def work(session: AsyncSession) -> str:
+        token = await service.revoke_token_by_prefix(session, key)
+        return f"token {token.prefix} ({token.name}) revoked"
+
+    typer.echo(run(_in_transaction(work)))
