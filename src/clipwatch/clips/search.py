@@ -116,6 +116,11 @@ async def search_clips(
         game_ids = tuple(await catalog.resolve_game_ids(session, search.game))
     if broadcaster_ids == () or game_ids == ():
         return ClipPage([])
+    creator_ids = None
+    if search.creator is not None:
+        creator_ids = tuple(await clip_search.resolve_creator_ids(session, search.creator))
+        if not creator_ids:
+            return ClipPage([])
     follows = None
     if search.follow_channels or search.follow_games:
         follows = (
@@ -129,7 +134,7 @@ async def search_clips(
         terms=terms,
         broadcaster_ids=broadcaster_ids,
         game_ids=game_ids,
-        creator=search.creator,
+        creator_ids=creator_ids,
         languages=search.languages or None,
         follows=follows,
         min_views=search.min_views,

@@ -38,7 +38,13 @@ from sqlalchemy.sql.expression import TableClause, TextClause
 from clipwatch.db.models import Clip
 from clipwatch.db.repositories._dialect import dialect_name
 from clipwatch.db.repositories.search_stats import search_stats
-from clipwatch.db.search import NO_TERMS, SQLITE_COVER_INDEX, SQLITE_COVERED_COLUMNS, Terms
+from clipwatch.db.search import (
+    NO_TERMS,
+    SQLITE_COVER_INDEX,
+    SQLITE_COVERED_COLUMNS,
+    Terms,
+    parse_terms,
+)
 from clipwatch.db.types import UTCDateTime
 
 KeysetSort = Literal["views", "newest", "oldest"]
@@ -63,7 +69,7 @@ class ClipFilters:
     terms: Terms = NO_TERMS
     broadcaster_ids: tuple[str, ...] | None = None
     game_ids: tuple[str, ...] | None = None
-    creator: str | None = None
+    creator_ids: tuple[str, ...] | None = None
     languages: tuple[str, ...] | None = None
     # A feed: clips of any of these channels or any of these games (ids).
     follows: tuple[tuple[str, ...], tuple[str, ...]] | None = None
@@ -78,7 +84,7 @@ class ClipFilters:
         """Only filters on columns of the narrow covering index."""
         return (
             self.game_ids is None
-            and self.creator is None
+            and self.creator_ids is None
             and self.languages is None
             and self.follows is None
             and self.featured is None
@@ -119,10 +125,8 @@ def _conditions(f: ClipFilters, c: Any) -> list[Condition]:
         conds.append(c.broadcaster_id.in_(f.broadcaster_ids))
     if f.game_ids is not None:
         conds.append(c.game_id.in_(f.game_ids))
-    if f.creator is not None:
-        conds.append(
-            or_(c.creator_id == f.creator, func.lower(c.creator_name) == f.creator.lower())
-        )
+    if f.creator_ids is not None:
+        conds.append(c.creator_id.in_(f.creator_ids))
     if f.languages is not None:
         conds.append(c.language.in_(f.languages))
     if f.follows is not None:
@@ -347,6 +351,35 @@ async def _sqlite_page_query(
         "cw_match(:spec, clip.title, clip.creator_name, clip.broadcaster_name)"
     ).bindparams(spec=f.terms.spec())
     return _ordered_seqs(c, sort, [*_conditions(f, c), *_keyset(sort, after, c), check], limit)
+
+
+async def resolve_creator_ids(session: AsyncSession, key: str) -> list[str]:
+    """Creator ids for a creator id or name (case-insensitive).
+
+    There is no index on creator names (each index costs import speed); the name's words
+    are in the text index, so it finds the candidate rows and the exact name is checked on
+    those. A name made only of popular words costs a larger scan.
+    """
+    ids = {key} if key.isdigit() else set()
+    terms = parse_terms(key + " ")  # exact words, no prefix
+    if terms:
+        if dialect_name(session) == "postgresql":
+            match: Condition = _tsquery_condition(terms, indexable=True)
+        else:
+            fts = select(_fts.c.rowid).where(
+                text("clip_fts MATCH :creator_match").bindparams(
+                    creator_match="creator_name : " + terms.fts5_match()
+                )
+            )
+            match = Clip.seq.in_(fts)
+        stmt = (
+            select(Clip.creator_id)
+            .where(match, func.lower(Clip.creator_name) == key.lower())
+            .distinct()
+            .limit(50)
+        )
+        ids.update((await session.scalars(stmt)).all())
+    return sorted(ids)
 
 
 async def get_clip(session: AsyncSession, clip_id: str) -> Clip | None:

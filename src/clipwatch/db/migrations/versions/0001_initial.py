@@ -44,22 +44,13 @@ def upgrade() -> None:
         sa.Column("id", sa.String(128), nullable=False),
         sa.Column("url", sa.Text(), nullable=False),
         sa.Column("embed_url", sa.Text(), nullable=False),
-        sa.Column(
-            "broadcaster_id",
-            sa.String(64),
-            sa.ForeignKey("channel.id", name="fk_clip_broadcaster_id_channel"),
-            nullable=False,
-        ),
+        # References without foreign keys: see db/models.py.
+        sa.Column("broadcaster_id", sa.String(64), nullable=False),
         sa.Column("broadcaster_name", sa.String(128), nullable=False),
         sa.Column("creator_id", sa.String(64), nullable=False),
         sa.Column("creator_name", sa.String(128), nullable=False),
         sa.Column("video_id", sa.String(64), nullable=True),
-        sa.Column(
-            "game_id",
-            sa.String(64),
-            sa.ForeignKey("game.id", name="fk_clip_game_id_game"),
-            nullable=True,
-        ),
+        sa.Column("game_id", sa.String(64), nullable=True),
         sa.Column("language", sa.String(16), nullable=False),
         sa.Column("title", sa.Text(), nullable=False),
         sa.Column(
@@ -80,7 +71,6 @@ def upgrade() -> None:
         ("ix_clip_creator_id", ["creator_id"]),
     ]:
         op.create_index(name, "clip", columns)
-    op.create_index("ix_clip_creator_name_lower", "clip", [sa.text("lower(creator_name)")])
     search.create_index(op.get_bind())
 
 
