@@ -9,13 +9,19 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
+import socket
+import subprocess
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import asyncpg
 import httpx
 import pytest
+import redis
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -30,6 +36,7 @@ POSTGRES_ADMIN_URL = os.environ.get(
     "CLIPWATCH_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
 TEST_SECRET = "test-secret-key-for-cursors"
+TABLES = ("user_preferences", "user_session", "api_token", "app_user", "clip", "game", "channel")
 
 
 def unavailable(what: str) -> None:
@@ -90,9 +97,9 @@ def settings(database_url: str, tmp_path: Path) -> Settings:
 async def empty_tables(engine: AsyncEngine) -> None:
     async with engine.begin() as conn:
         if conn.dialect.name == "postgresql":
-            await conn.execute(text("TRUNCATE clip, game, channel RESTART IDENTITY CASCADE"))
+            await conn.execute(text(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE"))
         else:
-            for table in ("clip", "game", "channel"):
+            for table in TABLES:
                 await conn.execute(text(f"DELETE FROM {table}"))
 
 
@@ -109,11 +116,113 @@ def sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return create_sessionmaker(engine)
 
 
-@pytest.fixture
-async def client(settings: Settings, engine: AsyncEngine) -> AsyncIterator[httpx.AsyncClient]:
-    """The app in-process; its lifespan opens its own engine on the same (emptied) database."""
+@asynccontextmanager
+async def app_client(
+    settings: Settings, *, client_ip: str = "127.0.0.1"
+) -> AsyncIterator[httpx.AsyncClient]:
+    """The app in-process; its lifespan opens its own engine (and rate limiter)."""
     app = create_app(settings)
     async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
+        transport = httpx.ASGITransport(app=app, client=(client_ip, 50000))
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
             yield http
+
+
+@pytest.fixture
+async def client(settings: Settings, engine: AsyncEngine) -> AsyncIterator[httpx.AsyncClient]:
+    """The app in-process on the same (emptied) database as `engine`."""
+    async with app_client(settings) as http:
+        yield http
+
+
+# --- Redis ------------------------------------------------------------------------------------
+
+REDIS_URL = os.environ.get("CLIPWATCH_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+SERVER_START_S = 10.0
+
+
+def _pings(url: str) -> bool:
+    try:
+        return bool(redis.Redis.from_url(url, socket_timeout=1).ping())
+    except (redis.RedisError, OSError):
+        return False
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    if not _pings(REDIS_URL):
+        unavailable(f"Redis at {REDIS_URL}")
+    return REDIS_URL
+
+
+@pytest.fixture
+def redis_prefix(redis_url: str) -> Iterator[str]:
+    """A key prefix of this test's own; its keys are deleted afterwards."""
+    prefix = f"cwtest-{uuid.uuid4().hex[:10]}"
+    yield prefix
+    client = redis.Redis.from_url(redis_url)
+    for key in client.scan_iter(f"*{prefix}*"):
+        client.delete(key)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class RedisServer:
+    """A redis-server of the test's own, on a spare port, stopped by its handle."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.port = free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            unavailable("redis-server (the binary)")
+        self.process = subprocess.Popen(
+            [
+                binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.workdir),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + SERVER_START_S
+        while not _pings(self.url):
+            assert self.process.poll() is None, "redis-server exited"
+            assert time.monotonic() < deadline, "redis-server did not start"
+            time.sleep(0.05)  # polling interval while waiting on the condition above
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=10)
+        self.process = None
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -4,41 +4,54 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import orjson
 import pytest
 
+from clipwatch.accounts import service
 from clipwatch.clips.importer import import_clips
 from clipwatch.config import load_settings
-from clipwatch.db.engine import create_engine, create_sessionmaker
+from clipwatch.db.engine import create_engine, create_sessionmaker, session_scope
 from clipwatch.twitch.synthetic import World
-from tests.conftest import TEST_SECRET, empty_tables
+from tests.conftest import TEST_SECRET, empty_tables, free_port
 
 SEED_CLIPS = 400
 START_DEADLINE_S = 60.0
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+# The fuzz token's id is far from the small ids a fuzzer tries first on DELETE /me/tokens/{id}.
+FUZZ_TOKEN_ID = 987_654_321_987
 
 
-async def seed(url: str) -> None:
+@dataclass(frozen=True)
+class LiveServer:
+    base: str
+    token: str  # an admin's token with every scope
+
+
+async def seed(url: str) -> str:
+    """Clips, and an admin with a token; returns the token."""
     engine = create_engine(load_settings(database_url=url, secret_key=TEST_SECRET))
     try:
         await empty_tables(engine)
         world = World(seed=3, channels=8, games=10, vocabulary=300, creators=50)
         lines = [orjson.dumps(c) for c in world.clips(SEED_CLIPS)]
-        await import_clips(create_sessionmaker(engine), lines)
+        sessionmaker = create_sessionmaker(engine)
+        await import_clips(sessionmaker, lines)
+        async with session_scope(sessionmaker) as session:
+            admin = await service.create_user(session, "fuzzadmin", admin=True)
+            token, plaintext = await service.create_token(
+                session, admin, name="fuzz", scopes=frozenset({"read", "write", "admin"})
+            )
+            token.id = FUZZ_TOKEN_ID
+        return plaintext
     finally:
         await engine.dispose()
 
@@ -46,10 +59,10 @@ async def seed(url: str) -> None:
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
 def live_server(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[str]:
-    """Base URL of a server running on a freshly seeded database of the given kind."""
+) -> Iterator[LiveServer]:
+    """A server running on a freshly seeded database of the given kind."""
     url: str = request.getfixturevalue(f"{request.param}_url")
-    asyncio.run(seed(url))
+    token = asyncio.run(seed(url))
     workdir: Path = tmp_path_factory.mktemp("server")
     port = free_port()
     env = {
@@ -63,6 +76,8 @@ def live_server(
         # The fuzzer must reach the handlers; the limiter has its own tests.
         "CLIPWATCH_RATE_LIMIT_ANONYMOUS": "1000000/minute",
         "CLIPWATCH_RATE_LIMIT_AUTH": "1000000/minute",
+        "CLIPWATCH_RATE_LIMIT_TOKEN": "1000000/minute",
+        "CLIPWATCH_RATE_LIMIT_USER": "1000000/minute",
     }
     log = (workdir / "server.log").open("wb")
     server = subprocess.Popen(
@@ -90,7 +105,7 @@ def live_server(
                 pass
             assert time.monotonic() < deadline, "server did not start in time"
             time.sleep(0.1)  # polling interval while waiting on the condition above
-        yield base
+        yield LiveServer(base, token)
     finally:
         server.terminate()
         try:

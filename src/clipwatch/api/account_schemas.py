@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import Annotated, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import available_timezones
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, WithJsonSchema
 
 from clipwatch.api.params import Key, Language
 from clipwatch.db.models import ApiToken, Preferences, User, UserSession
@@ -107,12 +107,20 @@ class LoginRead(BaseModel):
     csrf_token: str
 
 
+ZONES = sorted(available_timezones())
+
+
 def _check_zone(value: str) -> str:
-    try:
-        ZoneInfo(value)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ValueError(f"{value!r} is not an IANA time zone") from None
+    if value not in ZONES:
+        raise ValueError(f"{value!r} is not an IANA time zone")
     return value
+
+
+TimeZone = Annotated[
+    str,
+    AfterValidator(_check_zone),
+    WithJsonSchema({"type": "string", "enum": ZONES, "examples": ["Europe/Berlin"]}),
+]
 
 
 class PreferencesFields(BaseModel):
@@ -121,9 +129,7 @@ class PreferencesFields(BaseModel):
     languages: list[Language] = Field(max_length=50)
     min_views: int | None = Field(ge=0, le=10**12)
     default_sort: SortName | None
-    time_zone: str = Field(max_length=64, examples=["Europe/Berlin"])
-
-    _zone = field_validator("time_zone")(_check_zone)
+    time_zone: TimeZone
 
 
 class PreferencesPut(PreferencesFields):
@@ -133,7 +139,7 @@ class PreferencesPut(PreferencesFields):
     languages: list[Language] = Field(default_factory=list, max_length=50)
     min_views: int | None = Field(default=None, ge=0, le=10**12)
     default_sort: SortName | None = None
-    time_zone: str = Field(default="UTC", max_length=64)
+    time_zone: TimeZone = "UTC"
 
 
 class PreferencesPatch(BaseModel):
@@ -143,12 +149,7 @@ class PreferencesPatch(BaseModel):
     languages: list[Language] | None = Field(default=None, max_length=50)
     min_views: int | None = Field(default=None, ge=0, le=10**12)
     default_sort: SortName | None = None
-    time_zone: str | None = Field(default=None, max_length=64)
-
-    @field_validator("time_zone")
-    @classmethod
-    def _zone(cls, value: str | None) -> str | None:
-        return None if value is None else _check_zone(value)
+    time_zone: TimeZone | None = None
 
 
 class PreferencesRead(PreferencesFields):

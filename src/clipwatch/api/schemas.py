@@ -115,6 +115,10 @@ class StatusRead(BaseModel):
     version: str
     database: str = Field(description="`sqlite` or `postgresql`")
     redis: str = Field(description="`not configured`, `ok` or `down`")
+    rate_limiter: str = Field(
+        description="Where request counts live: `redis` (shared), `memory` (this process), "
+        "or `memory (redis unavailable)` while Redis is failing"
+    )
 
 
 class Problem(BaseModel):

@@ -49,4 +49,5 @@ async def status(state: State) -> StatusRead:
         version=version("clipwatch"),
         database="postgresql" if state.settings.is_postgres else "sqlite",
         redis=await redis_state(state.settings.redis_url),
+        rate_limiter=state.limiter.backend,
     )
