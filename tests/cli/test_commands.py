@@ -88,3 +88,36 @@ def test_help(tmp_path: Path, command: list[str]) -> None:
     result = run(tmp_path, *command, "--help")
     assert result.returncode == 0
     assert "Usage" in result.stdout
+
+
+def test_users_and_tokens(tmp_path: Path) -> None:
+    created = run(tmp_path, "users", "create", "alice", "--admin")
+    assert created.returncode == 0, created.stderr
+    assert "user alice created" in created.stdout
+    again = run(tmp_path, "users", "create", "alice")
+    assert again.returncode == 1
+    assert again.stderr.strip().splitlines() == ["error: a user named 'alice' exists"]
+    bad = run(tmp_path, "users", "create", "no spaces please")
+    assert bad.returncode == 1
+    assert "Traceback" not in bad.stderr
+
+    token = run(tmp_path, "tokens", "create", "alice", "--scope", "read", "--name", "ci")
+    assert token.returncode == 0, token.stderr
+    plaintext = token.stdout.strip()
+    assert plaintext.startswith("cw_")
+    listed = run(tmp_path, "tokens", "list", "alice")
+    assert plaintext[:11] in listed.stdout
+    assert plaintext[12:] not in listed.stdout
+    with sqlite3.connect(tmp_path / "cli.db") as db:
+        stored = db.execute(
+            "SELECT prefix, secret_hash, scopes, revoked_at FROM api_token"
+        ).fetchall()
+    assert [(p, s, r) for p, _, s, r in stored] == [(plaintext[:11], "read", None)]
+    assert plaintext not in stored[0][1]
+
+    revoked = run(tmp_path, "tokens", "revoke", plaintext[:11])
+    assert revoked.returncode == 0, revoked.stderr
+    with sqlite3.connect(tmp_path / "cli.db") as db:
+        assert db.execute("SELECT revoked_at FROM api_token").fetchone()[0] is not None
+    assert run(tmp_path, "tokens", "create", "nobody").returncode == 1
+    assert run(tmp_path, "tokens", "revoke", "cw_00000000").returncode == 1
