@@ -69,14 +69,36 @@ def parse_lines(
         yield batch
 
 
+@dataclass
+class KnownReferences:
+    """Channel and game ids already ensured by this import: later batches skip them."""
+
+    channels: set[str] = field(default_factory=set)
+    games: set[str] = field(default_factory=set)
+
+
 async def store_batch(
-    session: AsyncSession, rows: list[dict[str, Any]], *, durable: bool = True
+    session: AsyncSession,
+    rows: list[dict[str, Any]],
+    *,
+    durable: bool = True,
+    known: KnownReferences | None = None,
 ) -> clip_writes.UpsertResult:
     """Upsert one batch of clip rows, creating the channels and games they name."""
-    channels = {row["broadcaster_id"]: row["broadcaster_name"] for row in rows}
+    known = known if known is not None else KnownReferences()
+    channels = {
+        row["broadcaster_id"]: row["broadcaster_name"]
+        for row in rows
+        if row["broadcaster_id"] not in known.channels
+    }
+    games = {row["game_id"] for row in rows if row["game_id"]} - known.games
     await catalog.ensure_channels(session, channels)
-    await catalog.ensure_games(session, (row["game_id"] for row in rows if row["game_id"]))
-    return await clip_writes.upsert_clips(session, rows, durable=durable)
+    await catalog.ensure_games(session, games)
+    result = await clip_writes.upsert_clips(session, rows, durable=durable)
+    # Only after the batch is stored: a failed batch must not leave ids marked as known.
+    known.channels.update(channels)
+    known.games.update(games)
+    return result
 
 
 async def import_clips(
@@ -91,6 +113,7 @@ async def import_clips(
     parsing holds the GIL only while this task waits on the database.
     """
     report = ImportReport()
+    known = KnownReferences()
     batches = parse_lines(lines, report)
     loop = asyncio.get_running_loop()
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="clip-import") as parser:
@@ -98,7 +121,7 @@ async def import_clips(
         while (batch := await pending) is not None:
             pending = loop.run_in_executor(parser, next, batches, None)
             async with session_scope(sessionmaker) as session:
-                result = await store_batch(session, batch, durable=False)
+                result = await store_batch(session, batch, durable=False, known=known)
             report.inserted += result.inserted
             report.updated += result.updated
             report.unchanged += len(batch) - result.inserted - result.updated
