@@ -176,3 +176,23 @@ class Preferences(Base):
     default_sort: Mapped[str | None] = mapped_column(String(16))
     time_zone: Mapped[str] = mapped_column(String(64), default="UTC")
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, server_default=func.now())
+
+
+# --- Twitch sync ----------------------------------------------------------------------------
+
+
+class ChannelSync(Base):
+    """Where the sync of one tracked channel stands, and who holds it (a lease)."""
+
+    __tablename__ = "channel_sync"
+
+    channel_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    # Backfill walks windows from the channel's creation up to `backfill_until` (when it
+    # began); everything before `backfill_done_until` is stored, so a restart resumes there.
+    backfill_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    backfill_done_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    backfill_completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_incremental_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_refresh_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    lease_owner: Mapped[str | None] = mapped_column(String(64))
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

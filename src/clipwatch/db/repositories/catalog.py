@@ -6,7 +6,7 @@ import re
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from clipwatch.db.models import Channel, Game
@@ -104,3 +104,55 @@ async def list_games(session: AsyncSession, *, limit: int, after: str | None = N
     if after is not None:
         stmt = stmt.where(Game.id > after)
     return list((await session.scalars(stmt)).all())
+
+
+async def track_channel(
+    session: AsyncSession,
+    *,
+    channel_id: str,
+    login: str,
+    display_name: str,
+    profile_image_url: str | None,
+    account_created_at: datetime | None,
+) -> Channel:
+    """Create or update a channel from Twitch's user record, and mark it tracked."""
+    now = datetime.now(UTC)
+    # A login moves when a channel is renamed: free it from whichever row holds it now.
+    await session.execute(
+        update(Channel)
+        .where(Channel.login == login, Channel.id != channel_id)
+        .values(login=None, updated_at=now)
+    )
+    channel = await session.get(Channel, channel_id)
+    if channel is None:
+        channel = Channel(id=channel_id, added_at=now)
+        session.add(channel)
+    channel.login = login
+    channel.display_name = display_name
+    channel.profile_image_url = profile_image_url
+    channel.account_created_at = account_created_at
+    channel.tracked = True
+    channel.updated_at = now
+    await session.flush()
+    return channel
+
+
+async def untrack_channel(session: AsyncSession, key: str) -> Channel | None:
+    """Stop syncing a channel; its clips stay in the archive."""
+    channel = await get_channel(session, key)
+    if channel is not None:
+        channel.tracked = False
+        channel.updated_at = datetime.now(UTC)
+        await session.flush()
+    return channel
+
+
+async def name_games(session: AsyncSession, games: Iterable[tuple[str, str, str]]) -> None:
+    """Set (id, name, box art URL) of games Twitch described."""
+    now = datetime.now(UTC)
+    for game_id, name, box_art_url in games:
+        await session.execute(
+            update(Game)
+            .where(Game.id == game_id)
+            .values(name=name, box_art_url=box_art_url, updated_at=now)
+        )

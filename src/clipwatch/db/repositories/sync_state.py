@@ -1,0 +1,81 @@
+"""Sync state per channel: progress, and leases so two workers never sync one channel."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import CursorResult, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from clipwatch.db.models import Channel, ChannelSync, Clip, Game
+from clipwatch.db.repositories._dialect import insert_for
+
+
+async def tracked_channels(session: AsyncSession) -> Sequence[Channel]:
+    stmt = select(Channel).where(Channel.tracked.is_(True)).order_by(Channel.login)
+    return (await session.scalars(stmt)).all()
+
+
+async def get_state(session: AsyncSession, channel_id: str) -> ChannelSync:
+    """The channel's sync state, created empty on first use."""
+    await session.execute(
+        insert_for(session, ChannelSync).values(channel_id=channel_id).on_conflict_do_nothing()
+    )
+    state = await session.get(ChannelSync, channel_id, populate_existing=True)
+    assert state is not None
+    return state
+
+
+async def claim(
+    session: AsyncSession, channel_id: str, owner: str, now: datetime, ttl: timedelta
+) -> bool:
+    """Take or extend the channel's lease; False when another live worker holds it."""
+    await get_state(session, channel_id)
+    result: CursorResult[Any] = await session.execute(  # type: ignore[assignment]
+        update(ChannelSync)
+        .where(
+            ChannelSync.channel_id == channel_id,
+            or_(
+                ChannelSync.lease_owner.is_(None),
+                ChannelSync.lease_owner == owner,
+                ChannelSync.lease_expires_at < now,
+            ),
+        )
+        .values(lease_owner=owner, lease_expires_at=now + ttl)
+    )
+    return result.rowcount == 1
+
+
+async def release(session: AsyncSession, channel_id: str, owner: str) -> None:
+    await session.execute(
+        update(ChannelSync)
+        .where(ChannelSync.channel_id == channel_id, ChannelSync.lease_owner == owner)
+        .values(lease_owner=None, lease_expires_at=None)
+    )
+
+
+async def live_clip_ids(
+    session: AsyncSession, channel_id: str, *, created_after: datetime | None = None
+) -> list[str]:
+    stmt = select(Clip.id).where(Clip.broadcaster_id == channel_id, Clip.deleted_at.is_(None))
+    if created_after is not None:
+        stmt = stmt.where(Clip.created_at >= created_after)
+    return list((await session.scalars(stmt.order_by(Clip.created_at.desc()))).all())
+
+
+async def mark_deleted(session: AsyncSession, clip_ids: Sequence[str], now: datetime) -> int:
+    if not clip_ids:
+        return 0
+    result: CursorResult[Any] = await session.execute(  # type: ignore[assignment]
+        update(Clip)
+        .where(Clip.id.in_(list(clip_ids)), Clip.deleted_at.is_(None))
+        .values(deleted_at=now, updated_at=now)
+    )
+    return result.rowcount or 0
+
+
+async def games_without_names(session: AsyncSession, limit: int = 500) -> list[str]:
+    stmt = select(Game.id).where(Game.name.is_(None)).limit(limit)
+    return list((await session.scalars(stmt)).all())

@@ -1,0 +1,617 @@
+"""A Twitch simulator: Helix and the OAuth host as reference/twitch-api.md describes them.
+
+Tests, benchmarks and demo mode talk to it over HTTP on loopback. It must never be kinder
+than Twitch:
+
+- Get Clips sorts by views, pages with opaque cursors tied to the query, defaults to a 7-day
+  window after `started_at`, and a query yields at most `cap` (1,000) clips however many
+  match: the rest are silently missing, as on Twitch.
+- Clips appear only some minutes after their `created_at`; deleted clips vanish.
+- App tokens come from client credentials, expire (401), and `/validate` answers for them.
+- One points bucket per client id (800 a minute by default) with `Ratelimit-*` headers;
+  an empty bucket answers 429.
+- Faults can be switched on: 5xx, slow answers, dropped connections, malformed JSON, a
+  cursor that repeats itself, a 429 without headers.
+
+It is a plain ASGI application (only `api` may use FastAPI), served by uvicorn:
+`clipwatch simulate twitch --port N`. `/_sim/*` endpoints let tests steer it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import random
+import secrets
+import string
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import parse_qs, urlencode
+
+import orjson
+
+from clipwatch.twitch.synthetic import CLIP_WORDS, LANGUAGES, World
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+CLIENT_ID = "simclientid0000000000000000000"
+CLIENT_SECRET = "simclientsecret000000000000000"
+DEFAULT_CAP = 1_000
+FAULT_MODES = ("5xx", "slow", "drop", "malformed", "repeat_cursor", "429_no_headers")
+
+
+@dataclass
+class SimClip:
+    id: str
+    broadcaster_id: str
+    broadcaster_name: str
+    creator_id: str
+    creator_name: str
+    video_id: str
+    game_id: str
+    language: str
+    title: str
+    view_count: int
+    created_at: datetime
+    visible_at: datetime
+    duration: float
+    vod_offset: int | None
+    is_featured: bool
+    deleted: bool = False
+
+    def helix(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "url": f"https://clips.twitch.tv/{self.id}",
+            "embed_url": f"https://clips.twitch.tv/embed?clip={self.id}",
+            "broadcaster_id": self.broadcaster_id,
+            "broadcaster_name": self.broadcaster_name,
+            "creator_id": self.creator_id,
+            "creator_name": self.creator_name,
+            "video_id": self.video_id,
+            "game_id": self.game_id,
+            "language": self.language,
+            "title": self.title,
+            "view_count": self.view_count,
+            "created_at": self.created_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "thumbnail_url": f"https://clips-media-assets2.twitch.tv/{self.id}-preview-480x272.jpg",
+            "duration": self.duration,
+            "vod_offset": self.vod_offset,
+            "is_featured": self.is_featured,
+        }
+
+
+@dataclass
+class SimChannel:
+    id: str
+    login: str
+    display_name: str
+    created_at: datetime
+    clips: list[SimClip] = field(default_factory=list)
+
+
+@dataclass
+class Bucket:
+    """Twitch's points bucket: `limit` points, refilled continuously over `period` seconds."""
+
+    limit: int
+    period: float = 60.0
+    points: float = 0.0
+    updated: float = field(default_factory=time.monotonic)
+
+    def __post_init__(self) -> None:
+        self.points = float(self.limit)
+
+    def take(self) -> bool:
+        now = time.monotonic()
+        self.points = min(self.limit, self.points + (now - self.updated) * self.limit / self.period)
+        self.updated = now
+        if self.points < 1:
+            return False
+        self.points -= 1
+        return True
+
+    def headers(self) -> dict[str, str]:
+        missing = self.limit - self.points
+        reset = time.time() + missing * self.period / self.limit
+        return {
+            "Ratelimit-Limit": str(self.limit),
+            "Ratelimit-Remaining": str(int(self.points)),
+            "Ratelimit-Reset": str(int(reset) + 1),
+        }
+
+
+@dataclass
+class Fault:
+    mode: str
+    remaining: int  # how many more requests it hits
+    seconds: float = 0.0  # for "slow"
+
+
+class TwitchSimulator:
+    """The simulated Twitch: its world, tokens, bucket, faults, and what it was asked."""
+
+    def __init__(
+        self,
+        *,
+        seed: int = 1,
+        points_per_minute: int = 800,
+        token_lifetime: int = 5_011_271,
+        cap: int = DEFAULT_CAP,
+        appear_delay: timedelta = timedelta(minutes=2),
+    ) -> None:
+        self.seed = seed
+        self.rng = random.Random(seed)
+        self.world = World(seed=seed, channels=50, games=40, vocabulary=2_000, creators=5_000)
+        self.channels: dict[str, SimChannel] = {}
+        self.clips_by_id: dict[str, SimClip] = {}
+        self.tokens: dict[str, float] = {}  # access token -> expiry (monotonic)
+        self.bucket = Bucket(points_per_minute)
+        self.token_lifetime = token_lifetime
+        self.cap = cap
+        self.appear_delay = appear_delay
+        self.faults: list[Fault] = []
+        self.requests: list[tuple[str, str]] = []  # (path, query) of every Helix request
+        self.rate_limited = 0
+        self._serial = 0
+
+    # --- the world ----------------------------------------------------------------------------
+
+    def add_channel(
+        self,
+        login: str,
+        *,
+        clips: int = 0,
+        years: float = 3.0,
+        hot_days: int = 0,
+        clips_per_hot_day: int = 1_500,
+        now: datetime | None = None,
+    ) -> SimChannel:
+        """A channel with `clips` clips over `years`, `hot_days` of them packed into single
+        days (more than the 1,000 one query can return)."""
+        now = now or datetime.now(UTC)
+        index = len(self.channels)
+        channel = SimChannel(
+            id=str(70_000_000 + index * 101),
+            login=login,
+            display_name=login.title().replace("_", ""),
+            created_at=now - timedelta(days=365 * years + 30),
+        )
+        self.channels[channel.id] = channel
+        span = int(365 * years * 86_400)
+        hot = [now - timedelta(seconds=self.rng.randint(86_400 * 2, span)) for _ in range(hot_days)]
+        for i in range(clips):
+            if i < hot_days * clips_per_hot_day:
+                day = hot[i // clips_per_hot_day]
+                created = day - timedelta(seconds=self.rng.randint(0, 86_399))
+            else:
+                created = now - timedelta(seconds=self.rng.randint(3_600, span))
+            self.add_clip(channel.id, created_at=created, visible_at=created)
+        return channel
+
+    def add_clip(
+        self,
+        broadcaster_id: str,
+        *,
+        created_at: datetime | None = None,
+        visible_at: datetime | None = None,
+        view_count: int | None = None,
+        title: str | None = None,
+    ) -> SimClip:
+        """A new clip; by default created now and visible after `appear_delay`."""
+        channel = self.channels[broadcaster_id]
+        created = created_at or datetime.now(UTC)
+        rng = self.rng
+        self._serial += 1
+        suffix = "".join(rng.choice(string.ascii_letters + string.digits) for _ in range(10))
+        slug = "".join(rng.choice(CLIP_WORDS) for _ in range(4)) + f"-{suffix}{self._serial}"
+        creator_id, creator_name = self.world.creators[rng.randrange(len(self.world.creators))]
+        words = self.world.vocabulary
+        has_vod = rng.random() < 0.7
+        clip = SimClip(
+            id=slug,
+            broadcaster_id=channel.id,
+            broadcaster_name=channel.display_name,
+            creator_id=creator_id,
+            creator_name=creator_name,
+            video_id=str(2_000_000_000 + rng.randint(0, 10**8)) if has_vod else "",
+            game_id=self.world.games[rng.randrange(len(self.world.games))].id,
+            language=rng.choice(LANGUAGES),
+            title=title
+            or " ".join(words[min(int(rng.paretovariate(0.8)), len(words) - 1)] for _ in range(3)),
+            view_count=view_count if view_count is not None else int(rng.paretovariate(1.1)) - 1,
+            created_at=created.replace(microsecond=0),
+            visible_at=visible_at or created + self.appear_delay,
+            duration=round(rng.uniform(5.0, 60.0), 1),
+            vod_offset=rng.randint(0, 40_000) if has_vod else None,
+            is_featured=rng.random() < 0.02,
+        )
+        channel.clips.append(clip)
+        self.clips_by_id[clip.id] = clip
+        return clip
+
+    def visible_clips(self, broadcaster_id: str, now: datetime | None = None) -> list[SimClip]:
+        """The truth: what a complete archive of this channel holds now."""
+        now = now or datetime.now(UTC)
+        channel = self.channels[broadcaster_id]
+        return [c for c in channel.clips if not c.deleted and c.visible_at <= now]
+
+    def delete_clip(self, clip_id: str) -> None:
+        self.clips_by_id[clip_id].deleted = True
+
+    def add_fault(self, mode: str, count: int = 1, seconds: float = 0.0) -> None:
+        if mode not in FAULT_MODES:
+            raise ValueError(f"unknown fault mode {mode!r}")
+        self.faults.append(Fault(mode, count, seconds))
+
+    def expire_tokens(self) -> None:
+        self.tokens = dict.fromkeys(self.tokens, 0.0)
+
+    # --- HTTP ---------------------------------------------------------------------------------
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            while True:
+                message = await receive()
+                if message["type"] == "lifespan.startup":
+                    await send({"type": "lifespan.startup.complete"})
+                elif message["type"] == "lifespan.shutdown":
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
+        if scope["type"] != "http":
+            return
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        query = parse_qs(scope.get("query_string", b"").decode(), keep_blank_values=True)
+        if scope["method"] == "POST" and body:
+            query.update(parse_qs(body.decode(errors="replace"), keep_blank_values=True))
+        headers = {k.decode().lower(): v.decode() for k, v in scope.get("headers", [])}
+        path: str = scope["path"]
+        if path.startswith("/oauth2/"):
+            await self._oauth(path, scope["method"], query, headers, send)
+        elif path.startswith("/helix/"):
+            await self._helix(path, scope, query, headers, send)
+        elif path.startswith("/_sim/"):
+            await self._control(path, query, send)
+        else:
+            await _answer(send, 404, {"error": "Not Found", "status": 404, "message": "no route"})
+
+    async def _oauth(
+        self,
+        path: str,
+        method: str,
+        query: dict[str, list[str]],
+        headers: dict[str, str],
+        send: Send,
+    ) -> None:
+        if path == "/oauth2/token" and method == "POST":
+            if (
+                _one(query, "grant_type") != "client_credentials"
+                or _one(query, "client_id") != CLIENT_ID
+                or _one(query, "client_secret") != CLIENT_SECRET
+            ):
+                await _answer(send, 400, {"status": 400, "message": "invalid client secret"})
+                return
+            token = secrets.token_hex(15)
+            self.tokens[token] = time.monotonic() + self.token_lifetime
+            await _answer(
+                send,
+                200,
+                {"access_token": token, "expires_in": self.token_lifetime, "token_type": "bearer"},
+            )
+        elif path == "/oauth2/validate":
+            token = headers.get("authorization", "").partition(" ")[2]
+            left = self.tokens.get(token, 0.0) - time.monotonic()
+            if left <= 0:
+                await _raw(send, 401, b"", {})  # the mock's empty body: not always JSON
+                return
+            await _answer(
+                send, 200, {"client_id": CLIENT_ID, "scopes": [], "expires_in": int(left)}
+            )
+        elif path == "/oauth2/revoke" and method == "POST":
+            self.tokens.pop(_one(query, "token") or "", None)
+            await _raw(send, 200, b"", {})
+        else:
+            await _answer(send, 404, {"status": 404, "message": "no route"})
+
+    async def _helix(
+        self,
+        path: str,
+        scope: Scope,
+        query: dict[str, list[str]],
+        headers: dict[str, str],
+        send: Send,
+    ) -> None:
+        self.requests.append((path, scope.get("query_string", b"").decode()))
+        fault = self._next_fault()
+        if fault == "drop":
+            # Headers out, then the connection dies mid-body.
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            raise ConnectionResetError("simulated dropped connection")
+        if fault == "slow":
+            await asyncio.sleep(self._slow_seconds)
+        token = headers.get("authorization", "")
+        scheme, _, value = token.partition(" ")
+        if scheme.lower() != "bearer" or headers.get("client-id") != CLIENT_ID:
+            await _error(send, 401, "Missing Client ID or OAuth token", {})
+            return
+        if self.tokens.get(value, 0.0) <= time.monotonic():
+            await _error(send, 401, "Invalid OAuth token", {})
+            return
+        if fault == "429_no_headers":
+            self.rate_limited += 1
+            await _error(send, 429, "Too Many Requests", {})
+            return
+        if not self.bucket.take():
+            self.rate_limited += 1
+            await _error(send, 429, "Too Many Requests", self.bucket.headers())
+            return
+        limit_headers = self.bucket.headers()
+        if fault == "5xx":
+            await _error(send, 503, "Service Unavailable", limit_headers)
+            return
+        try:
+            if path == "/helix/clips":
+                status, payload = self._get_clips(query, repeat_cursor=fault == "repeat_cursor")
+            elif path == "/helix/users":
+                status, payload = self._get_users(query)
+            elif path == "/helix/games":
+                status, payload = self._get_games(query)
+            else:
+                status, payload = 404, _error_body(404, "no such endpoint")
+        except _BadRequest as exc:
+            status, payload = 400, _error_body(400, str(exc))
+        if fault == "malformed":
+            await _raw(send, 200, b'{"data": [{"id": "trunc', limit_headers)
+            return
+        await _answer(send, status, payload, limit_headers)
+
+    _slow_seconds = 0.0
+
+    async def _control(self, path: str, query: dict[str, list[str]], send: Send) -> None:
+        """Steering for tests that run the simulator in another process."""
+        try:
+            if path == "/_sim/truth":
+                ids = sorted(c.id for c in self.visible_clips(_one(query, "broadcaster_id") or ""))
+                await _answer(send, 200, {"ids": ids})
+            elif path == "/_sim/channels":
+                await _answer(
+                    send,
+                    200,
+                    {
+                        "data": [
+                            {"id": c.id, "login": c.login, "clips": len(c.clips)}
+                            for c in self.channels.values()
+                        ]
+                    },
+                )
+            elif path == "/_sim/requests":
+                await _answer(
+                    send, 200, {"requests": self.requests, "rate_limited": self.rate_limited}
+                )
+            elif path == "/_sim/clip":
+                clip = self.add_clip(
+                    _one(query, "broadcaster_id") or "",
+                    visible_at=datetime.now(UTC) if _one(query, "visible") == "now" else None,
+                )
+                await _answer(send, 200, clip.helix())
+            elif path == "/_sim/delete":
+                self.delete_clip(_one(query, "id") or "")
+                await _answer(send, 200, {})
+            elif path == "/_sim/views":
+                clip = self.clips_by_id[_one(query, "id") or ""]
+                clip.view_count = _int(query, "view_count", clip.view_count)
+                await _answer(send, 200, clip.helix())
+            elif path == "/_sim/fault":
+                self.add_fault(
+                    _one(query, "mode") or "",
+                    _int(query, "count", 1),
+                    float(_one(query, "seconds") or 0),
+                )
+                await _answer(send, 200, {})
+            elif path == "/_sim/expire-tokens":
+                self.expire_tokens()
+                await _answer(send, 200, {})
+            else:
+                await _answer(send, 404, _error_body(404, "no such control"))
+        except (KeyError, ValueError, _BadRequest) as exc:
+            await _answer(send, 400, _error_body(400, f"bad control request: {exc}"))
+
+    def _next_fault(self) -> str | None:
+        while self.faults and self.faults[0].remaining <= 0:
+            self.faults.pop(0)
+        if not self.faults:
+            return None
+        fault = self.faults[0]
+        fault.remaining -= 1
+        self._slow_seconds = fault.seconds
+        return fault.mode
+
+    # --- endpoints ----------------------------------------------------------------------------
+
+    def _get_clips(
+        self, query: dict[str, list[str]], *, repeat_cursor: bool = False
+    ) -> tuple[int, dict[str, Any]]:
+        selectors = [k for k in ("broadcaster_id", "game_id", "id") if query.get(k)]
+        if len(selectors) != 1:
+            raise _BadRequest("one of broadcaster_id, game_id or id is required")
+        now = datetime.now(UTC)
+        if selectors[0] == "id":
+            ids = query["id"]
+            if len(ids) > 100:
+                raise _BadRequest("too many ids: at most 100")
+            found = [self.clips_by_id.get(i) for i in dict.fromkeys(ids)]
+            data = [c.helix() for c in found if c and not c.deleted and c.visible_at <= now]
+            return 200, {"data": data, "pagination": {}}
+        first = _int(query, "first", 20)
+        if not 1 <= first <= 100:
+            raise _BadRequest("first must be 1-100")
+        started = _time(query, "started_at")
+        ended = _time(query, "ended_at")
+        if ended is not None and started is None:
+            raise _BadRequest("ended_at needs started_at")
+        if started is not None and ended is None:
+            ended = started + timedelta(days=7)
+        if selectors[0] == "broadcaster_id":
+            channel = self.channels.get(query["broadcaster_id"][0])
+            pool = channel.clips if channel else []
+        else:
+            game = query["game_id"][0]
+            pool = [c for c in self.clips_by_id.values() if c.game_id == game]
+        featured = _one(query, "is_featured")
+        matches = [
+            c
+            for c in pool
+            if not c.deleted
+            and c.visible_at <= now
+            and (started is None or c.created_at >= started)
+            and (ended is None or c.created_at < ended)
+            and (featured is None or c.is_featured == (featured == "true"))
+        ]
+        matches.sort(key=lambda c: (-c.view_count, c.id))
+        matches = matches[: self.cap]  # however many match, one query yields at most this
+        fingerprint = _fingerprint(query)
+        offset = 0
+        after = _one(query, "after")
+        if after:
+            offset = _decode_cursor(after, fingerprint)
+        page = matches[offset : offset + first]
+        pagination: dict[str, str] = {}
+        if offset + first < len(matches):
+            pagination["cursor"] = (
+                after if repeat_cursor and after else _cursor(fingerprint, offset + first)
+            )
+        return 200, {"data": [c.helix() for c in page], "pagination": pagination}
+
+    def _get_users(self, query: dict[str, list[str]]) -> tuple[int, dict[str, Any]]:
+        ids, logins = query.get("id", []), [x.lower() for x in query.get("login", [])]
+        if len(ids) + len(logins) > 100:
+            raise _BadRequest("at most 100 ids and logins")
+        if not ids and not logins:
+            raise _BadRequest("an app token needs id or login")
+        data = [
+            {
+                "id": c.id,
+                "login": c.login,
+                "display_name": c.display_name,
+                "type": "",
+                "broadcaster_type": "partner",
+                "description": "",
+                "profile_image_url": f"https://static-cdn.jtvnw.net/{c.login}-profile.png",
+                "offline_image_url": "",
+                "created_at": c.created_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            }
+            for c in self.channels.values()
+            if c.id in ids or c.login in logins
+        ]
+        return 200, {"data": data}
+
+    def _get_games(self, query: dict[str, list[str]]) -> tuple[int, dict[str, Any]]:
+        ids, names = query.get("id", []), query.get("name", [])
+        if not ids and not names:
+            raise _BadRequest("id or name is required")
+        data = [
+            {
+                "id": g.id,
+                "name": g.name,
+                "box_art_url": f"https://static-cdn.jtvnw.net/ttv-boxart/{g.id}-{{width}}x{{height}}.jpg",
+                "igdb_id": "",
+            }
+            for g in self.world.games
+            if g.id in ids or g.name in names
+        ]
+        return 200, {"data": data}
+
+
+class _BadRequest(Exception):
+    pass
+
+
+def _one(query: dict[str, list[str]], name: str) -> str | None:
+    values = query.get(name)
+    return values[0] if values else None
+
+
+def _int(query: dict[str, list[str]], name: str, default: int) -> int:
+    value = _one(query, name)
+    if value is None:
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise _BadRequest(f"{name} must be an integer") from None
+
+
+def _time(query: dict[str, list[str]], name: str) -> datetime | None:
+    value = _one(query, name)
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise _BadRequest(f"{name} must be RFC3339") from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _fingerprint(query: dict[str, list[str]]) -> str:
+    stable = sorted((k, v) for k, vs in query.items() if k not in ("after", "first") for v in vs)
+    return hashlib.sha256(urlencode(stable).encode()).hexdigest()[:16]
+
+
+def _cursor(fingerprint: str, offset: int) -> str:
+    return base64.urlsafe_b64encode(f"{fingerprint}:{offset}".encode()).decode()
+
+
+def _decode_cursor(cursor: str, fingerprint: str) -> int:
+    try:
+        owner, _, offset = base64.urlsafe_b64decode(cursor.encode()).decode().partition(":")
+        if owner != fingerprint:
+            raise ValueError
+        return int(offset)
+    except ValueError:
+        raise _BadRequest("invalid cursor") from None
+
+
+def _error_body(status: int, message: str) -> dict[str, Any]:
+    reasons = {
+        400: "Bad Request",
+        401: "Unauthorized",
+        404: "Not Found",
+        429: "Too Many Requests",
+        503: "Service Unavailable",
+    }
+    return {"error": reasons.get(status, "Error"), "status": status, "message": message}
+
+
+async def _error(send: Send, status: int, message: str, headers: dict[str, str]) -> None:
+    await _answer(send, status, _error_body(status, message), headers)
+
+
+async def _answer(
+    send: Send, status: int, payload: Any, headers: dict[str, str] | None = None
+) -> None:
+    await _raw(send, status, orjson.dumps(payload), headers or {}, "application/json")
+
+
+async def _raw(
+    send: Send,
+    status: int,
+    body: bytes,
+    headers: dict[str, str],
+    content_type: str = "application/json",
+) -> None:
+    raw_headers = [(k.encode(), v.encode()) for k, v in headers.items()]
+    raw_headers.append((b"content-type", content_type.encode()))
+    raw_headers.append((b"content-length", str(len(body)).encode()))
+    await send({"type": "http.response.start", "status": status, "headers": raw_headers})
+    await send({"type": "http.response.body", "body": body})

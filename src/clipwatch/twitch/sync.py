@@ -1,0 +1,318 @@
+"""The clip synchronizer: incremental, backfill, refresh, deletions (reference §3.3).
+
+Twitch's Get Clips sorts by views and yields about 1,000 clips per query however many match,
+so completeness comes from time windows small enough that no query reaches the cap:
+
+- A window is read page by page (100 a page). Once it has produced `CAP_GUARD` clips it
+  may be cut, so reading stops and the window is split in half; a cursor that comes back
+  unchanged (a known Twitch glitch) counts as cut too. Window sizes adapt: halved after a
+  split, doubled after a sparse window, never above `MAX_WINDOW`.
+- Backfill walks from the channel's creation to when the backfill began. Each finished
+  window is stored together with the progress mark in one transaction, so a killed
+  backfill resumes at the first unfinished window and never re-reads a finished one.
+- Incremental reads from the last pass minus `OVERLAP` (clips appear late and are
+  back-dated) to now.
+- Refresh looks the channel's stored clips up by id, 100 per call: views and titles follow;
+  a clip missing from that answer is marked deleted, and that is the only way a clip is.
+- Leases in `channel_sync` keep two workers off one channel.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import structlog
+from pydantic import ValidationError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from clipwatch.clips.importer import KnownReferences, store_batch
+from clipwatch.db.engine import session_scope
+from clipwatch.db.repositories import catalog, sync_state
+from clipwatch.errors import NotFound
+from clipwatch.twitch.client import HelixClient
+from clipwatch.twitch.helix import HelixClip
+
+log = structlog.get_logger(__name__)
+
+CAP_GUARD = 900  # Twitch stops near 1,000 a query; a window this full may have been cut
+MAX_WINDOW = timedelta(days=7)
+MIN_WINDOW = timedelta(seconds=1)
+FIRST_WINDOW = timedelta(days=1)
+OVERLAP = timedelta(hours=2)
+LEASE = timedelta(minutes=10)
+TWITCH_EPOCH = datetime(2011, 6, 1, tzinfo=UTC)
+Sessionmaker = async_sessionmaker[AsyncSession]
+
+
+def worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+@dataclass
+class SyncReport:
+    windows: int = 0
+    splits: int = 0
+    clips_seen: int = 0
+    inserted: int = 0
+    updated: int = 0
+    deleted: int = 0
+    skipped_channels: list[str] = field(default_factory=list)
+
+
+class WindowCut(Exception):
+    """The window may hold more than one query returns."""
+
+
+async def read_window(
+    client: HelixClient, broadcaster_id: str, start: datetime, end: datetime
+) -> list[dict[str, Any]]:
+    """Every clip of the window, or WindowCut."""
+    clips: dict[str, dict[str, Any]] = {}
+    after: str | None = None
+    seen: set[str] = set()
+    while True:
+        page, cursor = await client.get_clips_page(
+            broadcaster_id, started_at=start, ended_at=end, after=after
+        )
+        for clip in page:
+            if isinstance(clip, dict) and isinstance(clip.get("id"), str):
+                clips[clip["id"]] = clip
+        if len(clips) >= CAP_GUARD:
+            raise WindowCut
+        if not cursor:
+            return list(clips.values())
+        if cursor == after or cursor in seen:
+            raise WindowCut  # a stuck cursor: smaller windows need fewer pages
+        seen.add(cursor)
+        after = cursor
+
+
+def _rows(clips: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    rows = []
+    for clip in clips:
+        try:
+            rows.append(dict(vars(HelixClip.model_validate(clip))))
+        except ValidationError as exc:
+            log.warning("twitch_clip_unreadable", clip_id=clip.get("id"), error=str(exc)[:200])
+    return rows
+
+
+async def _store(
+    session: AsyncSession, clips: list[dict[str, Any]], report: SyncReport, known: KnownReferences
+) -> None:
+    rows = _rows(clips)
+    report.clips_seen += len(rows)
+    if rows:
+        result = await store_batch(session, rows, known=known)
+        report.inserted += result.inserted
+        report.updated += result.updated
+
+
+Progress = Callable[[str, datetime, datetime, SyncReport], None]
+
+
+async def walk_windows(
+    client: HelixClient,
+    sessionmaker: Sessionmaker,
+    channel_id: str,
+    start: datetime,
+    end: datetime,
+    report: SyncReport,
+    *,
+    mark: Callable[[AsyncSession, datetime], Any] | None = None,
+    progress: Progress | None = None,
+) -> None:
+    """Store every clip created in [start, end), window by window."""
+    known = KnownReferences()
+    size = FIRST_WINDOW
+    cursor = start
+    while cursor < end:
+        window_end = min(cursor + size, end)
+        try:
+            clips = await read_window(client, channel_id, cursor, window_end)
+        except WindowCut:
+            report.splits += 1
+            size = max((window_end - cursor) / 2, MIN_WINDOW)
+            if window_end - cursor <= MIN_WINDOW:
+                raise RuntimeError(f"more than a query's worth of clips in {MIN_WINDOW}") from None
+            continue
+        async with session_scope(sessionmaker) as session:
+            await _store(session, clips, report, known)
+            if mark is not None:
+                await mark(session, window_end)
+        report.windows += 1
+        cursor = window_end
+        if progress is not None:
+            progress(channel_id, cursor, end, report)
+        if len(clips) < CAP_GUARD // 4:
+            size = min(size * 2, MAX_WINDOW)
+
+
+async def backfill_channel(
+    client: HelixClient,
+    sessionmaker: Sessionmaker,
+    channel_id: str,
+    report: SyncReport,
+    *,
+    progress: Progress | None = None,
+) -> None:
+    async with session_scope(sessionmaker) as session:
+        state = await sync_state.get_state(session, channel_id)
+        if state.backfill_completed_at is not None:
+            return
+        channel = await catalog.get_channel(session, channel_id)
+        if channel is None:
+            raise NotFound(f"no channel {channel_id}")
+        if state.backfill_until is None:
+            state.backfill_until = datetime.now(UTC).replace(microsecond=0)
+            created = channel.account_created_at or TWITCH_EPOCH
+            state.backfill_done_until = max(created, TWITCH_EPOCH)
+        start, end = state.backfill_done_until, state.backfill_until
+        assert start is not None
+    log.info(
+        "backfill_started", channel_id=channel_id, start=start.isoformat(), end=end.isoformat()
+    )
+
+    async def mark(session: AsyncSession, done_until: datetime) -> None:
+        state = await sync_state.get_state(session, channel_id)
+        state.backfill_done_until = done_until
+
+    await walk_windows(
+        client, sessionmaker, channel_id, start, end, report, mark=mark, progress=progress
+    )
+    async with session_scope(sessionmaker) as session:
+        state = await sync_state.get_state(session, channel_id)
+        state.backfill_completed_at = datetime.now(UTC)
+        if state.last_incremental_at is None:
+            state.last_incremental_at = state.backfill_until
+
+
+async def incremental_channel(
+    client: HelixClient, sessionmaker: Sessionmaker, channel_id: str, report: SyncReport
+) -> None:
+    now = datetime.now(UTC).replace(microsecond=0)
+    async with session_scope(sessionmaker) as session:
+        state = await sync_state.get_state(session, channel_id)
+        since = state.last_incremental_at or state.backfill_until or now - MAX_WINDOW
+    await walk_windows(
+        client, sessionmaker, channel_id, since - OVERLAP, now + timedelta(seconds=1), report
+    )
+    async with session_scope(sessionmaker) as session:
+        state = await sync_state.get_state(session, channel_id)
+        state.last_incremental_at = now
+
+
+async def refresh_channel(
+    client: HelixClient,
+    sessionmaker: Sessionmaker,
+    channel_id: str,
+    report: SyncReport,
+    *,
+    created_after: datetime | None = None,
+) -> None:
+    """Re-read stored clips by id: new views and titles; missing ones are marked deleted."""
+    async with session_scope(sessionmaker) as session:
+        ids = await sync_state.live_clip_ids(session, channel_id, created_after=created_after)
+    known = KnownReferences()
+    for start in range(0, len(ids), 100):
+        chunk = ids[start : start + 100]
+        found = await client.get_clips_by_id(chunk)
+        found_ids = {c.get("id") for c in found}
+        missing = [i for i in chunk if i not in found_ids]
+        async with session_scope(sessionmaker) as session:
+            await _store(session, found, report, known)
+            report.deleted += await sync_state.mark_deleted(session, missing, datetime.now(UTC))
+    async with session_scope(sessionmaker) as session:
+        state = await sync_state.get_state(session, channel_id)
+        state.last_refresh_at = datetime.now(UTC)
+
+
+async def name_games(client: HelixClient, sessionmaker: Sessionmaker) -> int:
+    """Give names to the games clips mention (Get Clips carries only their ids)."""
+    async with session_scope(sessionmaker) as session:
+        ids = await sync_state.games_without_names(session)
+    if not ids:
+        return 0
+    games = await client.get_games(ids)
+    async with session_scope(sessionmaker) as session:
+        await catalog.name_games(
+            session,
+            [
+                (str(g["id"]), str(g.get("name") or ""), str(g.get("box_art_url") or ""))
+                for g in games
+                if g.get("id")
+            ],
+        )
+    return len(games)
+
+
+async def add_channels(
+    client: HelixClient, sessionmaker: Sessionmaker, logins: list[str]
+) -> tuple[list[str], list[str]]:
+    """Track channels by login: (added logins, unknown logins)."""
+    wanted = [login.strip().lower() for login in logins if login.strip()]
+    users = await client.get_users(wanted)
+    added = []
+    async with session_scope(sessionmaker) as session:
+        for user in users:
+            created = user.get("created_at")
+            await catalog.track_channel(
+                session,
+                channel_id=str(user["id"]),
+                login=str(user["login"]),
+                display_name=str(user.get("display_name") or user["login"]),
+                profile_image_url=user.get("profile_image_url") or None,
+                account_created_at=datetime.fromisoformat(created) if created else None,
+            )
+            await sync_state.get_state(session, str(user["id"]))
+            added.append(str(user["login"]))
+    return added, [login for login in wanted if login not in added]
+
+
+async def sync_all(
+    client: HelixClient,
+    sessionmaker: Sessionmaker,
+    *,
+    backfill: bool = False,
+    only: str | None = None,
+    owner: str | None = None,
+    progress: Progress | None = None,
+) -> SyncReport:
+    """One pass over the tracked channels: incremental first, then refresh of the last day,
+    then (when asked) backfill — the order in which a short budget is best spent."""
+    owner = owner or worker_name()
+    report = SyncReport()
+    async with session_scope(sessionmaker) as session:
+        channels = [c for c in await sync_state.tracked_channels(session)]
+    if only is not None:
+        channels = [c for c in channels if only in (c.id, c.login)]
+        if not channels:
+            raise NotFound(f"{only} is not a tracked channel")
+    mine = []
+    for channel in channels:
+        async with session_scope(sessionmaker) as session:
+            claimed = await sync_state.claim(session, channel.id, owner, datetime.now(UTC), LEASE)
+        if claimed:
+            mine.append(channel.id)
+        else:
+            report.skipped_channels.append(channel.id)
+    try:
+        for channel_id in mine:
+            await incremental_channel(client, sessionmaker, channel_id, report)
+        day_ago = datetime.now(UTC) - timedelta(days=1)
+        for channel_id in mine:
+            await refresh_channel(client, sessionmaker, channel_id, report, created_after=day_ago)
+        if backfill:
+            for channel_id in mine:
+                await backfill_channel(client, sessionmaker, channel_id, report, progress=progress)
+        await name_games(client, sessionmaker)
+    finally:
+        for channel_id in mine:
+            async with session_scope(sessionmaker) as session:
+                await sync_state.release(session, channel_id, owner)
+    return report
