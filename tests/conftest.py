@@ -36,7 +36,16 @@ POSTGRES_ADMIN_URL = os.environ.get(
     "CLIPWATCH_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
 TEST_SECRET = "test-secret-key-for-cursors"
-TABLES = ("user_preferences", "user_session", "api_token", "app_user", "clip", "game", "channel")
+TABLES = (
+    "channel_sync",
+    "user_preferences",
+    "user_session",
+    "api_token",
+    "app_user",
+    "clip",
+    "game",
+    "channel",
+)
 
 
 def unavailable(what: str) -> None:

@@ -129,3 +129,22 @@ async def test_import_reports_progress_per_batch(
     assert seen[-1] == 5
     assert seen == sorted(seen)
     assert len(seen) >= 5 // batch
+
+
+async def test_batches_stored_on_their_own_each_keep_their_rows(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    """The sync stores windows one transaction each, the clip write being the first
+    statement once channels and games are known: every batch must still land."""
+    from clipwatch.clips.importer import KnownReferences, parse_line, store_batch
+    from clipwatch.db.engine import session_scope
+
+    known = KnownReferences()
+    for batch in range(3):
+        rows = [parse_line(orjson.dumps(helix_clip(id=f"B{batch}-{i}"))) for i in range(5)]
+        async with session_scope(sessionmaker) as session:
+            result = await store_batch(session, rows, known=known)
+        assert result.inserted == 5
+    async with session_scope(sessionmaker) as session:
+        count = (await session.execute(text("SELECT count(*) FROM clip"))).scalar_one()
+    assert count == 15

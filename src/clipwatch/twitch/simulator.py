@@ -142,6 +142,7 @@ class TwitchSimulator:
         *,
         seed: int = 1,
         points_per_minute: int = 800,
+        bucket_period: float = 60.0,
         token_lifetime: int = 5_011_271,
         cap: int = DEFAULT_CAP,
         appear_delay: timedelta = timedelta(minutes=2),
@@ -152,7 +153,7 @@ class TwitchSimulator:
         self.channels: dict[str, SimChannel] = {}
         self.clips_by_id: dict[str, SimClip] = {}
         self.tokens: dict[str, float] = {}  # access token -> expiry (monotonic)
-        self.bucket = Bucket(points_per_minute)
+        self.bucket = Bucket(points_per_minute, bucket_period)
         self.token_lifetime = token_lifetime
         self.cap = cap
         self.appear_delay = appear_delay
@@ -333,7 +334,7 @@ class TwitchSimulator:
         send: Send,
     ) -> None:
         self.requests.append((path, scope.get("query_string", b"").decode()))
-        fault = self._next_fault()
+        fault = self._next_fault(paging="after" in query)
         if fault == "drop":
             # Headers out, then the connection dies mid-body.
             await send({"type": "http.response.start", "status": 200, "headers": []})
@@ -427,12 +428,14 @@ class TwitchSimulator:
         except (KeyError, ValueError, _BadRequest) as exc:
             await _answer(send, 400, _error_body(400, f"bad control request: {exc}"))
 
-    def _next_fault(self) -> str | None:
+    def _next_fault(self, *, paging: bool) -> str | None:
         while self.faults and self.faults[0].remaining <= 0:
             self.faults.pop(0)
         if not self.faults:
             return None
         fault = self.faults[0]
+        if fault.mode == "repeat_cursor" and not paging:
+            return None  # only a request for a next page can get its cursor back
         fault.remaining -= 1
         self._slow_seconds = fault.seconds
         return fault.mode

@@ -103,8 +103,11 @@ async def upsert_clips(
         return UpsertResult(0, 0)
     now = datetime.now(UTC)
     if dialect_name(session) == "postgresql":
-        if not durable:
-            await session.execute(text("SET LOCAL synchronous_commit TO off"))
+        # Also begins SQLAlchemy's transaction on the connection: the raw driver statements
+        # that follow would otherwise run in autocommit, and the staging table (ON COMMIT
+        # DELETE ROWS) would be empty again before the merge reads it.
+        level = "on" if durable else "off"
+        await session.execute(text(f"SET LOCAL synchronous_commit TO {level}"))
         return await _upsert_postgres(session, unique, now)
     return await _upsert_generic(session, unique, now)
 
