@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from clipwatch.cli import accounts, clips, db, serve
+from clipwatch.cli import accounts, clips, db, serve, twitch
 
 app = typer.Typer(
     help="clipwatch: a searchable archive of Twitch clips.",
@@ -17,3 +17,6 @@ app.add_typer(db.app, name="db")
 app.add_typer(clips.app, name="clips")
 app.add_typer(accounts.users_app, name="users")
 app.add_typer(accounts.tokens_app, name="tokens")
+app.add_typer(twitch.channels_app, name="channels")
+app.command("sync")(twitch.sync_command)
+app.add_typer(twitch.simulate_app, name="simulate")

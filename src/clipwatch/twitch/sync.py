@@ -44,13 +44,31 @@ MAX_WINDOW = timedelta(days=7)
 MIN_WINDOW = timedelta(seconds=1)
 FIRST_WINDOW = timedelta(days=1)
 OVERLAP = timedelta(hours=2)
-LEASE = timedelta(minutes=10)
+LEASE = timedelta(minutes=2)  # renewed with every stored window
 TWITCH_EPOCH = datetime(2011, 6, 1, tzinfo=UTC)
 Sessionmaker = async_sessionmaker[AsyncSession]
 
 
 def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _dead_local_owner(owner: str | None) -> bool:
+    """A lease held by a process of this host that no longer exists (killed, crashed)."""
+    host, _, pid = (owner or "").rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+class LeaseLost(Exception):
+    """Another worker took the channel (this one was too slow to renew its lease)."""
 
 
 @dataclass
@@ -126,8 +144,9 @@ async def walk_windows(
     *,
     mark: Callable[[AsyncSession, datetime], Any] | None = None,
     progress: Progress | None = None,
+    owner: str | None = None,
 ) -> None:
-    """Store every clip created in [start, end), window by window."""
+    """Store every clip created in [start, end), window by window (renewing the lease)."""
     known = KnownReferences()
     size = FIRST_WINDOW
     cursor = start
@@ -142,6 +161,10 @@ async def walk_windows(
                 raise RuntimeError(f"more than a query's worth of clips in {MIN_WINDOW}") from None
             continue
         async with session_scope(sessionmaker) as session:
+            if owner is not None and not await sync_state.claim(
+                session, channel_id, owner, datetime.now(UTC), LEASE
+            ):
+                raise LeaseLost(channel_id)
             await _store(session, clips, report, known)
             if mark is not None:
                 await mark(session, window_end)
@@ -160,6 +183,7 @@ async def backfill_channel(
     report: SyncReport,
     *,
     progress: Progress | None = None,
+    owner: str | None = None,
 ) -> None:
     async with session_scope(sessionmaker) as session:
         state = await sync_state.get_state(session, channel_id)
@@ -183,7 +207,15 @@ async def backfill_channel(
         state.backfill_done_until = done_until
 
     await walk_windows(
-        client, sessionmaker, channel_id, start, end, report, mark=mark, progress=progress
+        client,
+        sessionmaker,
+        channel_id,
+        start,
+        end,
+        report,
+        mark=mark,
+        progress=progress,
+        owner=owner,
     )
     async with session_scope(sessionmaker) as session:
         state = await sync_state.get_state(session, channel_id)
@@ -193,14 +225,25 @@ async def backfill_channel(
 
 
 async def incremental_channel(
-    client: HelixClient, sessionmaker: Sessionmaker, channel_id: str, report: SyncReport
+    client: HelixClient,
+    sessionmaker: Sessionmaker,
+    channel_id: str,
+    report: SyncReport,
+    *,
+    owner: str | None = None,
 ) -> None:
     now = datetime.now(UTC).replace(microsecond=0)
     async with session_scope(sessionmaker) as session:
         state = await sync_state.get_state(session, channel_id)
         since = state.last_incremental_at or state.backfill_until or now - MAX_WINDOW
     await walk_windows(
-        client, sessionmaker, channel_id, since - OVERLAP, now + timedelta(seconds=1), report
+        client,
+        sessionmaker,
+        channel_id,
+        since - OVERLAP,
+        now + timedelta(seconds=1),
+        report,
+        owner=owner,
     )
     async with session_scope(sessionmaker) as session:
         state = await sync_state.get_state(session, channel_id)
@@ -296,6 +339,10 @@ async def sync_all(
     mine = []
     for channel in channels:
         async with session_scope(sessionmaker) as session:
+            state = await sync_state.get_state(session, channel.id)
+            if state.lease_owner != owner and _dead_local_owner(state.lease_owner):
+                log.warning("sync_lease_taken_over", channel_id=channel.id, dead=state.lease_owner)
+                await sync_state.release(session, channel.id, state.lease_owner or "")
             claimed = await sync_state.claim(session, channel.id, owner, datetime.now(UTC), LEASE)
         if claimed:
             mine.append(channel.id)
@@ -303,13 +350,15 @@ async def sync_all(
             report.skipped_channels.append(channel.id)
     try:
         for channel_id in mine:
-            await incremental_channel(client, sessionmaker, channel_id, report)
+            await incremental_channel(client, sessionmaker, channel_id, report, owner=owner)
         day_ago = datetime.now(UTC) - timedelta(days=1)
         for channel_id in mine:
             await refresh_channel(client, sessionmaker, channel_id, report, created_after=day_ago)
         if backfill:
             for channel_id in mine:
-                await backfill_channel(client, sessionmaker, channel_id, report, progress=progress)
+                await backfill_channel(
+                    client, sessionmaker, channel_id, report, progress=progress, owner=owner
+                )
         await name_games(client, sessionmaker)
     finally:
         for channel_id in mine:

@@ -1,0 +1,211 @@
+"""`clipwatch channels add|list|remove`, `clipwatch sync`, `clipwatch simulate twitch`."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import Annotated, TypeVar
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from clipwatch.cli.common import fail, run, settings_or_exit
+from clipwatch.config import Settings
+from clipwatch.db.engine import create_engine, create_sessionmaker, session_scope
+from clipwatch.db.migrate import upgrade_database
+from clipwatch.db.repositories import catalog, sync_state
+from clipwatch.twitch import sync
+from clipwatch.twitch.client import HelixClient
+
+channels_app = typer.Typer(help="The Twitch channels clipwatch archives.", no_args_is_help=True)
+simulate_app = typer.Typer(help="Local simulators of outside services.", no_args_is_help=True)
+T = TypeVar("T")
+Sessions = async_sessionmaker[AsyncSession]
+Work = Callable[[HelixClient, Sessions], Awaitable[T]]
+
+
+def _client(settings: Settings) -> HelixClient:
+    if not (settings.twitch_client_id and settings.twitch_client_secret):
+        fail(
+            "set CLIPWATCH_TWITCH_CLIENT_ID and CLIPWATCH_TWITCH_CLIENT_SECRET "
+            "(or point CLIPWATCH_TWITCH_API_URL/AUTH_URL at `clipwatch simulate twitch`)"
+        )
+    return HelixClient(
+        client_id=settings.twitch_client_id,
+        client_secret=settings.twitch_client_secret,
+        api_url=settings.twitch_api_url,
+        auth_url=settings.twitch_auth_url,
+    )
+
+
+async def _with_twitch(settings: Settings, work: Work[T]) -> T:
+    engine = create_engine(settings)
+    try:
+        await upgrade_database(engine)
+        async with _client(settings) as client:
+            await client.start()
+            return await work(client, create_sessionmaker(engine))
+    finally:
+        await engine.dispose()
+
+
+@channels_app.command("add")
+def add(logins: Annotated[list[str], typer.Argument(help="Twitch logins")]) -> None:
+    """Track channels: their clips are synced from now on (backfill with `sync --backfill`)."""
+    settings = settings_or_exit()
+
+    async def work(
+        client: HelixClient, sm: async_sessionmaker[AsyncSession]
+    ) -> tuple[list[str], list[str]]:
+        return await sync.add_channels(client, sm, logins)
+
+    added, unknown = run(_with_twitch(settings, work))
+    for login in added:
+        typer.echo(f"tracking {login}")
+    if unknown:
+        fail(f"not on Twitch: {', '.join(unknown)}")
+
+
+@channels_app.command("list")
+def list_channels() -> None:
+    """Tracked channels and where their sync stands."""
+    settings = settings_or_exit()
+
+    async def work() -> Table:
+        engine = create_engine(settings)
+        try:
+            await upgrade_database(engine)
+            table = Table("login", "id", "backfill", "last incremental", "last refresh")
+            async with session_scope(create_sessionmaker(engine)) as session:
+                for channel in await sync_state.tracked_channels(session):
+                    state = await sync_state.get_state(session, channel.id)
+                    if state.backfill_completed_at:
+                        backfill = "complete"
+                    elif state.backfill_done_until:
+                        backfill = f"up to {state.backfill_done_until:%Y-%m-%d}"
+                    else:
+                        backfill = "not started"
+                    table.add_row(
+                        channel.login or "",
+                        channel.id,
+                        backfill,
+                        _when(state.last_incremental_at),
+                        _when(state.last_refresh_at),
+                    )
+            return table
+        finally:
+            await engine.dispose()
+
+    Console().print(run(work()))
+
+
+def _when(moment: datetime | None) -> str:
+    return f"{moment:%Y-%m-%d %H:%M}" if moment else "never"
+
+
+@channels_app.command("remove")
+def remove(login: Annotated[str, typer.Argument(help="Twitch login or id")]) -> None:
+    """Stop syncing a channel (its clips stay in the archive)."""
+    settings = settings_or_exit()
+
+    async def work() -> bool:
+        engine = create_engine(settings)
+        try:
+            await upgrade_database(engine)
+            async with session_scope(create_sessionmaker(engine)) as session:
+                return await catalog.untrack_channel(session, login) is not None
+        finally:
+            await engine.dispose()
+
+    if not run(work()):
+        fail(f"no channel {login}")
+    typer.echo(f"no longer tracking {login}")
+
+
+def sync_command(
+    channel: Annotated[str | None, typer.Option(help="Only this channel (login or id)")] = None,
+    backfill: Annotated[bool, typer.Option(help="Also fetch each channel's whole history")] = False,
+) -> None:
+    """One sync pass: new clips, refreshed views and deletions, and (--backfill) history."""
+    settings = settings_or_exit()
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.fields[status]}"),
+        TimeElapsedColumn(),
+    ) as bar:
+        tasks: dict[str, TaskID] = {}
+        clients: list[HelixClient] = []
+
+        def progress(channel_id: str, at: datetime, end: datetime, report: sync.SyncReport) -> None:
+            if channel_id not in tasks:
+                tasks[channel_id] = bar.add_task(f"backfill {channel_id}", total=1.0, status="")
+            budget = clients[0].budget if clients else None
+            left = f", budget {budget.remaining}/{budget.limit}" if budget and budget.limit else ""
+            bar.update(
+                tasks[channel_id],
+                completed=_share(at, end),
+                status=f"{at:%Y-%m-%d} · {report.clips_seen:,} clips{left}",
+            )
+
+        async def work(
+            client: HelixClient, sm: async_sessionmaker[AsyncSession]
+        ) -> sync.SyncReport:
+            clients.append(client)
+            return await sync.sync_all(
+                client, sm, backfill=backfill, only=channel, progress=progress
+            )
+
+        report = run(_with_twitch(settings, work))
+    typer.echo(
+        f"{report.inserted:,} new clips, {report.updated:,} updated, {report.deleted:,} deleted "
+        f"({report.windows:,} windows, {report.splits:,} splits)"
+    )
+    if report.skipped_channels:
+        typer.echo(f"skipped (another worker holds them): {', '.join(report.skipped_channels)}")
+
+
+_first_seen: dict[int, datetime] = {}
+
+
+def _share(at: datetime, end: datetime) -> float:
+    key = id(end)
+    start = _first_seen.setdefault(key, at)
+    total = (end - start).total_seconds()
+    return 1.0 if total <= 0 else min(1.0, (at - start).total_seconds() / total)
+
+
+@simulate_app.command("twitch")
+def simulate_twitch(
+    port: Annotated[int, typer.Option(min=1, max=65535)] = 8081,
+    seed: Annotated[int, typer.Option(help="The world's random seed")] = 1,
+    channel: Annotated[
+        list[str] | None,
+        typer.Option(help="LOGIN:CLIPS[:HOT_DAYS], repeatable (default: three channels)"),
+    ] = None,
+    points_per_minute: Annotated[int, typer.Option(min=1)] = 800,
+) -> None:
+    """Serve a Twitch simulator (Helix + OAuth) on 127.0.0.1 for tests and demos."""
+    import uvicorn
+
+    from clipwatch.twitch.simulator import CLIENT_ID, CLIENT_SECRET, TwitchSimulator
+
+    twitch = TwitchSimulator(seed=seed, points_per_minute=points_per_minute)
+    for spec in channel or ["clipwatchdemo:2000:1", "speedrunner:500", "quietstreamer:40"]:
+        parts = spec.split(":")
+        try:
+            login, clips = parts[0], int(parts[1])
+            hot = int(parts[2]) if len(parts) > 2 else 0
+        except (IndexError, ValueError):
+            fail(f"--channel {spec!r}: expected LOGIN:CLIPS[:HOT_DAYS]")
+        twitch.add_channel(login, clips=clips, hot_days=hot)
+    typer.echo(
+        f"Twitch simulator on http://127.0.0.1:{port}\n"
+        f"  CLIPWATCH_TWITCH_CLIENT_ID={CLIENT_ID} CLIPWATCH_TWITCH_CLIENT_SECRET={CLIENT_SECRET}\n"
+        f"  CLIPWATCH_TWITCH_API_URL=http://127.0.0.1:{port}/helix "
+        f"CLIPWATCH_TWITCH_AUTH_URL=http://127.0.0.1:{port}/oauth2"
+    )
+    uvicorn.run(twitch, host="127.0.0.1", port=port, log_level="warning")
