@@ -40,6 +40,8 @@ class Settings(BaseSettings):
     twitch_auth_url: str = "https://id.twitch.tv/oauth2"
     twitch_eventsub_ws_url: str = "wss://eventsub.wss.twitch.tv/ws"
     twitch_eventsub_api_url: str = ""
+    # Twitch's points bucket (800 a minute for an app token); shared through Redis.
+    twitch_points_per_minute: int = Field(default=800, ge=1, le=100_000)
 
     # Discord
     discord_api_url: str = "https://discord.com/api/v10"

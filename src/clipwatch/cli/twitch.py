@@ -12,11 +12,13 @@ from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedCo
 from rich.table import Table
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from clipwatch.cache.token_bucket import SharedTokenBucket
 from clipwatch.cli.common import fail, run, settings_or_exit
 from clipwatch.config import Settings
 from clipwatch.db.engine import create_engine, create_sessionmaker, session_scope
 from clipwatch.db.migrate import upgrade_database
 from clipwatch.db.repositories import catalog, sync_state
+from clipwatch.monitoring.logging import configure_logging
 from clipwatch.twitch import sync
 from clipwatch.twitch.client import HelixClient
 
@@ -33,11 +35,21 @@ def _client(settings: Settings) -> HelixClient:
             "set CLIPWATCH_TWITCH_CLIENT_ID and CLIPWATCH_TWITCH_CLIENT_SECRET "
             "(or point CLIPWATCH_TWITCH_API_URL/AUTH_URL at `clipwatch simulate twitch`)"
         )
+    shared = None
+    if settings.redis_url:
+        points = settings.twitch_points_per_minute
+        shared = SharedTokenBucket(
+            settings.redis_url,
+            f"{settings.redis_key_prefix}:twitch-budget:{settings.twitch_client_id}",
+            capacity=points,
+            per_second=points / 60,
+        )
     return HelixClient(
         client_id=settings.twitch_client_id,
         client_secret=settings.twitch_client_secret,
         api_url=settings.twitch_api_url,
         auth_url=settings.twitch_auth_url,
+        shared_budget=shared,
     )
 
 
@@ -131,6 +143,7 @@ def sync_command(
 ) -> None:
     """One sync pass: new clips, refreshed views and deletions, and (--backfill) history."""
     settings = settings_or_exit()
+    configure_logging(settings.log_level, settings.log_format, settings.log_file)
     with Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -187,6 +200,7 @@ def simulate_twitch(
         typer.Option(help="LOGIN:CLIPS[:HOT_DAYS], repeatable (default: three channels)"),
     ] = None,
     points_per_minute: Annotated[int, typer.Option(min=1)] = 800,
+    years: Annotated[float, typer.Option(min=0.01, max=15, help="History per channel")] = 3.0,
 ) -> None:
     """Serve a Twitch simulator (Helix + OAuth) on 127.0.0.1 for tests and demos."""
     import uvicorn
@@ -201,7 +215,7 @@ def simulate_twitch(
             hot = int(parts[2]) if len(parts) > 2 else 0
         except (IndexError, ValueError):
             fail(f"--channel {spec!r}: expected LOGIN:CLIPS[:HOT_DAYS]")
-        twitch.add_channel(login, clips=clips, hot_days=hot)
+        twitch.add_channel(login, clips=clips, hot_days=hot, years=years)
     typer.echo(
         f"Twitch simulator on http://127.0.0.1:{port}\n"
         f"  CLIPWATCH_TWITCH_CLIENT_ID={CLIENT_ID} CLIPWATCH_TWITCH_CLIENT_SECRET={CLIENT_SECRET}\n"

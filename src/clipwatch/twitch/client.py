@@ -13,6 +13,7 @@ Rules it follows (reference/twitch-api.md §1-2):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import time
 from collections.abc import Sequence
@@ -23,7 +24,9 @@ from typing import Any
 import httpx
 import orjson
 import structlog
+from redis.exceptions import RedisError
 
+from clipwatch.cache.token_bucket import SharedTokenBucket
 from clipwatch.errors import UpstreamUnavailable
 
 log = structlog.get_logger(__name__)
@@ -99,6 +102,7 @@ class HelixClient:
         timeout: float = 10.0,
         max_attempts: int = 6,
         http: httpx.AsyncClient | None = None,
+        shared_budget: SharedTokenBucket | None = None,
     ) -> None:
         self.client_id = client_id
         self._secret = client_secret
@@ -110,6 +114,9 @@ class HelixClient:
         self._validated_at = 0.0
         self._token_lock = asyncio.Lock()
         self.budget = Budget()
+        # With Redis, every process draws from one bucket the size of Twitch's: together
+        # they never spend faster than it refills. Without it, the headers alone guide us.
+        self.shared_budget = shared_budget
         self.stats = RequestStats()
 
     async def __aenter__(self) -> HelixClient:
@@ -120,6 +127,8 @@ class HelixClient:
 
     async def aclose(self) -> None:
         await self._http.aclose()
+        if self.shared_budget is not None:
+            await self.shared_budget.aclose()
 
     # --- the token ----------------------------------------------------------------------------
 
@@ -188,6 +197,8 @@ class HelixClient:
         failures = 0
         while True:
             delay = self.budget.delay_before_request()
+            if self.shared_budget is not None:
+                delay = max(delay, await self._draw_shared())
             if delay > 0:
                 self.budget.waited += delay
                 await asyncio.sleep(delay)
@@ -205,6 +216,8 @@ class HelixClient:
             status = answer.status_code
             self.stats.by_status[status] = self.stats.by_status.get(status, 0) + 1
             self.budget.update(answer.headers)
+            if self.shared_budget is not None and "ratelimit-remaining" in answer.headers:
+                await self._observe_shared()
             if status == 429:
                 self.stats.rate_limited += 1
                 wait = self.budget.delay_after_429(answer.headers, self.stats.rate_limited)
@@ -232,6 +245,20 @@ class HelixClient:
                 failures = await self._failed(failures, f"unparseable answer on {path}")
                 continue
             return body
+
+    async def _draw_shared(self) -> float:
+        assert self.shared_budget is not None
+        try:
+            return await self.shared_budget.draw()
+        except (RedisError, OSError):
+            return 0.0  # Redis is an accelerator: fall back on the headers alone
+
+    async def _observe_shared(self) -> None:
+        assert self.shared_budget is not None
+        if self.budget.remaining is None:
+            return
+        with contextlib.suppress(RedisError, OSError):
+            await self.shared_budget.observe(self.budget.remaining)
 
     async def _failed(self, failures: int, what: str) -> int:
         failures += 1

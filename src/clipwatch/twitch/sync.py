@@ -80,6 +80,8 @@ class SyncReport:
     updated: int = 0
     deleted: int = 0
     skipped_channels: list[str] = field(default_factory=list)
+    # (channel id, phase, started, ended) of every step this worker did under its lease
+    steps: list[tuple[str, str, datetime, datetime]] = field(default_factory=list)
 
 
 class WindowCut(Exception):
@@ -317,6 +319,20 @@ async def add_channels(
     return added, [login for login in wanted if login not in added]
 
 
+async def _claim(sessionmaker: Sessionmaker, channel_id: str, owner: str) -> bool:
+    async with session_scope(sessionmaker) as session:
+        state = await sync_state.get_state(session, channel_id)
+        if state.lease_owner != owner and _dead_local_owner(state.lease_owner):
+            log.warning("sync_lease_taken_over", channel_id=channel_id, dead=state.lease_owner)
+            await sync_state.release(session, channel_id, state.lease_owner or "")
+        return await sync_state.claim(session, channel_id, owner, datetime.now(UTC), LEASE)
+
+
+async def _release(sessionmaker: Sessionmaker, channel_id: str, owner: str) -> None:
+    async with session_scope(sessionmaker) as session:
+        await sync_state.release(session, channel_id, owner)
+
+
 async def sync_all(
     client: HelixClient,
     sessionmaker: Sessionmaker,
@@ -326,42 +342,53 @@ async def sync_all(
     owner: str | None = None,
     progress: Progress | None = None,
 ) -> SyncReport:
-    """One pass over the tracked channels: incremental first, then refresh of the last day,
-    then (when asked) backfill — the order in which a short budget is best spent."""
+    """One pass over the tracked channels, in the order a short budget is best spent: new
+    clips and the last day's refresh for every channel first, then (when asked) backfill.
+
+    Each channel is claimed for its step and released after it, so several workers share
+    the channels between them; a channel another worker holds is skipped this pass.
+    """
     owner = owner or worker_name()
     report = SyncReport()
     async with session_scope(sessionmaker) as session:
-        channels = [c for c in await sync_state.tracked_channels(session)]
-    if only is not None:
-        channels = [c for c in channels if only in (c.id, c.login)]
-        if not channels:
-            raise NotFound(f"{only} is not a tracked channel")
-    mine = []
-    for channel in channels:
-        async with session_scope(sessionmaker) as session:
-            state = await sync_state.get_state(session, channel.id)
-            if state.lease_owner != owner and _dead_local_owner(state.lease_owner):
-                log.warning("sync_lease_taken_over", channel_id=channel.id, dead=state.lease_owner)
-                await sync_state.release(session, channel.id, state.lease_owner or "")
-            claimed = await sync_state.claim(session, channel.id, owner, datetime.now(UTC), LEASE)
-        if claimed:
-            mine.append(channel.id)
-        else:
-            report.skipped_channels.append(channel.id)
-    try:
-        for channel_id in mine:
-            await incremental_channel(client, sessionmaker, channel_id, report, owner=owner)
-        day_ago = datetime.now(UTC) - timedelta(days=1)
-        for channel_id in mine:
-            await refresh_channel(client, sessionmaker, channel_id, report, created_after=day_ago)
-        if backfill:
-            for channel_id in mine:
-                await backfill_channel(
-                    client, sessionmaker, channel_id, report, progress=progress, owner=owner
-                )
-        await name_games(client, sessionmaker)
-    finally:
-        for channel_id in mine:
-            async with session_scope(sessionmaker) as session:
-                await sync_state.release(session, channel_id, owner)
+        channels = [
+            c.id
+            for c in await sync_state.tracked_channels(session)
+            if only in (None, c.id, c.login)
+        ]
+    if only is not None and not channels:
+        raise NotFound(f"{only} is not a tracked channel")
+    skipped: set[str] = set()
+    phases = ["recent", "backfill"] if backfill else ["recent"]
+    for phase in phases:
+        for channel_id in channels:
+            if not await _claim(sessionmaker, channel_id, owner):
+                skipped.add(channel_id)
+                continue
+            started = datetime.now(UTC)
+            try:
+                if phase == "recent":
+                    await incremental_channel(client, sessionmaker, channel_id, report, owner=owner)
+                    day_ago = datetime.now(UTC) - timedelta(days=1)
+                    await refresh_channel(
+                        client, sessionmaker, channel_id, report, created_after=day_ago
+                    )
+                else:
+                    await backfill_channel(
+                        client, sessionmaker, channel_id, report, progress=progress, owner=owner
+                    )
+            finally:
+                ended = datetime.now(UTC)
+                await _release(sessionmaker, channel_id, owner)
+            report.steps.append((channel_id, phase, started, ended))
+            log.info(
+                "sync_channel_done",
+                channel_id=channel_id,
+                phase=phase,
+                owner=owner,
+                started=started.isoformat(),
+                ended=ended.isoformat(),
+            )
+    await name_games(client, sessionmaker)
+    report.skipped_channels = sorted(skipped)
     return report
