@@ -1,14 +1,23 @@
-"""`make bench`: every benchmark, one after the other."""
+"""`make bench`: every benchmark, one after the other (`python -m bench search|sync …` for one)."""
 
 from __future__ import annotations
 
 import sys
 
 from bench import search
+from bench import sync as sync_bench
+
+BENCHMARKS = {"search": search.main, "sync": sync_bench.main}
 
 
 def main() -> int:
-    return search.main(sys.argv[1:])
+    argv = sys.argv[1:]
+    if argv and argv[0] in BENCHMARKS:
+        return BENCHMARKS[argv[0]](argv[1:])
+    failed = 0
+    for run in BENCHMARKS.values():
+        failed |= run(argv if run is search.main else [])
+    return failed
 
 
 if __name__ == "__main__":
