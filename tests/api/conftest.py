@@ -19,6 +19,7 @@ from clipwatch.accounts import service
 from clipwatch.clips.importer import import_clips
 from clipwatch.config import load_settings
 from clipwatch.db.engine import create_engine, create_sessionmaker, session_scope
+from clipwatch.twitch.simulator import CLIENT_ID, CLIENT_SECRET
 from clipwatch.twitch.synthetic import World
 from tests.conftest import TEST_SECRET, empty_tables, free_port
 
@@ -64,13 +65,33 @@ def live_server(
     url: str = request.getfixturevalue(f"{request.param}_url")
     token = asyncio.run(seed(url))
     workdir: Path = tmp_path_factory.mktemp("server")
-    port = free_port()
+    port, twitch_port = free_port(), free_port()
+    # Twitch is the simulator: POST /channels really resolves logins.
+    twitch = subprocess.Popen(
+        [
+            str(Path(sys.executable).parent / "clipwatch"),
+            "simulate",
+            "twitch",
+            "--port",
+            str(twitch_port),
+            "--channel",
+            "fuzzchannel:20",
+            "--years",
+            "0.1",
+            "--points-per-minute",
+            "1000000",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     env = {
         **os.environ,
         "CLIPWATCH_DATABASE_URL": url,
         "CLIPWATCH_SECRET_KEY": TEST_SECRET,
-        "CLIPWATCH_TWITCH_CLIENT_ID": "fuzz",
-        "CLIPWATCH_TWITCH_CLIENT_SECRET": "fuzz",
+        "CLIPWATCH_TWITCH_CLIENT_ID": CLIENT_ID,
+        "CLIPWATCH_TWITCH_CLIENT_SECRET": CLIENT_SECRET,
+        "CLIPWATCH_TWITCH_API_URL": f"http://127.0.0.1:{twitch_port}/helix",
+        "CLIPWATCH_TWITCH_AUTH_URL": f"http://127.0.0.1:{twitch_port}/oauth2",
         "CLIPWATCH_LOG_LEVEL": "warning",
         "CLIPWATCH_LOG_FORMAT": "json",
         # The fuzzer must reach the handlers; the limiter has its own tests.
@@ -113,6 +134,8 @@ def live_server(
         except subprocess.TimeoutExpired:
             server.kill()
             server.wait()
+        twitch.terminate()
+        twitch.wait(timeout=15)
         log.close()
         errors = (workdir / "server.log").read_text()
         assert "unhandled_error" not in errors, errors

@@ -21,6 +21,7 @@ from clipwatch.api.middleware import ResponseHeaders
 from clipwatch.api.routers import auth, catalog, clips, health, me, users
 from clipwatch.config import Settings
 from clipwatch.db.engine import create_engine, create_sessionmaker
+from clipwatch.twitch.client import client_from_settings
 
 API_PREFIX = "/api/v1"
 
@@ -49,10 +50,13 @@ def create_app(settings: Settings) -> FastAPI:
                 absolute=timedelta(days=settings.session_max_days),
                 key=settings.signing_key,
             ),
+            client_from_settings(settings),
         )
         try:
             yield
         finally:
+            if app.state.clipwatch.twitch is not None:
+                await app.state.clipwatch.twitch.aclose()
             await engine.dispose()
 
     app = FastAPI(

@@ -13,6 +13,7 @@ from clipwatch.accounts.ratelimit import RateLimiter
 from clipwatch.accounts.service import SessionPolicy
 from clipwatch.config import Settings
 from clipwatch.db.engine import session_scope
+from clipwatch.twitch.client import HelixClient
 
 
 @dataclass
@@ -22,6 +23,7 @@ class AppState:
     sessionmaker: async_sessionmaker[AsyncSession]
     limiter: RateLimiter
     session_policy: SessionPolicy
+    twitch: HelixClient | None = None  # None without Twitch credentials
 
 
 def get_state(request: Request) -> AppState:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Generic, TypeVar
+from typing import Annotated, Any, Generic, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from clipwatch.db.models import Channel, Clip, Game
+from clipwatch.db.models import Channel, ChannelSync, Clip, Game
 
 CLIP_EXAMPLE: dict[str, Any] = {
     "id": "AwkwardHelplessSalamanderSwiftRage",
@@ -72,6 +72,29 @@ class ClipPage(BaseModel):
     )
 
 
+class ChannelSyncRead(BaseModel):
+    backfill: str = Field(description="`not started`, `running` or `complete`")
+    backfill_done_until: datetime | None = Field(description="History stored up to here")
+    last_incremental_at: datetime | None
+    last_refresh_at: datetime | None
+
+    @classmethod
+    def from_state(cls, state: ChannelSync) -> ChannelSyncRead:
+        backfill = (
+            "complete"
+            if state.backfill_completed_at
+            else "running"
+            if state.backfill_done_until
+            else "not started"
+        )
+        return cls(
+            backfill=backfill,
+            backfill_done_until=state.backfill_done_until,
+            last_incremental_at=state.last_incremental_at,
+            last_refresh_at=state.last_refresh_at,
+        )
+
+
 class ChannelRead(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
@@ -81,10 +104,25 @@ class ChannelRead(BaseModel):
     tracked: bool
     profile_image_url: str | None
     added_at: datetime
+    sync: ChannelSyncRead | None = Field(default=None, description="For tracked channels")
 
     @classmethod
-    def from_channel(cls, channel: Channel) -> ChannelRead:
-        return cls.model_validate(channel)
+    def from_channel(cls, channel: Channel, state: ChannelSync | None = None) -> ChannelRead:
+        read = cls.model_validate(channel)
+        read.sync = ChannelSyncRead.from_state(state) if state is not None else None
+        return read
+
+
+class ChannelsAdd(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    logins: list[Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_]{1,25}$")]] = Field(
+        min_length=1, max_length=100, examples=[["clipwatchdemo"]]
+    )
+
+
+class ChannelsAdded(BaseModel):
+    added: list[str]
+    unknown: list[str] = Field(description="Logins Twitch does not know")
 
 
 class ChannelPage(BaseModel):

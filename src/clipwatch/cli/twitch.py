@@ -12,7 +12,6 @@ from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedCo
 from rich.table import Table
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from clipwatch.cache.token_bucket import SharedTokenBucket
 from clipwatch.cli.common import fail, run, settings_or_exit
 from clipwatch.config import Settings
 from clipwatch.db.engine import create_engine, create_sessionmaker, session_scope
@@ -20,7 +19,7 @@ from clipwatch.db.migrate import upgrade_database
 from clipwatch.db.repositories import catalog, sync_state
 from clipwatch.monitoring.logging import configure_logging
 from clipwatch.twitch import sync
-from clipwatch.twitch.client import HelixClient
+from clipwatch.twitch.client import HelixClient, client_from_settings
 
 channels_app = typer.Typer(help="The Twitch channels clipwatch archives.", no_args_is_help=True)
 simulate_app = typer.Typer(help="Local simulators of outside services.", no_args_is_help=True)
@@ -30,27 +29,13 @@ Work = Callable[[HelixClient, Sessions], Awaitable[T]]
 
 
 def _client(settings: Settings) -> HelixClient:
-    if not (settings.twitch_client_id and settings.twitch_client_secret):
+    client = client_from_settings(settings)
+    if client is None:
         fail(
             "set CLIPWATCH_TWITCH_CLIENT_ID and CLIPWATCH_TWITCH_CLIENT_SECRET "
             "(or point CLIPWATCH_TWITCH_API_URL/AUTH_URL at `clipwatch simulate twitch`)"
         )
-    shared = None
-    if settings.redis_url:
-        points = settings.twitch_points_per_minute
-        shared = SharedTokenBucket(
-            settings.redis_url,
-            f"{settings.redis_key_prefix}:twitch-budget:{settings.twitch_client_id}",
-            capacity=points,
-            per_second=points / 60,
-        )
-    return HelixClient(
-        client_id=settings.twitch_client_id,
-        client_secret=settings.twitch_client_secret,
-        api_url=settings.twitch_api_url,
-        auth_url=settings.twitch_auth_url,
-        shared_budget=shared,
-    )
+    return client
 
 
 async def _with_twitch(settings: Settings, work: Work[T]) -> T:

@@ -172,7 +172,7 @@ class Preferences(Base):
     channels: Mapped[list[str]] = mapped_column(JSON, default=list)
     games: Mapped[list[str]] = mapped_column(JSON, default=list)
     languages: Mapped[list[str]] = mapped_column(JSON, default=list)
-    min_views: Mapped[int | None] = mapped_column(Integer)
+    min_views: Mapped[int | None] = mapped_column(BigInteger)
     default_sort: Mapped[str | None] = mapped_column(String(16))
     time_zone: Mapped[str] = mapped_column(String(64), default="UTC")
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, server_default=func.now())

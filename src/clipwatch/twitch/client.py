@@ -27,6 +27,7 @@ import structlog
 from redis.exceptions import RedisError
 
 from clipwatch.cache.token_bucket import SharedTokenBucket
+from clipwatch.config import Settings
 from clipwatch.errors import UpstreamUnavailable
 
 log = structlog.get_logger(__name__)
@@ -324,3 +325,26 @@ def _json(answer: httpx.Response) -> dict[str, Any]:
     except ValueError:
         return {}
     return body if isinstance(body, dict) else {}
+
+
+def client_from_settings(settings: Settings) -> HelixClient | None:
+    """The configured client (its budget shared through Redis when there is one), or None
+    without Twitch credentials."""
+    if not (settings.twitch_client_id and settings.twitch_client_secret):
+        return None
+    shared = None
+    if settings.redis_url:
+        points = settings.twitch_points_per_minute
+        shared = SharedTokenBucket(
+            settings.redis_url,
+            f"{settings.redis_key_prefix}:twitch-budget:{settings.twitch_client_id}",
+            capacity=points,
+            per_second=points / 60,
+        )
+    return HelixClient(
+        client_id=settings.twitch_client_id,
+        client_secret=settings.twitch_client_secret,
+        api_url=settings.twitch_api_url,
+        auth_url=settings.twitch_auth_url,
+        shared_budget=shared,
+    )

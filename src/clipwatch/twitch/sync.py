@@ -302,21 +302,27 @@ async def add_channels(
     """Track channels by login: (added logins, unknown logins)."""
     wanted = [login.strip().lower() for login in logins if login.strip()]
     users = await client.get_users(wanted)
-    added = []
     async with session_scope(sessionmaker) as session:
-        for user in users:
-            created = user.get("created_at")
-            await catalog.track_channel(
-                session,
-                channel_id=str(user["id"]),
-                login=str(user["login"]),
-                display_name=str(user.get("display_name") or user["login"]),
-                profile_image_url=user.get("profile_image_url") or None,
-                account_created_at=datetime.fromisoformat(created) if created else None,
-            )
-            await sync_state.get_state(session, str(user["id"]))
-            added.append(str(user["login"]))
+        added = await track_users(session, users)
     return added, [login for login in wanted if login not in added]
+
+
+async def track_users(session: AsyncSession, users: list[dict[str, Any]]) -> list[str]:
+    """Store Get Users records as tracked channels; their logins."""
+    added = []
+    for user in users:
+        created = user.get("created_at")
+        await catalog.track_channel(
+            session,
+            channel_id=str(user["id"]),
+            login=str(user["login"]),
+            display_name=str(user.get("display_name") or user["login"]),
+            profile_image_url=user.get("profile_image_url") or None,
+            account_created_at=datetime.fromisoformat(created) if created else None,
+        )
+        await sync_state.get_state(session, str(user["id"]))
+        added.append(str(user["login"]))
+    return added
 
 
 async def _claim(sessionmaker: Sessionmaker, channel_id: str, owner: str) -> bool:

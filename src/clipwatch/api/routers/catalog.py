@@ -1,18 +1,28 @@
-"""GET /channels, GET /channels/{login}, GET /games."""
+"""GET|POST /channels, GET|DELETE /channels/{login}, GET /games."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Response
 
+from clipwatch.api.auth import Admin
 from clipwatch.api.deps import Session, State
 from clipwatch.api.errors import problem_responses
 from clipwatch.api.params import Cursor, Key
-from clipwatch.api.schemas import ChannelPage, ChannelRead, GamePage, GameRead, Problem
+from clipwatch.api.schemas import (
+    ChannelPage,
+    ChannelRead,
+    ChannelsAdd,
+    ChannelsAdded,
+    GamePage,
+    GameRead,
+    Problem,
+)
 from clipwatch.clips.cursor import decode_cursor, encode_cursor
-from clipwatch.db.repositories import catalog
-from clipwatch.errors import InvalidInput, NotFound
+from clipwatch.db.repositories import catalog, sync_state
+from clipwatch.errors import InvalidInput, NotFound, UpstreamUnavailable
+from clipwatch.twitch import sync
 
 router = APIRouter(tags=["catalog"])
 PROBLEMS: dict[int | str, dict[str, Any]] = {
@@ -48,8 +58,9 @@ async def list_channels(
     rows = await catalog.list_channels(
         session, limit=limit + 1, after=_after(key, cursor, "channels")
     )
+    states = await sync_state.states_of(session, [c.id for c in rows[:limit] if c.tracked])
     return ChannelPage(
-        data=[ChannelRead.from_channel(c) for c in rows[:limit]],
+        data=[ChannelRead.from_channel(c, states.get(c.id)) for c in rows[:limit]],
         next_cursor=_page_cursor(key, "channels", [c.id for c in rows], limit),
     )
 
@@ -64,7 +75,39 @@ async def get_channel(session: Session, login: Key) -> ChannelRead:
     channel = await catalog.get_channel(session, login)
     if channel is None:
         raise NotFound(f"no channel {login}")
-    return ChannelRead.from_channel(channel)
+    states = await sync_state.states_of(session, [channel.id] if channel.tracked else [])
+    return ChannelRead.from_channel(channel, states.get(channel.id))
+
+
+@router.post(
+    "/channels",
+    response_model=ChannelsAdded,
+    status_code=201,
+    responses=problem_responses(
+        {422: "Invalid input", 503: "Twitch is not configured or does not answer"}
+    ),
+    summary="Track channels by login (admin): resolved through Twitch, synced from then on",
+)
+async def add_channels(
+    state: State, session: Session, _admin: Admin, body: ChannelsAdd
+) -> ChannelsAdded:
+    if state.twitch is None:
+        raise UpstreamUnavailable("Twitch is not configured (CLIPWATCH_TWITCH_CLIENT_ID/SECRET)")
+    wanted = [login.lower() for login in body.logins]
+    added = await sync.track_users(session, await state.twitch.get_users(wanted))
+    return ChannelsAdded(added=added, unknown=[login for login in wanted if login not in added])
+
+
+@router.delete(
+    "/channels/{login}",
+    status_code=204,
+    responses=problem_responses({404: "No such channel", 422: "Invalid input"}),
+    summary="Stop tracking a channel (admin); its clips stay",
+)
+async def remove_channel(session: Session, _admin: Admin, login: Key) -> Response:
+    if await catalog.untrack_channel(session, login) is None:
+        raise NotFound(f"no channel {login}")
+    return Response(status_code=204)
 
 
 @router.get(

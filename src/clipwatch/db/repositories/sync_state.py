@@ -79,3 +79,10 @@ async def mark_deleted(session: AsyncSession, clip_ids: Sequence[str], now: date
 async def games_without_names(session: AsyncSession, limit: int = 500) -> list[str]:
     stmt = select(Game.id).where(Game.name.is_(None)).limit(limit)
     return list((await session.scalars(stmt)).all())
+
+
+async def states_of(session: AsyncSession, channel_ids: Sequence[str]) -> dict[str, ChannelSync]:
+    if not channel_ids:
+        return {}
+    stmt = select(ChannelSync).where(ChannelSync.channel_id.in_(list(channel_ids)))
+    return {s.channel_id: s for s in (await session.scalars(stmt)).all()}

@@ -78,7 +78,7 @@ def upgrade() -> None:
         sa.Column("channels", sa.JSON(), nullable=False),
         sa.Column("games", sa.JSON(), nullable=False),
         sa.Column("languages", sa.JSON(), nullable=False),
-        sa.Column("min_views", sa.Integer(), nullable=True),
+        sa.Column("min_views", sa.BigInteger(), nullable=True),
         sa.Column("default_sort", sa.String(16), nullable=True),
         sa.Column("time_zone", sa.String(64), nullable=False),
         sa.Column("updated_at", UTCDateTime(), server_default=sa.func.now(), nullable=False),
