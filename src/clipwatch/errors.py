@@ -3,6 +3,7 @@
 ClipwatchError
  ├── ConfigError          a setting is missing or malformed
  ├── InvalidInput         a caller sent something we cannot use (bad cursor, bad filter)
+ ├── BadRequest           a request that cannot be taken as it stands (a login state mismatch)
  ├── NotFound             the thing asked for does not exist (or is not yours)
  ├── Conflict             the change collides with existing state
  ├── Unauthenticated      no credentials, or credentials that are invalid, expired or revoked
@@ -24,6 +25,10 @@ class InvalidInput(ClipwatchError):
     def __init__(self, message: str, *, field: str | None = None) -> None:
         super().__init__(message)
         self.field = field
+
+
+class BadRequest(ClipwatchError):
+    pass
 
 
 class NotFound(ClipwatchError):

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import pytest
 import uvicorn
 
+from clipwatch.config import Settings
 from clipwatch.twitch.client import HelixClient
 from clipwatch.twitch.simulator import CLIENT_ID, CLIENT_SECRET, TwitchSimulator
 from tests.conftest import free_port
@@ -59,3 +60,16 @@ async def sim() -> AsyncIterator[Sim]:
     finally:
         server.should_exit = True
         await task
+
+
+@pytest.fixture
+def twitch_settings(settings: Settings, sim: Sim) -> Settings:
+    """The app's settings, with Twitch being the simulator."""
+    return settings.model_copy(
+        update={
+            "twitch_client_id": CLIENT_ID,
+            "twitch_client_secret": CLIENT_SECRET,
+            "twitch_api_url": f"{sim.base}/helix",
+            "twitch_auth_url": f"{sim.base}/oauth2",
+        }
+    )

@@ -2,27 +2,13 @@
 
 from __future__ import annotations
 
-import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from clipwatch.config import Settings
 from clipwatch.twitch import sync
-from clipwatch.twitch.simulator import CLIENT_ID, CLIENT_SECRET
 from tests.api.test_accounts import bearer, make_user
 from tests.conftest import app_client
 from tests.twitch.conftest import Sim
-
-
-@pytest.fixture
-def twitch_settings(settings: Settings, sim: Sim) -> Settings:
-    return settings.model_copy(
-        update={
-            "twitch_client_id": CLIENT_ID,
-            "twitch_client_secret": CLIENT_SECRET,
-            "twitch_api_url": f"{sim.base}/helix",
-            "twitch_auth_url": f"{sim.base}/oauth2",
-        }
-    )
 
 
 async def test_admin_tracks_and_untracks_channels(

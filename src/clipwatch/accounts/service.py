@@ -72,6 +72,20 @@ async def create_user(session: AsyncSession, name: str, *, admin: bool = False) 
     return user
 
 
+async def user_for_twitch(session: AsyncSession, twitch_id: str, login: str) -> User:
+    """The user linked to this Twitch account, created (as a member) on first login."""
+    user = await repo.find_user_by_twitch_id(session, twitch_id)
+    if user is not None:
+        return user
+    name = login if USER_NAME.match(login) else f"twitch-{twitch_id}"
+    if await repo.find_user_by_name(session, name):
+        name = f"{name[:50]}-{twitch_id}"[:64]
+    user = User(name=name, role="member", twitch_id=twitch_id, created_at=_now())
+    user.updated_at = user.created_at
+    await repo.add(session, user)
+    return user
+
+
 async def user_by_name(session: AsyncSession, name: str) -> User:
     user = await repo.find_user_by_name(session, name)
     if user is None:

@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from clipwatch.errors import (
+    BadRequest,
     ClipwatchError,
     Conflict,
     Forbidden,
@@ -26,6 +27,7 @@ log = structlog.get_logger(__name__)
 PROBLEM = "application/problem+json"
 STATUS_BY_ERROR: dict[type[ClipwatchError], tuple[int, str]] = {
     InvalidInput: (422, "Invalid input"),
+    BadRequest: (400, "Bad request"),
     NotFound: (404, "Not found"),
     Conflict: (409, "Conflict"),
     Unauthenticated: (401, "Unauthorized"),

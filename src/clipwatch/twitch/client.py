@@ -270,6 +270,49 @@ class HelixClient:
         await asyncio.sleep(backoff_delay(failures))
         return failures
 
+    # --- log in with Twitch --------------------------------------------------------------------
+
+    def authorize_url(self, *, redirect_uri: str, state: str) -> str:
+        query = httpx.QueryParams(
+            response_type="code",
+            client_id=self.client_id,
+            redirect_uri=redirect_uri,
+            scope="",
+            state=state,
+        )
+        return f"{self.auth_url}/authorize?{query}"
+
+    async def identify_login(self, *, code: str, redirect_uri: str) -> tuple[str, str]:
+        """Exchange an authorization code; the Twitch user (id, login) who consented."""
+        try:
+            answer = await self._http.post(
+                f"{self.auth_url}/token",
+                data={
+                    "client_id": self.client_id,
+                    "client_secret": self._secret,
+                    "code": code,
+                    "grant_type": "authorization_code",
+                    "redirect_uri": redirect_uri,
+                },
+            )
+            if answer.status_code != 200:
+                raise TwitchAuthError("Twitch refused the login code", status=answer.status_code)
+            token = _json(answer).get("access_token")
+            who = await self._http.get(
+                f"{self.auth_url}/validate", headers={"Authorization": f"OAuth {token}"}
+            )
+        except httpx.TransportError as exc:
+            raise TwitchError(f"Twitch did not answer ({type(exc).__name__})") from None
+        body = _json(who)
+        if who.status_code != 200 or not body.get("user_id") or not body.get("login"):
+            raise TwitchAuthError("Twitch did not say who logged in", status=who.status_code)
+        # The user token is not kept: we only needed to know who this is.
+        with contextlib.suppress(httpx.TransportError):
+            await self._http.post(
+                f"{self.auth_url}/revoke", data={"client_id": self.client_id, "token": token}
+            )
+        return str(body["user_id"]), str(body["login"])
+
     # --- endpoints ----------------------------------------------------------------------------
 
     async def get_clips_page(

@@ -161,6 +161,10 @@ class TwitchSimulator:
         self.requests: list[tuple[str, str]] = []  # (path, query) of every Helix request
         self.rate_limited = 0
         self._serial = 0
+        # "Log in with Twitch": who is signed in at the consent page, and issued codes.
+        self.consenting_login: str | None = None
+        self.codes: dict[str, tuple[str, str]] = {}  # code -> (login, redirect_uri)
+        self.user_tokens: dict[str, str] = {}  # user access token -> login
 
     # --- the world ----------------------------------------------------------------------------
 
@@ -295,6 +299,29 @@ class TwitchSimulator:
         headers: dict[str, str],
         send: Send,
     ) -> None:
+        if path == "/oauth2/authorize":
+            await self._authorize(query, send)
+            return
+        bearer = headers.get("authorization", "").partition(" ")[2]
+        code_grant = _one(query, "grant_type") == "authorization_code"
+        if path == "/oauth2/token" and method == "POST" and code_grant:
+            await self._exchange_code(query, send)
+            return
+        if path == "/oauth2/validate" and bearer in self.user_tokens:
+            login = self.user_tokens[bearer]
+            user = next(c for c in self.channels.values() if c.login == login)
+            await _answer(
+                send,
+                200,
+                {
+                    "client_id": CLIENT_ID,
+                    "login": login,
+                    "user_id": user.id,
+                    "scopes": [],
+                    "expires_in": 14_124,
+                },
+            )
+            return
         if path == "/oauth2/token" and method == "POST":
             if (
                 _one(query, "grant_type") != "client_credentials"
@@ -324,6 +351,49 @@ class TwitchSimulator:
             await _raw(send, 200, b"", {})
         else:
             await _answer(send, 404, {"status": 404, "message": "no route"})
+
+    async def _authorize(self, query: dict[str, list[str]], send: Send) -> None:
+        """The consent page, answered at once for `consenting_login` (or refused)."""
+        redirect = _one(query, "redirect_uri") or ""
+        if _one(query, "client_id") != CLIENT_ID or _one(query, "response_type") != "code":
+            await _answer(send, 400, {"status": 400, "message": "invalid client or response type"})
+            return
+        state = _one(query, "state") or ""
+        if self.consenting_login is None:
+            params = {
+                "error": "access_denied",
+                "error_description": "The user denied you access",
+                "state": state,
+            }
+        else:
+            code = secrets.token_hex(15)
+            self.codes[code] = (self.consenting_login, redirect)
+            params = {"code": code, "scope": _one(query, "scope") or "", "state": state}
+        location = f"{redirect}{'&' if '?' in redirect else '?'}{urlencode(params)}"
+        await _raw(send, 302, b"", {"location": location}, "text/plain")
+
+    async def _exchange_code(self, query: dict[str, list[str]], send: Send) -> None:
+        grant = self.codes.pop(_one(query, "code") or "", None)
+        if (
+            grant is None
+            or grant[1] != _one(query, "redirect_uri")
+            or _one(query, "client_secret") != CLIENT_SECRET
+        ):
+            await _answer(send, 400, {"status": 400, "message": "Invalid authorization code"})
+            return
+        token = secrets.token_hex(15)
+        self.user_tokens[token] = grant[0]
+        await _answer(
+            send,
+            200,
+            {
+                "access_token": token,
+                "refresh_token": secrets.token_hex(20),
+                "expires_in": 14_124,
+                "scope": [],
+                "token_type": "bearer",
+            },
+        )
 
     async def _helix(
         self,

@@ -1,18 +1,120 @@
-"""Web sessions: open one with an API token, close it. (Log in with Twitch joins later.)"""
+"""Web sessions: log in with Twitch (authorization code) or with an API token; log out."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Request, Response
+import secrets
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi.responses import RedirectResponse
 
 from clipwatch.accounts import service
-from clipwatch.accounts.credentials import csrf_token, digest
+from clipwatch.accounts.credentials import csrf_token, digest, same_secret
 from clipwatch.api.account_schemas import LoginRead, SessionRead, UserRead
 from clipwatch.api.auth import SESSION_COOKIE, Caller, auth_endpoint_limit, client_ip
-from clipwatch.api.deps import Session, State
+from clipwatch.api.deps import AppState, Session, State
 from clipwatch.api.errors import problem_responses
-from clipwatch.errors import Unauthenticated
+from clipwatch.errors import BadRequest, Unauthenticated, UpstreamUnavailable
+from clipwatch.twitch.client import TwitchAuthError
 
 router = APIRouter(prefix="/auth", tags=["auth"])
+STATE_COOKIE = "cw_oauth_state"
+STATE_MAX_AGE = 600  # seconds to finish the consent
+
+
+def _set_session_cookie(response: Response, state: AppState, secret: str) -> None:
+    response.set_cookie(
+        SESSION_COOKIE,
+        secret,
+        max_age=int(state.session_policy.absolute.total_seconds()),
+        path="/",
+        httponly=True,
+        samesite="lax",
+        secure=state.settings.base_url.startswith("https://"),
+    )
+
+
+def _callback_url(state: AppState) -> str:
+    return f"{state.settings.base_url}/auth/callback"
+
+
+@router.get(
+    "/login",
+    status_code=302,
+    response_class=RedirectResponse,
+    responses=problem_responses({503: "Twitch is not configured"}),
+    summary="Log in with Twitch: redirects to Twitch's consent page",
+)
+async def login(state: State) -> RedirectResponse:
+    if state.twitch is None:
+        raise UpstreamUnavailable("Twitch is not configured (CLIPWATCH_TWITCH_CLIENT_ID/SECRET)")
+    nonce = secrets.token_urlsafe(24)
+    response = RedirectResponse(
+        state.twitch.authorize_url(redirect_uri=_callback_url(state), state=nonce),
+        status_code=302,
+    )
+    # Samesite=Lax: the cookie comes back on Twitch's top-level redirect to the callback.
+    response.set_cookie(
+        STATE_COOKIE,
+        nonce,
+        max_age=STATE_MAX_AGE,
+        path="/auth",
+        httponly=True,
+        samesite="lax",
+        secure=state.settings.base_url.startswith("https://"),
+    )
+    return response
+
+
+@router.get(
+    "/callback",
+    status_code=302,
+    response_class=RedirectResponse,
+    responses=problem_responses(
+        {
+            400: "State missing or wrong, or consent refused",
+            401: "Twitch refused the code",
+            503: "Twitch is not configured or does not answer",
+        }
+    ),
+    summary="Where Twitch sends the browser back: checks `state`, opens a session",
+    dependencies=[Depends(auth_endpoint_limit)],
+)
+async def callback(
+    request: Request,
+    state: State,
+    session: Session,
+    code: Annotated[str | None, Query(max_length=200)] = None,
+    oauth_state: Annotated[str | None, Query(alias="state", max_length=200)] = None,
+    error: Annotated[str | None, Query(max_length=200)] = None,
+) -> RedirectResponse:
+    if state.twitch is None:
+        raise UpstreamUnavailable("Twitch is not configured (CLIPWATCH_TWITCH_CLIENT_ID/SECRET)")
+    expected = request.cookies.get(STATE_COOKIE, "")
+    if not expected or not oauth_state or not same_secret(expected, oauth_state):
+        raise BadRequest("the login state does not match; start again at /auth/login")
+    if error or not code:
+        raise BadRequest(f"Twitch login did not complete ({error or 'no code'})")
+    try:
+        twitch_id, twitch_login = await state.twitch.identify_login(
+            code=code, redirect_uri=_callback_url(state)
+        )
+    except TwitchAuthError:
+        raise Unauthenticated("Twitch refused the login") from None
+    user = await service.user_for_twitch(session, twitch_id, twitch_login)
+    scopes = {"read", "write", "admin"} if user.role == "admin" else {"read", "write"}
+    _row, secret = await service.open_session(
+        session,
+        user,
+        scopes=frozenset(scopes),
+        policy=state.session_policy,
+        user_agent=request.headers.get("user-agent", ""),
+        ip=client_ip(request),
+    )
+    response = RedirectResponse("/", status_code=302)
+    _set_session_cookie(response, state, secret)
+    response.delete_cookie(STATE_COOKIE, path="/auth")
+    return response
 
 
 @router.post(
@@ -36,15 +138,7 @@ async def token_login(
         user_agent=request.headers.get("user-agent", ""),
         ip=client_ip(request),
     )
-    response.set_cookie(
-        SESSION_COOKIE,
-        secret,
-        max_age=int(state.session_policy.absolute.total_seconds()),
-        path="/",
-        httponly=True,
-        samesite="lax",
-        secure=state.settings.base_url.startswith("https://"),
-    )
+    _set_session_cookie(response, state, secret)
     return LoginRead(
         user=UserRead.from_user(user),
         session=SessionRead.from_session(row, current_id=row.id),

@@ -19,6 +19,10 @@ async def find_user_by_name(session: AsyncSession, name: str) -> User | None:
     return (await session.scalars(select(User).where(User.name == name))).first()
 
 
+async def find_user_by_twitch_id(session: AsyncSession, twitch_id: str) -> User | None:
+    return (await session.scalars(select(User).where(User.twitch_id == twitch_id))).first()
+
+
 async def list_users(session: AsyncSession) -> Sequence[User]:
     return (await session.scalars(select(User).order_by(User.id))).all()
 
