@@ -194,3 +194,17 @@ async def test_game_names_are_resolved(
     names = {g.id: g.name for g in sim.twitch.world.games}
     assert games
     assert all(g.name == names[g.id] for g in games)
+
+
+def test_refresh_slows_with_clip_age() -> None:
+    now = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
+    assert [b.name for b in sync.due_bands(now, {})] == ["day", "week", "month", "older"]
+    marks = {
+        name: (now - timedelta(minutes=30)).isoformat()
+        for name in ("day", "week", "month", "older")
+    }
+    assert [b.name for b in sync.due_bands(now, marks)] == ["day"]
+    marks["week"] = (now - timedelta(hours=7)).isoformat()
+    marks["month"] = (now - timedelta(hours=23)).isoformat()
+    marks["older"] = (now - timedelta(days=8)).isoformat()
+    assert [b.name for b in sync.due_bands(now, marks)] == ["day", "week", "older"]

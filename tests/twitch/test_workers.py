@@ -134,3 +134,69 @@ def test_three_workers_share_channels_and_budget(
     finally:
         sim.terminate()
         sim.wait(timeout=15)
+
+
+def test_worker_command_runs_passes(sqlite_url: str, tmp_path: Path) -> None:
+    _empty(sqlite_url)
+    port = free_port()
+    sim = subprocess.Popen(
+        [
+            CLIPWATCH,
+            "simulate",
+            "twitch",
+            "--port",
+            str(port),
+            "--seed",
+            "4",
+            "--years",
+            "0.2",
+            "--channel",
+            "solo:300:1",
+            "--points-per-minute",
+            "100000",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}"
+    env = {
+        **os.environ,
+        "CLIPWATCH_DATABASE_URL": sqlite_url,
+        "CLIPWATCH_SECRET_KEY": TEST_SECRET,
+        "CLIPWATCH_TWITCH_CLIENT_ID": CLIENT_ID,
+        "CLIPWATCH_TWITCH_CLIENT_SECRET": CLIENT_SECRET,
+        "CLIPWATCH_TWITCH_API_URL": f"{base}/helix",
+        "CLIPWATCH_TWITCH_AUTH_URL": f"{base}/oauth2",
+        "CLIPWATCH_LOG_FORMAT": "json",
+    }
+    try:
+        deadline = time.monotonic() + DEADLINE_S
+        while True:
+            try:
+                if httpx.get(f"{base}/_sim/channels", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert sim.poll() is None, "simulator exited"
+            assert time.monotonic() < deadline
+            time.sleep(0.05)  # polling interval while waiting on the condition above
+        run = {"env": env, "cwd": tmp_path, "capture_output": True, "text": True, "timeout": 120}
+        assert (
+            subprocess.run([CLIPWATCH, "channels", "add", "solo"], check=False, **run).returncode
+            == 0
+        )
+        worker = subprocess.run(
+            [CLIPWATCH, "worker", "--passes", "2", "--interval", "10"], check=False, **run
+        )
+        assert worker.returncode == 0, worker.stderr[-2000:]
+        assert worker.stderr.count('"sync_pass_done"') == 2
+        channel_id = httpx.get(f"{base}/_sim/channels").json()["data"][0]["id"]
+        truth = set(
+            httpx.get(f"{base}/_sim/truth", params={"broadcaster_id": channel_id}).json()["ids"]
+        )
+        assert {row[0] for row in query(sqlite_url, "SELECT id FROM clip")} == truth
+        listed = subprocess.run([CLIPWATCH, "channels", "list"], check=False, **run)
+        assert "complete" in listed.stdout
+    finally:
+        sim.terminate()
+        sim.wait(timeout=15)

@@ -208,3 +208,42 @@ def simulate_twitch(
         f"CLIPWATCH_TWITCH_AUTH_URL=http://127.0.0.1:{port}/oauth2"
     )
     uvicorn.run(twitch, host="127.0.0.1", port=port, log_level="warning")
+
+
+def worker_command(
+    interval: Annotated[
+        int, typer.Option(min=10, max=86_400, help="Seconds between sync passes")
+    ] = 300,
+    passes: Annotated[int, typer.Option(min=0, help="Stop after this many passes (0: never)")] = 0,
+) -> None:
+    """Sync every tracked channel, pass after pass: new clips, refreshes, then backfill.
+
+    Run several on one PostgreSQL (and Redis): leases share the channels between them and
+    the Twitch budget is shared through Redis.
+    """
+    import asyncio
+
+    import structlog
+
+    settings = settings_or_exit()
+    configure_logging(settings.log_level, settings.log_format, settings.log_file)
+    log = structlog.get_logger("clipwatch.worker")
+
+    async def loop(client: HelixClient, sm: Sessions) -> int:
+        done = 0
+        while passes == 0 or done < passes:
+            report = await sync.sync_all(client, sm, backfill=True)
+            done += 1
+            log.info(
+                "sync_pass_done",
+                inserted=report.inserted,
+                updated=report.updated,
+                deleted=report.deleted,
+                skipped=len(report.skipped_channels),
+                budget_waited_s=round(client.budget.waited, 1),
+            )
+            if passes == 0 or done < passes:
+                await asyncio.sleep(interval)
+        return done
+
+    run(_with_twitch(settings, loop))

@@ -194,5 +194,7 @@ class ChannelSync(Base):
     backfill_completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_incremental_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_refresh_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # When each age band of clips was last refreshed (band name -> ISO time); see sync.py.
+    refresh_marks: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
     lease_owner: Mapped[str | None] = mapped_column(String(64))
     lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -14,6 +14,8 @@ so completeness comes from time windows small enough that no query reaches the c
   back-dated) to now.
 - Refresh looks the channel's stored clips up by id, 100 per call: views and titles follow;
   a clip missing from that answer is marked deleted, and that is the only way a clip is.
+  The last day's clips are refreshed every pass, older ones less and less
+  often (`REFRESH_BANDS`).
 - Leases in `channel_sync` keep two workers off one channel.
 """
 
@@ -252,6 +254,60 @@ async def incremental_channel(
         state.last_incremental_at = now
 
 
+@dataclass(frozen=True)
+class Band:
+    """Clips of an age between `younger_than` and `older_than` are refreshed `every` so often:
+    young clips gain views fast and are deleted most often; old ones hardly change."""
+
+    name: str
+    older_than: timedelta
+    younger_than: timedelta | None
+    every: timedelta
+
+
+REFRESH_BANDS = (
+    Band("day", timedelta(0), timedelta(days=1), timedelta(0)),  # every pass
+    Band("week", timedelta(days=1), timedelta(days=7), timedelta(hours=6)),
+    Band("month", timedelta(days=7), timedelta(days=30), timedelta(days=1)),
+    Band("older", timedelta(days=30), None, timedelta(days=7)),
+)
+
+
+def due_bands(now: datetime, marks: dict[str, str]) -> list[Band]:
+    """The age bands whose refresh is due, youngest first."""
+    due = []
+    for band in REFRESH_BANDS:
+        last = marks.get(band.name)
+        if last is None or now - datetime.fromisoformat(last) >= band.every:
+            due.append(band)
+    return due
+
+
+async def refresh_due(
+    client: HelixClient, sessionmaker: Sessionmaker, channel_id: str, report: SyncReport
+) -> list[str]:
+    """Refresh the channel's age bands that are due; their names."""
+    now = datetime.now(UTC)
+    async with session_scope(sessionmaker) as session:
+        marks = dict((await sync_state.get_state(session, channel_id)).refresh_marks or {})
+    done = []
+    for band in due_bands(now, marks):
+        await refresh_channel(
+            client,
+            sessionmaker,
+            channel_id,
+            report,
+            created_after=None if band.younger_than is None else now - band.younger_than,
+            created_before=now - band.older_than if band.older_than else None,
+        )
+        marks[band.name] = now.isoformat()
+        async with session_scope(sessionmaker) as session:
+            state = await sync_state.get_state(session, channel_id)
+            state.refresh_marks = dict(marks)
+        done.append(band.name)
+    return done
+
+
 async def refresh_channel(
     client: HelixClient,
     sessionmaker: Sessionmaker,
@@ -259,10 +315,13 @@ async def refresh_channel(
     report: SyncReport,
     *,
     created_after: datetime | None = None,
+    created_before: datetime | None = None,
 ) -> None:
     """Re-read stored clips by id: new views and titles; missing ones are marked deleted."""
     async with session_scope(sessionmaker) as session:
-        ids = await sync_state.live_clip_ids(session, channel_id, created_after=created_after)
+        ids = await sync_state.live_clip_ids(
+            session, channel_id, created_after=created_after, created_before=created_before
+        )
     known = KnownReferences()
     for start in range(0, len(ids), 100):
         chunk = ids[start : start + 100]
@@ -375,10 +434,7 @@ async def sync_all(
             try:
                 if phase == "recent":
                     await incremental_channel(client, sessionmaker, channel_id, report, owner=owner)
-                    day_ago = datetime.now(UTC) - timedelta(days=1)
-                    await refresh_channel(
-                        client, sessionmaker, channel_id, report, created_after=day_ago
-                    )
+                    await refresh_due(client, sessionmaker, channel_id, report)
                 else:
                     await backfill_channel(
                         client, sessionmaker, channel_id, report, progress=progress, owner=owner

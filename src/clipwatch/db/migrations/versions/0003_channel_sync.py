@@ -25,6 +25,7 @@ def upgrade() -> None:
         sa.Column("backfill_completed_at", UTCDateTime(), nullable=True),
         sa.Column("last_incremental_at", UTCDateTime(), nullable=True),
         sa.Column("last_refresh_at", UTCDateTime(), nullable=True),
+        sa.Column("refresh_marks", sa.JSON(), nullable=True),
         sa.Column("lease_owner", sa.String(64), nullable=True),
         sa.Column("lease_expires_at", UTCDateTime(), nullable=True),
     )
