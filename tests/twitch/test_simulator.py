@@ -124,3 +124,25 @@ async def test_points_bucket_runs_dry_with_headers(sim: Sim) -> None:
     assert answers[5].headers["ratelimit-remaining"] == "0"
     assert int(answers[5].headers["ratelimit-reset"]) > datetime.now(UTC).timestamp()
     assert answers[5].json()["status"] == 429
+
+
+async def test_streams_show_only_live_channels_and_videos_resolve(sim: Sim) -> None:
+    live = sim.twitch.add_channel("live_one")
+    sim.twitch.add_channel("offline_one")
+    sim.twitch.live[live.id] = datetime.now(UTC) - timedelta(hours=1)
+    clip = sim.twitch.add_clip(live.id, created_at=datetime.now(UTC) - timedelta(days=1))
+    while not clip.video_id:  # some clips have no VOD
+        clip = sim.twitch.add_clip(live.id, created_at=datetime.now(UTC) - timedelta(days=1))
+    async with httpx.AsyncClient(base_url=sim.base) as http:
+        auth = await _token(http)
+        streams = await http.get(
+            "/helix/streams",
+            params=[("user_login", "live_one"), ("user_login", "offline_one")],
+            headers=auth,
+        )
+        assert [s["user_login"] for s in streams.json()["data"]] == ["live_one"]
+        videos = await http.get("/helix/videos", params={"id": clip.video_id}, headers=auth)
+        assert videos.json()["data"][0]["user_id"] == live.id
+        assert (
+            await http.get("/helix/videos", params={"id": "1"}, headers=auth)
+        ).status_code == 404

@@ -163,6 +163,7 @@ class TwitchSimulator:
         self._serial = 0
         # "Log in with Twitch": who is signed in at the consent page, and issued codes.
         self.consenting_login: str | None = None
+        self.live: dict[str, datetime] = {}  # channel id -> stream start, for Get Streams
         self.codes: dict[str, tuple[str, str]] = {}  # code -> (login, redirect_uri)
         self.user_tokens: dict[str, str] = {}  # user access token -> login
 
@@ -438,6 +439,10 @@ class TwitchSimulator:
                 status, payload = self._get_users(query)
             elif path == "/helix/games":
                 status, payload = self._get_games(query)
+            elif path == "/helix/streams":
+                status, payload = self._get_streams(query)
+            elif path == "/helix/videos":
+                status, payload = self._get_videos(query)
             else:
                 status, payload = 404, _error_body(404, "no such endpoint")
         except _BadRequest as exc:
@@ -604,6 +609,74 @@ class TwitchSimulator:
             if g.id in ids or g.name in names
         ]
         return 200, {"data": data}
+
+    def _get_streams(self, query: dict[str, list[str]]) -> tuple[int, dict[str, Any]]:
+        """Only live channels come back; an empty list means everyone asked is offline."""
+        ids, logins = query.get("user_id", []), [x.lower() for x in query.get("user_login", [])]
+        if len(ids) + len(logins) > 100:
+            raise _BadRequest("at most 100 user_id and user_login")
+        data = []
+        for channel in self.channels.values():
+            wanted = (not ids and not logins) or channel.id in ids or channel.login in logins
+            if wanted and channel.id in self.live:
+                game = self.world.games[int(channel.id) % len(self.world.games)]
+                data.append(
+                    {
+                        "id": str(90_000_000 + int(channel.id) % 1_000_000),
+                        "user_id": channel.id,
+                        "user_login": channel.login,
+                        "user_name": channel.display_name,
+                        "game_id": game.id,
+                        "game_name": game.name,
+                        "type": "live",
+                        "title": f"{channel.display_name} live",
+                        "viewer_count": 100,
+                        "started_at": self.live[channel.id].strftime("%Y-%m-%dT%H:%M:%SZ"),
+                        "language": "en",
+                        "thumbnail_url": "https://static-cdn.jtvnw.net/previews/{width}x{height}.jpg",
+                        "tags": [],
+                        "tag_ids": [],
+                        "is_mature": False,
+                    }
+                )
+        return 200, {"data": data, "pagination": {}}
+
+    def _get_videos(self, query: dict[str, list[str]]) -> tuple[int, dict[str, Any]]:
+        """Videos by id: the VODs clips point at (`video_id`)."""
+        selectors = [k for k in ("id", "user_id", "game_id") if query.get(k)]
+        if len(selectors) != 1:
+            raise _BadRequest("exactly one of id, user_id or game_id is required")
+        if selectors[0] != "id":
+            return 200, {"data": [], "pagination": {}}
+        ids = query["id"]
+        if len(ids) > 100:
+            raise _BadRequest("at most 100 ids")
+        vods = {c.video_id: c for c in self.clips_by_id.values() if c.video_id in ids}
+        if not vods:
+            return 404, _error_body(404, "videos not found")
+        data = [
+            {
+                "id": video_id,
+                "stream_id": None,
+                "user_id": clip.broadcaster_id,
+                "user_login": self.channels[clip.broadcaster_id].login,
+                "user_name": clip.broadcaster_name,
+                "title": f"VOD {video_id}",
+                "description": "",
+                "created_at": clip.created_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "published_at": clip.created_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "url": f"https://www.twitch.tv/videos/{video_id}",
+                "thumbnail_url": "",
+                "viewable": "public",
+                "view_count": clip.view_count * 10,
+                "language": clip.language,
+                "type": "archive",
+                "duration": "3h2m1s",
+                "muted_segments": None,
+            }
+            for video_id, clip in vods.items()
+        ]
+        return 200, {"data": data, "pagination": {}}
 
 
 class _BadRequest(Exception):
