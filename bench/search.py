@@ -43,29 +43,12 @@ from clipwatch.clips.importer import import_clips
 from clipwatch.config import load_settings
 from clipwatch.db.engine import create_engine, create_sessionmaker
 from clipwatch.db.migrate import upgrade_database
+from clipwatch.db.repositories.clip_writes import HELIX_COLUMNS
 from clipwatch.twitch.synthetic import World, Zipf
 
 SORTS = ("relevance", "views", "newest")
 TARGETS = {"postgresql": (30.0, 60.0), "sqlite": (50.0, None)}
-COLUMNS = (
-    "id",
-    "url",
-    "embed_url",
-    "broadcaster_id",
-    "broadcaster_name",
-    "creator_id",
-    "creator_name",
-    "video_id",
-    "game_id",
-    "language",
-    "title",
-    "view_count",
-    "created_at",
-    "thumbnail_url",
-    "duration",
-    "vod_offset",
-    "is_featured",
-)
+COLUMNS = HELIX_COLUMNS  # the same rows as the import path, in COPY order
 RAW_BATCH = 5_000
 STAGING = """
 CREATE TEMP TABLE IF NOT EXISTS raw_staging (

@@ -6,12 +6,10 @@ import asyncio
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import orjson
 import pytest
 
@@ -22,9 +20,9 @@ from clipwatch.db.engine import create_engine, create_sessionmaker, session_scop
 from clipwatch.twitch.simulator import CLIENT_ID, CLIENT_SECRET
 from clipwatch.twitch.synthetic import World
 from tests.conftest import TEST_SECRET, empty_tables, free_port
+from tests.processes import wait_until_up
 
 SEED_CLIPS = 400
-START_DEADLINE_S = 60.0
 
 
 # The fuzz token's id is far from the small ids a fuzzer tries first on DELETE /me/tokens/{id}.
@@ -116,16 +114,7 @@ def live_server(
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + START_DEADLINE_S
-        while True:
-            assert server.poll() is None, (workdir / "server.log").read_text()
-            try:
-                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "server did not start in time"
-            time.sleep(0.1)  # polling interval while waiting on the condition above
+        wait_until_up(f"{base}/healthz", server, "the server")
         yield LiveServer(base, token)
     finally:
         server.terminate()

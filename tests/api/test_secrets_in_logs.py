@@ -6,7 +6,6 @@ import asyncio
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -15,8 +14,7 @@ from clipwatch.accounts import service
 from clipwatch.config import load_settings
 from clipwatch.db.engine import create_engine, create_sessionmaker, session_scope
 from tests.conftest import TEST_SECRET, empty_tables, free_port
-
-START_DEADLINE_S = 60.0
+from tests.processes import wait_until_up
 
 
 async def _user_with_token(url: str) -> str:
@@ -60,16 +58,7 @@ def test_no_secret_in_debug_logs(database_url: str, redis_url: str, tmp_path: Pa
     base = f"http://127.0.0.1:{port}"
     secrets: list[str] = [token, "logs-client-secret"]
     try:
-        deadline = time.monotonic() + START_DEADLINE_S
-        while True:
-            assert server.poll() is None, (tmp_path / "stdout.log").read_text()
-            try:
-                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "server did not start in time"
-            time.sleep(0.1)  # polling interval while waiting on the condition above
+        wait_until_up(f"{base}/healthz", server, "the server")
 
         with httpx.Client(base_url=base) as http:
             auth = {"Authorization": f"Bearer {token}"}

@@ -6,7 +6,6 @@ import asyncio
 import os
 import signal
 import subprocess
-import sys
 import time
 from datetime import datetime
 from pathlib import Path
@@ -18,10 +17,9 @@ from sqlalchemy import text
 
 from clipwatch.config import load_settings
 from clipwatch.db.engine import create_engine
-from clipwatch.twitch.simulator import CLIENT_ID, CLIENT_SECRET
-from tests.conftest import TEST_SECRET, empty_tables, free_port
+from tests.conftest import TEST_SECRET, empty_tables
+from tests.processes import CLIPWATCH, twitch_simulator
 
-CLIPWATCH = str(Path(sys.executable).parent / "clipwatch")
 DEADLINE_S = 120.0
 
 
@@ -38,7 +36,7 @@ def query(url: str, sql: str) -> list[Any]:
     return asyncio.run(_query(url, sql))
 
 
-def _empty(url: str) -> None:
+def empty(url: str) -> None:
     async def run() -> None:
         engine = create_engine(load_settings(database_url=url, secret_key=TEST_SECRET))
         try:
@@ -49,57 +47,19 @@ def _empty(url: str) -> None:
     asyncio.run(run())
 
 
+def _moment(value: Any) -> datetime | None:
+    return datetime.fromisoformat(value) if isinstance(value, str) else value
+
+
 def test_kill_9_mid_backfill_then_resume(database_url: str, tmp_path: Path) -> None:
-    _empty(database_url)
-    port = free_port()
-    sim = subprocess.Popen(
-        [
-            CLIPWATCH,
-            "simulate",
-            "twitch",
-            "--port",
-            str(port),
-            "--seed",
-            "5",
-            "--channel",
-            "bigstreamer:20000:4",
-            "--points-per-minute",
-            "1000000",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{port}"
-    env = {
-        **os.environ,
-        "CLIPWATCH_DATABASE_URL": database_url,
-        "CLIPWATCH_SECRET_KEY": TEST_SECRET,
-        "CLIPWATCH_TWITCH_CLIENT_ID": CLIENT_ID,
-        "CLIPWATCH_TWITCH_CLIENT_SECRET": CLIENT_SECRET,
-        "CLIPWATCH_TWITCH_API_URL": f"{base}/helix",
-        "CLIPWATCH_TWITCH_AUTH_URL": f"{base}/oauth2",
-        "CLIPWATCH_LOG_LEVEL": "warning",
-    }
-    try:
-        deadline = time.monotonic() + DEADLINE_S
-        while True:
-            try:
-                if httpx.get(f"{base}/_sim/channels", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert sim.poll() is None, "simulator exited"
-            assert time.monotonic() < deadline
-            time.sleep(0.05)  # polling interval while waiting on the condition above
-        channel_id = httpx.get(f"{base}/_sim/channels").json()["data"][0]["id"]
+    empty(database_url)
+    with twitch_simulator(
+        "--seed", "5", "--channel", "bigstreamer:20000:4", "--points-per-minute", "1000000"
+    ) as twitch:
+        env = twitch.env(database_url, CLIPWATCH_LOG_LEVEL="warning")
+        run: dict[str, Any] = {"env": env, "cwd": tmp_path, "capture_output": True, "text": True}
         added = subprocess.run(
-            [CLIPWATCH, "channels", "add", "bigstreamer"],
-            env=env,
-            cwd=tmp_path,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
+            [CLIPWATCH, "channels", "add", "bigstreamer"], timeout=60, check=False, **run
         )
         assert added.returncode == 0, added.stderr
 
@@ -111,14 +71,12 @@ def test_kill_9_mid_backfill_then_resume(database_url: str, tmp_path: Path) -> N
             stderr=subprocess.DEVNULL,
         )
         # Wait until some windows are stored, then kill it without warning.
+        deadline = time.monotonic() + DEADLINE_S
         start: datetime | None = None
         while True:
             rows = query(database_url, "SELECT backfill_done_until FROM channel_sync")
-            done = rows[0][0] if rows else None
-            if isinstance(done, str):
-                done = datetime.fromisoformat(done)
-            if done is not None and start is None:
-                start = done
+            done = _moment(rows[0][0]) if rows else None
+            start = start or done
             if start is not None and done is not None and (done - start).days >= 60:
                 break
             assert first.poll() is None, "the backfill ended before it could be killed"
@@ -126,39 +84,27 @@ def test_kill_9_mid_backfill_then_resume(database_url: str, tmp_path: Path) -> N
             time.sleep(0.02)  # polling interval while waiting on the condition above
         os.kill(first.pid, signal.SIGKILL)
         first.wait(timeout=30)
-        rows = query(
+        killed_at, completed = query(
             database_url, "SELECT backfill_done_until, backfill_completed_at FROM channel_sync"
-        )
-        killed_at, completed = rows[0]
-        if isinstance(killed_at, str):
-            killed_at = datetime.fromisoformat(killed_at)
+        )[0]
+        killed_at = _moment(killed_at)
+        assert killed_at is not None
         assert completed is None
-        requests_before = len(httpx.get(f"{base}/_sim/requests").json()["requests"])
+        requests_before = len(httpx.get(f"{twitch.base}/_sim/requests").json()["requests"])
 
         second = subprocess.run(
-            [CLIPWATCH, "sync", "--backfill"],
-            env=env,
-            cwd=tmp_path,
-            capture_output=True,
-            text=True,
-            timeout=DEADLINE_S,
-            check=False,
+            [CLIPWATCH, "sync", "--backfill"], timeout=DEADLINE_S, check=False, **run
         )
         assert second.returncode == 0, second.stderr
 
-        truth = set(
-            httpx.get(f"{base}/_sim/truth", params={"broadcaster_id": channel_id}).json()["ids"]
-        )
+        truth = twitch.truth()
         stored = [r[0] for r in query(database_url, "SELECT id FROM clip")]
         assert len(stored) == len(set(stored))
         assert set(stored) == truth
         assert len(truth) == 20_000
-        after = httpx.get(f"{base}/_sim/requests").json()["requests"][requests_before:]
+        after = httpx.get(f"{twitch.base}/_sim/requests").json()["requests"][requests_before:]
         windows = [parse_qs(q) for path, q in after if path == "/helix/clips" and "started_at" in q]
         assert windows
         for window in windows:
             started = datetime.fromisoformat(window["started_at"][0])
             assert started >= killed_at.replace(tzinfo=started.tzinfo), window
-    finally:
-        sim.terminate()
-        sim.wait(timeout=15)

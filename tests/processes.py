@@ -1,0 +1,79 @@
+"""Running clipwatch's own processes in tests: the console script, its simulators, waiting."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from clipwatch.twitch.simulator import CLIENT_ID, CLIENT_SECRET
+from tests.conftest import TEST_SECRET, free_port
+
+CLIPWATCH = str(Path(sys.executable).parent / "clipwatch")
+START_DEADLINE_S = 60.0
+
+
+def wait_until_up(url: str, process: subprocess.Popen[bytes], what: str = "process") -> None:
+    """Until `url` answers 200, failing at once if the process dies first."""
+    deadline = time.monotonic() + START_DEADLINE_S
+    while True:
+        assert process.poll() is None, f"{what} exited"
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        assert time.monotonic() < deadline, f"{what} did not start in time"
+        time.sleep(0.05)  # polling interval while waiting on the condition above
+
+
+@dataclass(frozen=True)
+class TwitchProcess:
+    base: str
+    process: subprocess.Popen[bytes]
+
+    def env(self, database_url: str, **extra: str) -> dict[str, str]:
+        """Settings for a clipwatch process that talks to this simulator."""
+        return {
+            **os.environ,
+            "CLIPWATCH_DATABASE_URL": database_url,
+            "CLIPWATCH_SECRET_KEY": TEST_SECRET,
+            "CLIPWATCH_TWITCH_CLIENT_ID": CLIENT_ID,
+            "CLIPWATCH_TWITCH_CLIENT_SECRET": CLIENT_SECRET,
+            "CLIPWATCH_TWITCH_API_URL": f"{self.base}/helix",
+            "CLIPWATCH_TWITCH_AUTH_URL": f"{self.base}/oauth2",
+            **extra,
+        }
+
+    def truth(self) -> set[str]:
+        """Every clip a complete archive of all its channels holds now."""
+        ids: set[str] = set()
+        for channel in httpx.get(f"{self.base}/_sim/channels").json()["data"]:
+            answer = httpx.get(f"{self.base}/_sim/truth", params={"broadcaster_id": channel["id"]})
+            ids |= set(answer.json()["ids"])
+        return ids
+
+
+@contextmanager
+def twitch_simulator(*args: str) -> Iterator[TwitchProcess]:
+    """`clipwatch simulate twitch` on a spare port, stopped by its handle afterwards."""
+    port = free_port()
+    process = subprocess.Popen(
+        [CLIPWATCH, "simulate", "twitch", "--port", str(port), *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_up(f"{base}/_sim/channels", process, "the Twitch simulator")
+        yield TwitchProcess(base, process)
+    finally:
+        process.terminate()
+        process.wait(timeout=15)
