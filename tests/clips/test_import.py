@@ -148,3 +148,25 @@ async def test_batches_stored_on_their_own_each_keep_their_rows(
     async with session_scope(sessionmaker) as session:
         count = (await session.execute(text("SELECT count(*) FROM clip"))).scalar_one()
     assert count == 15
+
+
+async def test_a_clip_repeated_across_batches_ends_as_its_last_line_says(
+    sessionmaker: async_sessionmaker[AsyncSession], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Batches are stored two at a time on PostgreSQL: repeated clips must still end as the
+    file's last line for them says, whatever order the batches commit in."""
+    import clipwatch.clips.importer as importer
+
+    monkeypatch.setattr(importer, "BATCH_SIZE", 7)
+    first = [helix_clip(id=f"R{i:03d}", view_count=1, title=f"first {i}") for i in range(60)]
+    again = [
+        helix_clip(id=f"R{i:03d}", view_count=2, title=f"second {i}") for i in reversed(range(60))
+    ]
+    others = [helix_clip(id=f"S{i:03d}") for i in range(40)]
+    report = await store_clips(sessionmaker, first + others + again)
+    assert report.inserted == 100
+    assert report.updated == 60
+    async with sessionmaker() as session:
+        rows = (await session.execute(select(Clip.id, Clip.view_count, Clip.title))).all()
+    repeated = {r.id: (r.view_count, r.title) for r in rows if r.id.startswith("R")}
+    assert repeated == {f"R{i:03d}": (2, f"second {i}") for i in range(60)}

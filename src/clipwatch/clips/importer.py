@@ -109,24 +109,52 @@ async def import_clips(
 ) -> ImportReport:
     """Import every good line; each batch commits on its own, so a re-run is idempotent.
 
-    The next batch is parsed in a thread while the database stores the current one: the
-    parsing holds the GIL only while this task waits on the database.
+    The next batch is parsed in a thread while the database stores the current ones. On
+    PostgreSQL two batches are stored at once on two connections: one backend is busy
+    with index upkeep, and the second core would otherwise idle (measured: 21.8k clips/s
+    instead of 12k at 300k clips). Batches that share a clip are never in flight together.
+    SQLite has one writer: one batch at a time.
     """
     report = ImportReport()
     known = KnownReferences()
     batches = parse_lines(lines, report)
     loop = asyncio.get_running_loop()
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="clip-import") as parser:
-        pending = loop.run_in_executor(parser, next, batches, None)
-        while (batch := await pending) is not None:
+    bind = sessionmaker.kw.get("bind")
+    in_flight_max = 2 if bind is not None and bind.dialect.name == "postgresql" else 1
+
+    async def store(batch: list[dict[str, Any]]) -> None:
+        async with session_scope(sessionmaker) as session:
+            result = await store_batch(session, batch, durable=False, known=known)
+        report.inserted += result.inserted
+        report.updated += result.updated
+        report.unchanged += len(batch) - result.inserted - result.updated
+        if on_progress:
+            on_progress(report)
+
+    # Each batch in flight, with its clip ids: a batch that shares a clip with one in flight
+    # waits for it, so a clip repeated in the file ends as its last line says.
+    in_flight: dict[asyncio.Task[None], set[str]] = {}
+
+    async def settle(tasks: set[asyncio.Task[None]]) -> None:
+        for task in tasks:
+            await task  # a failed batch stops the import
+            del in_flight[task]
+
+    try:
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="clip-import") as parser:
             pending = loop.run_in_executor(parser, next, batches, None)
-            async with session_scope(sessionmaker) as session:
-                result = await store_batch(session, batch, durable=False, known=known)
-            report.inserted += result.inserted
-            report.updated += result.updated
-            report.unchanged += len(batch) - result.inserted - result.updated
-            if on_progress:
-                on_progress(report)
+            while (batch := await pending) is not None:
+                pending = loop.run_in_executor(parser, next, batches, None)
+                ids = {row["id"] for row in batch}
+                await settle({t for t, held in in_flight.items() if not held.isdisjoint(ids)})
+                if len(in_flight) >= in_flight_max:
+                    done, _ = await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
+                    await settle(set(done))
+                in_flight[asyncio.create_task(store(batch))] = ids
+            await settle(set(in_flight))
+    finally:
+        for task in in_flight:
+            task.cancel()
     if report.inserted >= COMPACT_AFTER_INSERTS:
         async with session_scope(sessionmaker) as session:
             await clip_writes.compact_search_index(session)

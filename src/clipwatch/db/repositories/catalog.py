@@ -38,7 +38,7 @@ async def ensure_channels(session: AsyncSession, channels: dict[str, str]) -> No
             "added_at": now,
             "updated_at": now,
         }
-        for cid, name in channels.items()
+        for cid, name in sorted(channels.items())
         if cid not in existing
     ]
     if missing:

@@ -82,11 +82,13 @@ class UpsertResult:
 
 
 def _dedupe(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The last row wins for a repeated id: one statement may not touch a row twice."""
+    """The last row wins for a repeated id: one statement may not touch a row twice.
+
+    Sorted by id: concurrent writers then lock shared rows in one order (no deadlock)."""
     by_id: dict[str, dict[str, Any]] = {}
     for row in rows:
         by_id[row["id"]] = row
-    return list(by_id.values())
+    return [by_id[key] for key in sorted(by_id)]
 
 
 async def upsert_clips(
