@@ -1,4 +1,4 @@
-"""`clipwatch channels add|list|remove`, `clipwatch sync`, `clipwatch simulate twitch`."""
+"""`clipwatch channels …`, `sync`, `worker`, `simulate twitch|discord`."""
 
 from __future__ import annotations
 
@@ -247,3 +247,21 @@ def worker_command(
         return done
 
     run(_with_twitch(settings, loop))
+
+
+@simulate_app.command("discord")
+def simulate_discord(
+    port: Annotated[int, typer.Option(min=1, max=65535)] = 8082,
+    webhooks: Annotated[int, typer.Option(min=0, max=100, help="Webhooks to create")] = 1,
+) -> None:
+    """Serve a Discord simulator (execute-webhook with Discord's limits) on 127.0.0.1."""
+    import uvicorn
+
+    from clipwatch.discord.simulator import DiscordSimulator
+
+    discord = DiscordSimulator()
+    base = f"http://127.0.0.1:{port}"
+    typer.echo(f"Discord simulator on {base}  (CLIPWATCH_DISCORD_API_URL={base}/api/v10)")
+    for _ in range(webhooks):
+        typer.echo(f"  webhook: {discord.url(base, discord.add_webhook())}")
+    uvicorn.run(discord, host="127.0.0.1", port=port, log_level="warning")

@@ -26,19 +26,15 @@ import random
 import secrets
 import string
 import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlencode
 
-import orjson
-
+from clipwatch.simhttp import Receive, Scope, Send
+from clipwatch.simhttp import answer as _answer
+from clipwatch.simhttp import raw as _raw
 from clipwatch.twitch.synthetic import CLIP_WORDS, LANGUAGES, World
-
-Scope = dict[str, Any]
-Receive = Callable[[], Awaitable[dict[str, Any]]]
-Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 CLIENT_ID = "simclientid0000000000000000000"
 CLIENT_SECRET = "simclientsecret000000000000000"
@@ -741,23 +737,3 @@ def _error_body(status: int, message: str) -> dict[str, Any]:
 
 async def _error(send: Send, status: int, message: str, headers: dict[str, str]) -> None:
     await _answer(send, status, _error_body(status, message), headers)
-
-
-async def _answer(
-    send: Send, status: int, payload: Any, headers: dict[str, str] | None = None
-) -> None:
-    await _raw(send, status, orjson.dumps(payload), headers or {}, "application/json")
-
-
-async def _raw(
-    send: Send,
-    status: int,
-    body: bytes,
-    headers: dict[str, str],
-    content_type: str = "application/json",
-) -> None:
-    raw_headers = [(k.encode(), v.encode()) for k, v in headers.items()]
-    raw_headers.append((b"content-type", content_type.encode()))
-    raw_headers.append((b"content-length", str(len(body)).encode()))
-    await send({"type": "http.response.start", "status": status, "headers": raw_headers})
-    await send({"type": "http.response.body", "body": body})

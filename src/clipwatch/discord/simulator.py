@@ -1,0 +1,317 @@
+"""A Discord simulator: execute-webhook as reference/discord-api.md describes it.
+
+Never kinder than Discord:
+- per-webhook buckets (5 requests per 2 s) with `X-RateLimit-*` headers; a hidden
+  per-channel limit (30 messages a minute, no headers before the 429); a global limit
+  (50 requests a second); 429 bodies carry `retry_after`;
+- 404 with code 10015 for a deleted webhook, 401 with code 50027 for a wrong token;
+- payloads that break Discord's limits get Discord's 400 shape (code 50035 + `errors`);
+- faults on demand: 5xx, and 429s without any headers.
+It records every message it accepted (`GET /_sim/messages`). A plain ASGI app, served by
+uvicorn: `clipwatch simulate discord --port N`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+import secrets
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qs
+
+import orjson
+
+from clipwatch.simhttp import Receive, Scope, Send
+from clipwatch.simhttp import answer as _answer
+from clipwatch.simhttp import raw as _raw
+
+_EXECUTE = re.compile(r"^/api(?:/v\d+)?/webhooks/(\d+)/([^/]+)/?$")
+WEBHOOK_LIMIT = 5
+WEBHOOK_WINDOW = 2.0
+CHANNEL_LIMIT = 30
+CHANNEL_WINDOW = 60.0
+GLOBAL_LIMIT = 50
+GLOBAL_WINDOW = 1.0
+
+
+@dataclass
+class SimWebhook:
+    id: str
+    token: str
+    channel_id: str
+    deleted: bool = False
+    hits: deque[float] = field(default_factory=deque)
+
+
+@dataclass
+class Received:
+    webhook_id: str
+    channel_id: str
+    message_id: str
+    payload: dict[str, Any]
+    at: float
+
+
+def _window(hits: deque[float], now: float, span: float) -> None:
+    while hits and hits[0] <= now - span:
+        hits.popleft()
+
+
+def payload_errors(payload: Any) -> dict[str, Any]:
+    """Discord's own checks of an execute-webhook body, written apart from our builder's."""
+    if not isinstance(payload, dict):
+        return {"_errors": [{"code": "DICT_TYPE_CONVERT", "message": "Only dictionaries"}]}
+    errors: dict[str, Any] = {}
+    content = payload.get("content") or ""
+    embeds = payload.get("embeds") or []
+    if not content and not embeds:
+        return {"_errors": [{"code": "50006", "message": "Cannot send an empty message"}]}
+    if len(str(content)) > 2000:
+        errors["content"] = {"_errors": [{"code": "BASE_TYPE_MAX_LENGTH", "message": "2000"}]}
+    if not isinstance(embeds, list) or len(embeds) > 10:
+        errors["embeds"] = {"_errors": [{"code": "BASE_TYPE_MAX_LENGTH", "message": "10"}]}
+        return errors
+    total = 0
+    limits = {"title": 256, "description": 4096}
+    for index, embed in enumerate(embeds):
+        if not isinstance(embed, dict):
+            errors[f"embeds.{index}"] = "not an object"
+            continue
+        for key, limit in limits.items():
+            text = str(embed.get(key) or "").strip()
+            total += len(text)
+            if len(text) > limit:
+                errors[f"embeds.{index}.{key}"] = f"Must be {limit} or fewer in length."
+        fields = embed.get("fields") or []
+        if len(fields) > 25:
+            errors[f"embeds.{index}.fields"] = "Must be 25 or fewer in length."
+        for number, item in enumerate(fields):
+            name, value = str(item.get("name") or "").strip(), str(item.get("value") or "").strip()
+            total += len(name) + len(value)
+            if not name or len(name) > 256:
+                errors[f"embeds.{index}.fields.{number}.name"] = "1 to 256 in length."
+            if not value or len(value) > 1024:
+                errors[f"embeds.{index}.fields.{number}.value"] = "1 to 1024 in length."
+        footer = str((embed.get("footer") or {}).get("text") or "").strip()
+        author = str((embed.get("author") or {}).get("name") or "").strip()
+        total += len(footer) + len(author)
+        if len(footer) > 2048:
+            errors[f"embeds.{index}.footer.text"] = "Must be 2048 or fewer in length."
+        if len(author) > 256:
+            errors[f"embeds.{index}.author.name"] = "Must be 256 or fewer in length."
+    if total > 6000:
+        errors["embeds"] = "Embed size exceeds maximum size of 6000"
+    return errors
+
+
+class DiscordSimulator:
+    def __init__(self) -> None:
+        self.webhooks: dict[str, SimWebhook] = {}
+        self.received: list[Received] = []
+        self.channel_hits: dict[str, deque[float]] = {}
+        self.global_hits: deque[float] = deque()
+        self.rate_limited: dict[str, int] = {}  # scope -> 429s sent
+        self.faults: list[str] = []
+        self._ids = itertools.count(1_100_000_000_000_000_000)
+
+    def add_webhook(self, channel_id: str = "900000000000000001") -> SimWebhook:
+        hook = SimWebhook(str(next(self._ids)), secrets.token_urlsafe(51), channel_id)
+        self.webhooks[hook.id] = hook
+        return hook
+
+    def url(self, base: str, hook: SimWebhook) -> str:
+        return f"{base}/api/webhooks/{hook.id}/{hook.token}"
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            while True:
+                message = await receive()
+                if message["type"] == "lifespan.startup":
+                    await send({"type": "lifespan.startup.complete"})
+                elif message["type"] == "lifespan.shutdown":
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
+        if scope["type"] != "http":
+            return
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        query = parse_qs(scope.get("query_string", b"").decode())
+        path: str = scope["path"]
+        if path.startswith("/_sim/"):
+            await self._control(path, scope["method"], query, send)
+            return
+        match = _EXECUTE.match(path)
+        if scope["method"] != "POST" or match is None:
+            await _answer(send, 404, {"message": "404: Not Found", "code": 0})
+            return
+        await self._execute(match.group(1), match.group(2), query, body, send)
+
+    async def _execute(
+        self, hook_id: str, token: str, query: dict[str, list[str]], body: bytes, send: Send
+    ) -> None:
+        now = time.time()
+        fault = self.faults.pop(0) if self.faults else None
+        if fault == "5xx":
+            await _answer(send, 502, {"message": "Bad Gateway", "code": 0})
+            return
+        if fault == "429_no_headers":
+            self._count("unknown")
+            await _answer(
+                send,
+                429,
+                {"message": "You are being rate limited.", "retry_after": 0.3, "global": False},
+            )
+            return
+        hook = self.webhooks.get(hook_id)
+        if hook is None or hook.deleted:
+            await _answer(send, 404, {"message": "Unknown Webhook", "code": 10015})
+            return
+        if hook.token != token:
+            await _answer(send, 401, {"message": "Invalid Webhook Token", "code": 50027})
+            return
+        _window(self.global_hits, now, GLOBAL_WINDOW)
+        if len(self.global_hits) >= GLOBAL_LIMIT:
+            retry = GLOBAL_WINDOW - (now - self.global_hits[0])
+            self._count("global")
+            headers = {
+                "Retry-After": f"{retry:.3f}",
+                "X-RateLimit-Global": "true",
+                "X-RateLimit-Scope": "global",
+            }
+            await _answer(
+                send,
+                429,
+                {
+                    "message": "You are being rate limited.",
+                    "retry_after": round(retry, 3),
+                    "global": True,
+                },
+                headers,
+            )
+            return
+        _window(hook.hits, now, WEBHOOK_WINDOW)
+        if len(hook.hits) >= WEBHOOK_LIMIT:
+            retry = WEBHOOK_WINDOW - (now - hook.hits[0])
+            self._count("webhook")
+            headers = self._bucket_headers(hook, now) | {
+                "Retry-After": f"{retry:.3f}",
+                "X-RateLimit-Scope": "user",
+            }
+            await _answer(
+                send,
+                429,
+                {
+                    "message": "You are being rate limited.",
+                    "retry_after": round(retry, 3),
+                    "global": False,
+                },
+                headers,
+            )
+            return
+        channel = self.channel_hits.setdefault(hook.channel_id, deque())
+        _window(channel, now, CHANNEL_WINDOW)
+        if len(channel) >= CHANNEL_LIMIT:
+            retry = CHANNEL_WINDOW - (now - channel[0])
+            self._count("channel")
+            headers = {"Retry-After": f"{retry:.3f}", "X-RateLimit-Scope": "shared"}
+            await _answer(
+                send,
+                429,
+                {
+                    "message": "You are being rate limited.",
+                    "retry_after": round(retry, 3),
+                    "global": False,
+                },
+                headers,
+            )
+            return
+        try:
+            payload = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            await _answer(send, 400, {"message": "400: Bad Request", "code": 50109})
+            return
+        errors = payload_errors(payload)
+        self.global_hits.append(now)
+        hook.hits.append(now)
+        if errors:
+            await _answer(
+                send,
+                400,
+                {"message": "Invalid Form Body", "code": 50035, "errors": errors},
+                self._bucket_headers(hook, now),
+            )
+            return
+        channel.append(now)
+        message_id = str(next(self._ids))
+        self.received.append(Received(hook.id, hook.channel_id, message_id, payload, now))
+        headers = self._bucket_headers(hook, now)
+        if (query.get("wait") or ["false"])[0].lower() == "true":
+            message = {
+                "id": message_id,
+                "channel_id": hook.channel_id,
+                "webhook_id": hook.id,
+                "content": payload.get("content") or "",
+                "embeds": payload.get("embeds") or [],
+            }
+            await _answer(send, 200, message, headers)
+        else:
+            await _raw(send, 204, b"", headers)
+
+    def _count(self, scope: str) -> None:
+        self.rate_limited[scope] = self.rate_limited.get(scope, 0) + 1
+
+    def _bucket_headers(self, hook: SimWebhook, now: float) -> dict[str, str]:
+        _window(hook.hits, now, WEBHOOK_WINDOW)
+        reset_after = WEBHOOK_WINDOW - (now - hook.hits[0]) if hook.hits else 0.0
+        return {
+            "X-RateLimit-Limit": str(WEBHOOK_LIMIT),
+            "X-RateLimit-Remaining": str(WEBHOOK_LIMIT - len(hook.hits)),
+            "X-RateLimit-Reset": f"{now + reset_after:.3f}",
+            "X-RateLimit-Reset-After": f"{reset_after:.3f}",
+            "X-RateLimit-Bucket": f"bucket-{hook.id[-6:]}",
+        }
+
+    async def _control(
+        self, path: str, method: str, query: dict[str, list[str]], send: Send
+    ) -> None:
+        if path == "/_sim/webhooks" and method == "POST":
+            hook = self.add_webhook((query.get("channel_id") or ["900000000000000001"])[0])
+            await _answer(
+                send, 200, {"id": hook.id, "token": hook.token, "channel_id": hook.channel_id}
+            )
+        elif path == "/_sim/delete-webhook" and method == "POST":
+            hook_id = (query.get("id") or [""])[0]
+            if hook_id in self.webhooks:
+                self.webhooks[hook_id].deleted = True
+            await _answer(send, 200, {})
+        elif path == "/_sim/messages":
+            await _answer(
+                send,
+                200,
+                {
+                    "messages": [
+                        {
+                            "webhook_id": r.webhook_id,
+                            "message_id": r.message_id,
+                            "at": r.at,
+                            "payload": r.payload,
+                        }
+                        for r in self.received
+                    ],
+                    "rate_limited": self.rate_limited,
+                },
+            )
+        elif path == "/_sim/fault" and method == "POST":
+            mode = (query.get("mode") or [""])[0]
+            count = int((query.get("count") or ["1"])[0])
+            self.faults.extend([mode] * count)
+            await _answer(send, 200, {})
+        else:
+            await _answer(send, 404, {"message": "no such control", "code": 0})

@@ -1,0 +1,28 @@
+"""A Discord simulator served over HTTP on loopback, in the test's own event loop."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import pytest
+
+from clipwatch.discord.simulator import DiscordSimulator
+from tests.twitch.conftest import serve
+
+
+@dataclass
+class DiscordSim:
+    discord: DiscordSimulator
+    base: str
+
+
+@pytest.fixture
+async def discord_sim() -> AsyncIterator[DiscordSim]:
+    discord = DiscordSimulator()
+    server, task, base = await serve(discord)  # type: ignore[arg-type]
+    try:
+        yield DiscordSim(discord, base)
+    finally:
+        server.should_exit = True
+        await task
