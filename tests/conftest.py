@@ -37,6 +37,8 @@ POSTGRES_ADMIN_URL = os.environ.get(
 )
 TEST_SECRET = "test-secret-key-for-cursors"
 TABLES = (
+    "delivery",
+    "notification_route",
     "channel_sync",
     "user_preferences",
     "user_session",

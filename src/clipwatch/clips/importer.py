@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from clipwatch.db.engine import session_scope
 from clipwatch.db.repositories import catalog, clip_writes
+from clipwatch.discord import outbox
 from clipwatch.twitch.helix import HelixClip
 
 BATCH_SIZE = 5_000
@@ -83,8 +84,11 @@ async def store_batch(
     *,
     durable: bool = True,
     known: KnownReferences | None = None,
+    notify: bool = False,
 ) -> clip_writes.UpsertResult:
-    """Upsert one batch of clip rows, creating the channels and games they name."""
+    """Upsert one batch of clip rows, creating the channels and games they name.
+
+    `notify`: new clips go to the Discord outbox in this same transaction."""
     known = known if known is not None else KnownReferences()
     channels = {
         row["broadcaster_id"]: row["broadcaster_name"]
@@ -95,6 +99,10 @@ async def store_batch(
     await catalog.ensure_channels(session, channels)
     await catalog.ensure_games(session, games)
     result = await clip_writes.upsert_clips(session, rows, durable=durable)
+    if notify and result.inserted_ids:
+        new = set(result.inserted_ids)
+        by_id = {row["id"]: row for row in rows if row["id"] in new}
+        await outbox.enqueue_new_clips(session, list(by_id.values()))
     # Only after the batch is stored: a failed batch must not leave ids marked as known.
     known.channels.update(channels)
     known.games.update(games)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import (
     JSON,
@@ -15,6 +16,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Text,
+    UniqueConstraint,
     func,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -198,3 +200,46 @@ class ChannelSync(Base):
     refresh_marks: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
     lease_owner: Mapped[str | None] = mapped_column(String(64))
     lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+# --- Discord notifications --------------------------------------------------------------------
+
+
+class NotificationRoute(Base):
+    """Where new clips that pass `filters` are posted: one Discord webhook of one owner."""
+
+    __tablename__ = "notification_route"
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("app_user.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(100))
+    webhook_id: Mapped[str] = mapped_column(String(32))
+    webhook_token_sealed: Mapped[str] = mapped_column(Text)  # encrypted (accounts.secrets)
+    filters: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    template: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    delay_seconds: Mapped[int] = mapped_column(Integer, default=0)
+    batching: Mapped[bool] = mapped_column(Boolean, default=True)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    disabled_reason: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, server_default=func.now())
+
+
+class Delivery(Base):
+    """The outbox: one row per route and clip, written with the clip, sent by the worker."""
+
+    __tablename__ = "delivery"
+    __table_args__ = (
+        UniqueConstraint("route_id", "clip_id", name="uq_delivery_route_id_clip_id"),
+        Index("ix_delivery_due", "status", "next_attempt_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    route_id: Mapped[int] = mapped_column(ForeignKey("notification_route.id", ondelete="CASCADE"))
+    clip_id: Mapped[str] = mapped_column(String(128))
+    status: Mapped[str] = mapped_column(String(16), default="pending")  # pending|sent|dead
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    message_id: Mapped[str | None] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

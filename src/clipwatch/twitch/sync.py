@@ -130,7 +130,7 @@ async def _store(
     rows = _rows(clips)
     report.clips_seen += len(rows)
     if rows:
-        result = await store_batch(session, rows, known=known)
+        result = await store_batch(session, rows, known=known, notify=True)
         report.inserted += result.inserted
         report.updated += result.updated
 

@@ -71,7 +71,7 @@ ON CONFLICT (id) DO UPDATE SET
     {", ".join(f"{c} = EXCLUDED.{c}" for c in MUTABLE_COLUMNS)}, updated_at = EXCLUDED.updated_at
 WHERE ({", ".join(f"clip.{c}" for c in MUTABLE_COLUMNS)})
     IS DISTINCT FROM ({", ".join(f"EXCLUDED.{c}" for c in MUTABLE_COLUMNS)})
-RETURNING (xmax = 0) AS inserted
+RETURNING id, (xmax = 0) AS inserted
 """
 
 
@@ -79,6 +79,7 @@ RETURNING (xmax = 0) AS inserted
 class UpsertResult:
     inserted: int
     updated: int
+    inserted_ids: tuple[str, ...] = ()
 
 
 def _dedupe(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -128,8 +129,8 @@ async def _upsert_postgres(
         columns=HELIX_COLUMNS,
     )
     flags = await driver.fetch(_PG_MERGE, now)
-    inserted = sum(1 for f in flags if f["inserted"])
-    return UpsertResult(inserted, len(flags) - inserted)
+    new = tuple(f["id"] for f in flags if f["inserted"])
+    return UpsertResult(len(new), len(flags) - len(new), new)
 
 
 async def _upsert_generic(
@@ -150,9 +151,9 @@ async def _upsert_generic(
     )
     params = [{**row, "first_seen_at": now, "updated_at": now} for row in rows]
     result = cast(CursorResult[Any], await session.execute(stmt, params))
-    inserted = len(ids) - len(known)
+    new = tuple(i for i in ids if i not in known)
     touched = result.rowcount if result.rowcount is not None and result.rowcount >= 0 else 0
-    return UpsertResult(inserted, max(touched - inserted, 0))
+    return UpsertResult(len(new), max(touched - len(new), 0), new)
 
 
 async def compact_search_index(session: AsyncSession) -> None:

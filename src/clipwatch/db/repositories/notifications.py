@@ -1,0 +1,63 @@
+"""Notification routes and the delivery outbox."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from clipwatch.db.models import Clip, Delivery, NotificationRoute
+from clipwatch.db.repositories._dialect import dialect_name, insert_for
+
+
+async def enabled_routes(session: AsyncSession) -> Sequence[NotificationRoute]:
+    stmt = select(NotificationRoute).where(NotificationRoute.enabled.is_(True))
+    return (await session.scalars(stmt.order_by(NotificationRoute.id))).all()
+
+
+async def add_deliveries(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
+    """Outbox rows; one per route and clip, whatever runs twice (unique key)."""
+    if rows:
+        stmt = insert_for(session, Delivery).values(rows).on_conflict_do_nothing()
+        await session.execute(stmt)
+
+
+async def claim_due(
+    session: AsyncSession, now: datetime, until: datetime, limit: int
+) -> Sequence[Delivery]:
+    """Due pending deliveries, hidden from other workers until `until` (a crashed worker's
+    claim simply comes due again)."""
+    stmt = (
+        select(Delivery)
+        .where(Delivery.status == "pending", Delivery.next_attempt_at <= now)
+        .order_by(Delivery.id)
+        .limit(limit)
+    )
+    if dialect_name(session) == "postgresql":
+        stmt = stmt.with_for_update(skip_locked=True)
+    rows = (await session.scalars(stmt)).all()
+    if rows:
+        await session.execute(
+            update(Delivery)
+            .where(Delivery.id.in_([r.id for r in rows]))
+            .values(next_attempt_at=until)
+        )
+    return rows
+
+
+async def routes_by_id(session: AsyncSession, ids: set[int]) -> dict[int, NotificationRoute]:
+    rows = await session.scalars(select(NotificationRoute).where(NotificationRoute.id.in_(ids)))
+    return {r.id: r for r in rows.all()}
+
+
+async def clips_by_id(session: AsyncSession, ids: set[str]) -> dict[str, Clip]:
+    rows = await session.scalars(select(Clip).where(Clip.id.in_(ids)))
+    return {c.id: c for c in rows.all()}
+
+
+async def update_deliveries(session: AsyncSession, ids: list[int], **values: Any) -> None:
+    if ids:
+        await session.execute(update(Delivery).where(Delivery.id.in_(ids)).values(**values))

@@ -1,0 +1,203 @@
+"""The delivery worker: due outbox rows become Discord messages.
+
+A pass claims due deliveries (hidden from other workers for `CLAIM`; `FOR UPDATE SKIP
+LOCKED` on PostgreSQL), groups them per route, packs them into as few messages as
+Discord's limits allow (one clip a message when the route does not batch), sends, and
+records each outcome:
+- sent: done, with Discord's message id;
+- retry later (5xx, timeouts): the next attempt on `SCHEDULE` (Svix's: at once, 5 s,
+  5 min, 30 min, 2 h, 5 h, 10 h, 10 h), with jitter; after the last, dead;
+- gone (webhook deleted, token wrong): the route is disabled with the reason, its
+  deliveries dead, and nothing retries;
+- rejected (Discord refused the payload): dead, with Discord's reason.
+Waiting for a rate limit happens in the sender and is not an attempt. A worker killed
+mid-pass leaves its claim to expire: only the messages in flight at the kill can be sent
+twice (Discord's execute-webhook has no idempotency key).
+"""
+
+from __future__ import annotations
+
+import random
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from clipwatch.accounts.secrets import unseal
+from clipwatch.db.engine import session_scope
+from clipwatch.db.models import Clip, Delivery, NotificationRoute
+from clipwatch.db.repositories import catalog, notifications
+from clipwatch.discord.messages import ClipView, CustomTemplate, Template, build_messages
+from clipwatch.discord.sender import Rejected, RetryLater, Sent, WebhookSender
+from clipwatch.discord.webhook_url import WebhookTarget
+
+SCHEDULE = (
+    timedelta(0),
+    timedelta(seconds=5),
+    timedelta(minutes=5),
+    timedelta(minutes=30),
+    timedelta(hours=2),
+    timedelta(hours=5),
+    timedelta(hours=10),
+    timedelta(hours=10),
+)
+CLAIM = timedelta(minutes=5)
+
+
+@dataclass
+class DeliveryReport:
+    sent: int = 0
+    retried: int = 0
+    dead: int = 0
+    routes_disabled: int = 0
+    messages: int = 0
+
+
+def next_attempt(attempts: int, now: datetime) -> datetime | None:
+    """When attempt number `attempts + 1` is due, or None when there is none left."""
+    if attempts >= len(SCHEDULE):
+        return None
+    delay = SCHEDULE[attempts]
+    return now + delay + delay * random.uniform(0, 0.1)
+
+
+def template_of(route: NotificationRoute) -> Template:
+    t = route.template or {}
+    if t.get("custom"):
+        return CustomTemplate(
+            title=str(t.get("title", "")), description=str(t.get("description", ""))
+        )
+    return str(t.get("name") or "card")
+
+
+def view_of(clip: Clip, game_name: str | None) -> ClipView:
+    return ClipView(
+        id=clip.id,
+        url=clip.url,
+        title=clip.title,
+        broadcaster_name=clip.broadcaster_name,
+        creator_name=clip.creator_name,
+        game_name=game_name or "",
+        view_count=clip.view_count,
+        duration=clip.duration,
+        created_at=clip.created_at,
+        thumbnail_url=clip.thumbnail_url,
+        language=clip.language,
+    )
+
+
+async def deliver_due(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    sender: WebhookSender,
+    key: bytes,
+    *,
+    limit: int = 200,
+) -> DeliveryReport:
+    report = DeliveryReport()
+    now = datetime.now(UTC)
+    async with session_scope(sessionmaker) as session:
+        claimed = list(await notifications.claim_due(session, now, now + CLAIM, limit))
+        routes = await notifications.routes_by_id(session, {d.route_id for d in claimed})
+        clips = await notifications.clips_by_id(session, {d.clip_id for d in claimed})
+        names = await catalog.game_names(session, (c.game_id for c in clips.values() if c.game_id))
+    per_route: dict[int, list[Delivery]] = defaultdict(list)
+    for delivery in claimed:
+        per_route[delivery.route_id].append(delivery)
+    for route_id, deliveries in per_route.items():
+        route = routes[route_id]
+        if not route.enabled:
+            await _finish(sessionmaker, deliveries, "dead", report, error="route disabled")
+            continue
+        views = {
+            d.id: view_of(clips[d.clip_id], names.get(clips[d.clip_id].game_id or ""))
+            for d in deliveries
+            if d.clip_id in clips
+        }
+        pending = [d for d in deliveries if d.id in views]
+        target = WebhookTarget(route.webhook_id, unseal(key, route.webhook_token_sealed))
+        template = template_of(route)
+        while pending:
+            # One message: as many clips as it holds when batching, else one.
+            group = pending if route.batching else pending[:1]
+            message = build_messages(template, [views[d.id] for d in group])[0]
+            part = group[: len(message.get("embeds") or []) or 1]
+            pending = pending[len(part) :]
+            outcome = await sender.send(target, message)
+            report.messages += 1
+            if isinstance(outcome, Sent):
+                await _finish(sessionmaker, part, "sent", report, message_id=outcome.message_id)
+            elif isinstance(outcome, Rejected):
+                await _finish(sessionmaker, part, "dead", report, error=outcome.reason)
+            elif isinstance(outcome, RetryLater):
+                await _retry(sessionmaker, part, outcome, report)
+            else:  # Gone: the route stops here, and nothing of it is retried
+                await _disable(sessionmaker, route, outcome.reason, report)
+                await _finish(sessionmaker, part + pending, "dead", report, error=outcome.reason)
+                break
+    return report
+
+
+async def _finish(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    deliveries: list[Delivery],
+    status: str,
+    report: DeliveryReport,
+    *,
+    message_id: str | None = None,
+    error: str | None = None,
+) -> None:
+    now = datetime.now(UTC)
+    async with session_scope(sessionmaker) as session:
+        await notifications.update_deliveries(
+            session,
+            [d.id for d in deliveries],
+            status=status,
+            message_id=message_id,
+            last_error=error,
+            sent_at=now if status == "sent" else None,
+        )
+    if status == "sent":
+        report.sent += len(deliveries)
+    else:
+        report.dead += len(deliveries)
+
+
+async def _retry(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    deliveries: list[Delivery],
+    outcome: RetryLater,
+    report: DeliveryReport,
+) -> None:
+    now = datetime.now(UTC)
+    async with session_scope(sessionmaker) as session:
+        for delivery in deliveries:
+            attempts = delivery.attempts + 1
+            due = next_attempt(attempts, now)
+            if due is None:
+                values = {"status": "dead", "attempts": attempts, "last_error": outcome.reason}
+                report.dead += 1
+            else:
+                due = max(due, now + timedelta(seconds=outcome.after))
+                values = {
+                    "attempts": attempts,
+                    "next_attempt_at": due,
+                    "last_error": outcome.reason,
+                }
+                report.retried += 1
+            await notifications.update_deliveries(session, [delivery.id], **values)
+
+
+async def _disable(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    route: NotificationRoute,
+    reason: str,
+    report: DeliveryReport,
+) -> None:
+    async with session_scope(sessionmaker) as session:
+        stored = await session.get(NotificationRoute, route.id)
+        if stored is not None and stored.enabled:
+            stored.enabled = False
+            stored.disabled_reason = reason
+            report.routes_disabled += 1
+    route.enabled = False
