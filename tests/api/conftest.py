@@ -82,8 +82,21 @@ def live_server(
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+    discord_port = free_port()
+    discord = subprocess.Popen(
+        [
+            str(Path(sys.executable).parent / "clipwatch"),
+            "simulate",
+            "discord",
+            "--port",
+            str(discord_port),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     env = {
         **os.environ,
+        "CLIPWATCH_DISCORD_API_URL": f"http://127.0.0.1:{discord_port}/api/v10",
         "CLIPWATCH_DATABASE_URL": url,
         "CLIPWATCH_SECRET_KEY": TEST_SECRET,
         "CLIPWATCH_TWITCH_CLIENT_ID": CLIENT_ID,
@@ -123,8 +136,9 @@ def live_server(
         except subprocess.TimeoutExpired:
             server.kill()
             server.wait()
-        twitch.terminate()
-        twitch.wait(timeout=15)
+        for helper in (twitch, discord):
+            helper.terminate()
+            helper.wait(timeout=15)
         log.close()
         errors = (workdir / "server.log").read_text()
         assert "unhandled_error" not in errors, errors

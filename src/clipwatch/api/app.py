@@ -18,7 +18,7 @@ from clipwatch.api.auth import CSRF_HEADER, caller
 from clipwatch.api.deps import AppState
 from clipwatch.api.errors import install_error_handlers, problem_responses
 from clipwatch.api.middleware import ResponseHeaders
-from clipwatch.api.routers import auth, catalog, clips, health, me, users
+from clipwatch.api.routers import auth, catalog, clips, health, me, routes, users
 from clipwatch.config import Settings
 from clipwatch.db.engine import create_engine, create_sessionmaker
 from clipwatch.twitch.client import client_from_settings
@@ -69,7 +69,15 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(health.router)
     # Every API and auth route authenticates and counts against the caller's rate limits.
     limited = [Depends(caller)]
-    for router in (clips.router, catalog.router, health.status_router, me.router, users.router):
+    api_routers = (
+        clips.router,
+        catalog.router,
+        health.status_router,
+        me.router,
+        users.router,
+        routes.router,
+    )
+    for router in api_routers:
         app.include_router(
             router, prefix=API_PREFIX, dependencies=limited, responses=_limited_responses()
         )

@@ -61,3 +61,28 @@ async def clips_by_id(session: AsyncSession, ids: set[str]) -> dict[str, Clip]:
 async def update_deliveries(session: AsyncSession, ids: list[int], **values: Any) -> None:
     if ids:
         await session.execute(update(Delivery).where(Delivery.id.in_(ids)).values(**values))
+
+
+async def get_route(session: AsyncSession, route_id: int) -> NotificationRoute | None:
+    return await session.get(NotificationRoute, route_id)
+
+
+async def list_routes(session: AsyncSession, user_id: int | None) -> Sequence[NotificationRoute]:
+    """A user's routes, or every route (user_id None: admins)."""
+    stmt = select(NotificationRoute).order_by(NotificationRoute.id)
+    if user_id is not None:
+        stmt = stmt.where(NotificationRoute.user_id == user_id)
+    return (await session.scalars(stmt)).all()
+
+
+async def list_deliveries(
+    session: AsyncSession, route_ids: Sequence[int], status: str | None, limit: int
+) -> Sequence[Delivery]:
+    stmt = select(Delivery).where(Delivery.route_id.in_(list(route_ids)))
+    if status is not None:
+        stmt = stmt.where(Delivery.status == status)
+    return (await session.scalars(stmt.order_by(Delivery.id.desc()).limit(limit))).all()
+
+
+async def get_delivery(session: AsyncSession, delivery_id: int) -> Delivery | None:
+    return await session.get(Delivery, delivery_id)

@@ -1,0 +1,143 @@
+"""Request and response shapes of notification routes and deliveries."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from clipwatch.api.params import Key, Language
+from clipwatch.db.models import Delivery, NotificationRoute
+
+_STRICT = ConfigDict(extra="forbid")
+Text = Annotated[
+    str, StringConstraints(min_length=1, max_length=100, pattern=r"^[^\x00-\x1f\x7f]+$")
+]
+WebhookUrl = Annotated[
+    str,
+    # The default CLIPWATCH_WEBHOOK_ALLOWED_HOSTS; the server's setting has the last word.
+    StringConstraints(
+        max_length=300,
+        pattern=r"^https://(discord\.com|discordapp\.com|ptb\.discord\.com|canary\.discord\.com)"
+        r"/api(/v[0-9]{1,2})?/webhooks/[0-9]{17,20}/[A-Za-z0-9._-]{60,100}/?$",
+    ),
+    Field(
+        description="A Discord webhook URL (https, an allowed Discord host). Stored encrypted; "
+        "never shown in full again",
+        examples=["https://discord.com/api/webhooks/123456789012345678/token"],
+    ),
+]
+
+
+class RouteFilters(BaseModel):
+    model_config = _STRICT
+    channels: list[Key] = Field(default_factory=list, max_length=200)
+    games: list[Key] = Field(default_factory=list, max_length=200)
+    languages: list[Language] = Field(default_factory=list, max_length=50)
+    min_views: int = Field(default=0, ge=0, le=10**12)
+    title_keywords: list[Text] = Field(default_factory=list, max_length=50)
+    excluded_creators: list[Key] = Field(default_factory=list, max_length=200)
+    featured_only: bool = False
+
+
+class BuiltinTemplate(BaseModel):
+    model_config = _STRICT
+    name: Literal["card", "compact", "link"] = "card"
+
+
+class CustomTemplateIn(BaseModel):
+    model_config = _STRICT
+    custom: Literal[True]
+    title: Annotated[str, StringConstraints(max_length=500)]
+    description: Annotated[str, StringConstraints(max_length=2000)]
+
+
+class RouteCreate(BaseModel):
+    model_config = _STRICT
+    name: Text
+    webhook_url: WebhookUrl
+    filters: RouteFilters = Field(default_factory=RouteFilters)
+    template: BuiltinTemplate | CustomTemplateIn = Field(default_factory=BuiltinTemplate)
+    delay_seconds: int = Field(default=0, ge=0, le=3600, description="Wait before posting")
+    batching: bool = Field(default=True, description="Up to 10 clips in one message")
+
+
+class RouteUpdate(BaseModel):
+    model_config = _STRICT
+    name: Text | None = None
+    webhook_url: WebhookUrl | None = None
+    filters: RouteFilters | None = None
+    template: BuiltinTemplate | CustomTemplateIn | None = None
+    delay_seconds: int | None = Field(default=None, ge=0, le=3600)
+    batching: bool | None = None
+    enabled: bool | None = None
+
+
+class RouteRead(BaseModel):
+    id: int
+    user_id: int
+    name: str
+    webhook: str = Field(description="The webhook, its token hidden")
+    filters: RouteFilters
+    template: BuiltinTemplate | CustomTemplateIn
+    delay_seconds: int
+    batching: bool
+    enabled: bool
+    disabled_reason: str | None
+    created_at: datetime
+
+    @classmethod
+    def from_route(cls, route: NotificationRoute) -> RouteRead:
+        template = route.template or {"name": "card"}
+        return cls(
+            id=route.id,
+            user_id=route.user_id,
+            name=route.name,
+            webhook=f"discord webhook {route.webhook_id} (token hidden)",
+            filters=RouteFilters.model_validate(route.filters or {}),
+            template=(
+                CustomTemplateIn.model_validate(template)
+                if template.get("custom")
+                else BuiltinTemplate.model_validate(template)
+            ),
+            delay_seconds=route.delay_seconds,
+            batching=route.batching,
+            enabled=route.enabled,
+            disabled_reason=route.disabled_reason,
+            created_at=route.created_at,
+        )
+
+
+class RouteTestResult(BaseModel):
+    sent: bool
+    message_id: str | None
+    detail: str
+
+
+class DeliveryRead(BaseModel):
+    id: int
+    route_id: int
+    clip_id: str
+    status: str
+    attempts: int
+    next_attempt_at: datetime
+    last_error: str | None
+    message_id: str | None
+    created_at: datetime
+    sent_at: datetime | None
+
+    @classmethod
+    def from_delivery(cls, d: Delivery) -> DeliveryRead:
+        return cls(
+            id=d.id,
+            route_id=d.route_id,
+            clip_id=d.clip_id,
+            status=d.status,
+            attempts=d.attempts,
+            next_attempt_at=d.next_attempt_at,
+            last_error=d.last_error,
+            message_id=d.message_id,
+            created_at=d.created_at,
+            sent_at=d.sent_at,
+        )

@@ -1,0 +1,133 @@
+"""Notification routes (owner-scoped; admins see all) and their deliveries."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Query, Response
+
+from clipwatch.accounts.secrets import unseal
+from clipwatch.api.auth import Reader, Writer
+from clipwatch.api.deps import Session, State
+from clipwatch.api.errors import problem_responses
+from clipwatch.api.route_schemas import (
+    DeliveryRead,
+    RouteCreate,
+    RouteRead,
+    RouteTestResult,
+    RouteUpdate,
+)
+from clipwatch.api.routers.me import MINE, WRITE, Id
+from clipwatch.api.schemas import ListOf
+from clipwatch.discord import routes as service
+from clipwatch.discord.delivery import template_of
+from clipwatch.discord.messages import SAMPLE, build_messages
+from clipwatch.discord.sender import Sent, WebhookSender
+from clipwatch.discord.webhook_url import WebhookTarget
+
+router = APIRouter(tags=["notifications"])
+
+
+def _hosts(state: State) -> list[str]:
+    return state.settings.webhook_allowed_hosts.split(",")
+
+
+@router.get("/routes", response_model=ListOf[RouteRead], responses=MINE, summary="My routes")
+async def list_routes(session: Session, principal: Reader) -> ListOf[RouteRead]:
+    routes = await service.routes_of(session, principal)
+    return ListOf[RouteRead](data=[RouteRead.from_route(r) for r in routes])
+
+
+@router.post(
+    "/routes", response_model=RouteRead, status_code=201, responses=WRITE, summary="Add a route"
+)
+async def create_route(
+    state: State, session: Session, principal: Writer, body: RouteCreate
+) -> RouteRead:
+    route = await service.create_route(
+        session,
+        principal,
+        body.model_dump(),
+        key=state.settings.signing_key,
+        allowed_hosts=_hosts(state),
+    )
+    return RouteRead.from_route(route)
+
+
+@router.get("/routes/{route_id}", response_model=RouteRead, responses=MINE, summary="One route")
+async def read_route(session: Session, principal: Reader, route_id: Id) -> RouteRead:
+    return RouteRead.from_route(await service.visible_route(session, principal, route_id))
+
+
+@router.patch(
+    "/routes/{route_id}", response_model=RouteRead, responses=MINE, summary="Change a route"
+)
+async def update_route(
+    state: State, session: Session, principal: Writer, route_id: Id, body: RouteUpdate
+) -> RouteRead:
+    route = await service.update_route(
+        session,
+        principal,
+        route_id,
+        body.model_dump(exclude_unset=True, exclude_none=True),
+        key=state.settings.signing_key,
+        allowed_hosts=_hosts(state),
+    )
+    return RouteRead.from_route(route)
+
+
+@router.delete("/routes/{route_id}", status_code=204, responses=MINE, summary="Remove a route")
+async def delete_route(session: Session, principal: Writer, route_id: Id) -> Response:
+    await service.delete_route(session, principal, route_id)
+    return Response(status_code=204)
+
+
+@router.post(
+    "/routes/{route_id}/test",
+    response_model=RouteTestResult,
+    responses=MINE,
+    summary="Send a sample message through the route now",
+)
+async def test_route(
+    state: State, session: Session, principal: Writer, route_id: Id
+) -> RouteTestResult:
+    route = await service.visible_route(session, principal, route_id)
+    target = WebhookTarget(
+        route.webhook_id, unseal(state.settings.signing_key, route.webhook_token_sealed)
+    )
+    sender = WebhookSender(state.settings.discord_api_url)
+    try:
+        outcome = await sender.send(target, build_messages(template_of(route), [SAMPLE])[0])
+    finally:
+        await sender.aclose()
+    if isinstance(outcome, Sent):
+        return RouteTestResult(sent=True, message_id=outcome.message_id, detail="sent")
+    return RouteTestResult(sent=False, message_id=None, detail=outcome.reason)
+
+
+@router.get(
+    "/deliveries",
+    response_model=ListOf[DeliveryRead],
+    responses=MINE,
+    summary="Deliveries of my routes, newest first",
+)
+async def list_deliveries(
+    session: Session,
+    principal: Reader,
+    status: Literal["pending", "sent", "dead"] | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> ListOf[DeliveryRead]:
+    rows = await service.deliveries_of(session, principal, status, limit)
+    return ListOf[DeliveryRead](data=[DeliveryRead.from_delivery(d) for d in rows])
+
+
+@router.post(
+    "/deliveries/{delivery_id}/retry",
+    response_model=DeliveryRead,
+    responses=problem_responses(
+        {404: "Not yours or absent", 409: "Not dead, or its route is disabled", 422: "Invalid"}
+    ),
+    summary="Send a dead delivery again",
+)
+async def retry_delivery(session: Session, principal: Writer, delivery_id: Id) -> DeliveryRead:
+    return DeliveryRead.from_delivery(await service.retry_delivery(session, principal, delivery_id))
