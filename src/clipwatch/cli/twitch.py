@@ -216,37 +216,63 @@ def worker_command(
     ] = 300,
     passes: Annotated[int, typer.Option(min=0, help="Stop after this many passes (0: never)")] = 0,
 ) -> None:
-    """Sync every tracked channel, pass after pass: new clips, refreshes, then backfill.
+    """Sync every tracked channel pass after pass, and deliver due Discord notifications.
 
-    Run several on one PostgreSQL (and Redis): leases share the channels between them and
-    the Twitch budget is shared through Redis.
+    Run several on one PostgreSQL (and Redis): leases share the channels between them, the
+    Twitch budget is shared through Redis, and deliveries are claimed with SKIP LOCKED.
     """
     import asyncio
+    import contextlib
 
     import structlog
+
+    from clipwatch.discord.delivery import deliver_due
+    from clipwatch.discord.sender import WebhookSender
 
     settings = settings_or_exit()
     configure_logging(settings.log_level, settings.log_format, settings.log_file)
     log = structlog.get_logger("clipwatch.worker")
 
+    async def deliveries(sm: Sessions, stop: asyncio.Event) -> None:
+        sender = WebhookSender(settings.discord_api_url)
+        try:
+            while not stop.is_set():
+                report = await deliver_due(sm, sender, settings.signing_key)
+                if report.messages:
+                    log.info("deliveries_sent", **vars(report))
+                else:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stop.wait(), timeout=DELIVERY_POLL_S)
+        finally:
+            await sender.aclose()
+
     async def loop(client: HelixClient, sm: Sessions) -> int:
+        stop = asyncio.Event()
+        delivering = asyncio.create_task(deliveries(sm, stop))
         done = 0
-        while passes == 0 or done < passes:
-            report = await sync.sync_all(client, sm, backfill=True)
-            done += 1
-            log.info(
-                "sync_pass_done",
-                inserted=report.inserted,
-                updated=report.updated,
-                deleted=report.deleted,
-                skipped=len(report.skipped_channels),
-                budget_waited_s=round(client.budget.waited, 1),
-            )
-            if passes == 0 or done < passes:
-                await asyncio.sleep(interval)
+        try:
+            while passes == 0 or done < passes:
+                report = await sync.sync_all(client, sm, backfill=True)
+                done += 1
+                log.info(
+                    "sync_pass_done",
+                    inserted=report.inserted,
+                    updated=report.updated,
+                    deleted=report.deleted,
+                    skipped=len(report.skipped_channels),
+                    budget_waited_s=round(client.budget.waited, 1),
+                )
+                if passes == 0 or done < passes:
+                    await asyncio.sleep(interval)
+        finally:
+            stop.set()
+            await delivering
         return done
 
     run(_with_twitch(settings, loop))
+
+
+DELIVERY_POLL_S = 2.0
 
 
 @simulate_app.command("discord")
