@@ -1,13 +1,13 @@
-"""`make bench`: every benchmark, one after the other (`python -m bench search|sync …` for one)."""
+"""`make bench`: every benchmark, one after the other (`python -m bench NAME …` for one)."""
 
 from __future__ import annotations
 
 import sys
 
-from bench import search
+from bench import delivery, search
 from bench import sync as sync_bench
 
-BENCHMARKS = {"search": search.main, "sync": sync_bench.main}
+BENCHMARKS = {"search": search.main, "sync": sync_bench.main, "delivery": delivery.main}
 
 
 def main() -> int:

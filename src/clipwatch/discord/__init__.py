@@ -1,1 +1,1 @@
-"""Discord: webhook URLs, route matching, the message builder (more comes with issue #5)."""
+"""Discord: webhook URLs, routes, the outbox and delivery worker, messages, the simulator."""

@@ -130,7 +130,12 @@ async def deliver_due(
             elif isinstance(outcome, Rejected):
                 await _finish(sessionmaker, part, "dead", report, error=outcome.reason)
             elif isinstance(outcome, RetryLater):
+                # The rest of this route waits too (sending on would only meet the same limit
+                # or error); a rate-limit wait costs none of them an attempt.
                 await _retry(sessionmaker, part, outcome, report)
+                rest = RetryLater(outcome.reason, after=outcome.after, rate_limited=True)
+                await _retry(sessionmaker, pending, rest, report)
+                break
             else:  # Gone: the route stops here, and nothing of it is retried
                 await _disable(sessionmaker, route, outcome.reason, report)
                 await _finish(sessionmaker, part + pending, "dead", report, error=outcome.reason)
@@ -172,8 +177,9 @@ async def _retry(
     now = datetime.now(UTC)
     async with session_scope(sessionmaker) as session:
         for delivery in deliveries:
-            attempts = delivery.attempts + 1
-            due = next_attempt(attempts, now)
+            # Waiting for a rate limit is not a failed attempt.
+            attempts = delivery.attempts + (0 if outcome.rate_limited else 1)
+            due = next_attempt(attempts, now) if not outcome.rate_limited else now
             if due is None:
                 values = {"status": "dead", "attempts": attempts, "last_error": outcome.reason}
                 report.dead += 1

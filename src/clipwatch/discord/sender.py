@@ -21,6 +21,9 @@ import orjson
 from clipwatch.discord.webhook_url import WebhookTarget
 
 MAX_WAIT_S = 30.0  # a rate-limit wait longer than this goes back to the queue instead
+# Discord's hidden per-channel limit (~30 messages a minute, no headers): after a 429 with
+# scope "shared", that webhook sends at most one message every CHANNEL_PACE_S seconds.
+CHANNEL_PACE_S = 2.1  # a little over 60 s / 30, so timing jitter does not meet the limit
 
 
 @dataclass(frozen=True)
@@ -32,6 +35,7 @@ class Sent:
 class RetryLater:
     reason: str
     after: float = 0.0
+    rate_limited: bool = False  # a wait, not a failed attempt
 
 
 @dataclass(frozen=True)
@@ -51,6 +55,8 @@ Outcome = Sent | RetryLater | Gone | Rejected
 class _Bucket:
     remaining: int | None = None
     reset_at: float = 0.0  # monotonic
+    pace: float = 0.0  # seconds between messages once the channel limit showed itself
+    last_sent: float = 0.0
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
@@ -83,13 +89,14 @@ class WebhookSender:
         async with bucket.lock:  # one request at a time per webhook: the headers stay true
             while True:
                 now = time.monotonic()
-                wait = max(self._global_until - now, 0.0)
+                wait = max(self._global_until - now, bucket.last_sent + bucket.pace - now, 0.0)
                 if bucket.remaining == 0:
                     wait = max(wait, bucket.reset_at - now)
                 if wait > MAX_WAIT_S:
-                    return RetryLater("rate limited for long", after=wait)
+                    return RetryLater("rate limited for long", after=wait, rate_limited=True)
                 if wait > 0:
                     await self._wait(wait)
+                bucket.last_sent = time.monotonic()
                 try:
                     answer = await self._http.post(
                         f"{self.api_url}/webhooks/{target.webhook_id}/{target.token}",
@@ -123,8 +130,10 @@ class WebhookSender:
             retry = retry if retry is not None else 1.0
             if body.get("global") or answer.headers.get("x-ratelimit-global"):
                 self._global_until = time.monotonic() + retry
+            if answer.headers.get("x-ratelimit-scope") == "shared":
+                bucket.pace = CHANNEL_PACE_S
             if retry > MAX_WAIT_S:
-                return RetryLater("rate limited for long", after=retry)
+                return RetryLater("rate limited for long", after=retry, rate_limited=True)
             await self._wait(retry)
             return None  # send again: a rate limit is not a failed attempt
         if status in (401, 404):
