@@ -57,6 +57,7 @@ class _Bucket:
     reset_at: float = 0.0  # monotonic
     pace: float = 0.0  # seconds between messages once the channel limit showed itself
     last_sent: float = 0.0
+    blocked_until: float = 0.0  # monotonic; after a 429, nothing is sent before this
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
@@ -89,7 +90,12 @@ class WebhookSender:
         async with bucket.lock:  # one request at a time per webhook: the headers stay true
             while True:
                 now = time.monotonic()
-                wait = max(self._global_until - now, bucket.last_sent + bucket.pace - now, 0.0)
+                wait = max(
+                    self._global_until - now,
+                    bucket.last_sent + bucket.pace - now,
+                    bucket.blocked_until - now,
+                    0.0,
+                )
                 if bucket.remaining == 0:
                     wait = max(wait, bucket.reset_at - now)
                 if wait > MAX_WAIT_S:
@@ -132,6 +138,7 @@ class WebhookSender:
                 self._global_until = time.monotonic() + retry
             if answer.headers.get("x-ratelimit-scope") == "shared":
                 bucket.pace = CHANNEL_PACE_S
+            bucket.blocked_until = time.monotonic() + retry
             if retry > MAX_WAIT_S:
                 return RetryLater("rate limited for long", after=retry, rate_limited=True)
             await self._wait(retry)
