@@ -24,7 +24,7 @@ from urllib.parse import parse_qs
 
 import orjson
 
-from clipwatch.simhttp import Receive, Scope, Send
+from clipwatch.simhttp import Receive, Scope, Send, http_body
 from clipwatch.simhttp import answer as _answer
 from clipwatch.simhttp import raw as _raw
 
@@ -126,22 +126,9 @@ class DiscordSimulator:
         return f"{base}/api/webhooks/{hook.id}/{hook.token}"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "lifespan":
-            while True:
-                message = await receive()
-                if message["type"] == "lifespan.startup":
-                    await send({"type": "lifespan.startup.complete"})
-                elif message["type"] == "lifespan.shutdown":
-                    await send({"type": "lifespan.shutdown.complete"})
-                    return
-        if scope["type"] != "http":
+        body = await http_body(scope, receive, send)
+        if body is None:
             return
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
         query = parse_qs(scope.get("query_string", b"").decode())
         path: str = scope["path"]
         if path.startswith("/_sim/"):

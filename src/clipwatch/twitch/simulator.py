@@ -31,7 +31,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlencode
 
-from clipwatch.simhttp import Receive, Scope, Send
+from clipwatch.simhttp import Receive, Scope, Send, http_body
 from clipwatch.simhttp import answer as _answer
 from clipwatch.simhttp import raw as _raw
 from clipwatch.twitch.synthetic import CLIP_WORDS, LANGUAGES, World
@@ -258,22 +258,9 @@ class TwitchSimulator:
     # --- HTTP ---------------------------------------------------------------------------------
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "lifespan":
-            while True:
-                message = await receive()
-                if message["type"] == "lifespan.startup":
-                    await send({"type": "lifespan.startup.complete"})
-                elif message["type"] == "lifespan.shutdown":
-                    await send({"type": "lifespan.shutdown.complete"})
-                    return
-        if scope["type"] != "http":
+        body = await http_body(scope, receive, send)
+        if body is None:
             return
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
         query = parse_qs(scope.get("query_string", b"").decode(), keep_blank_values=True)
         if scope["method"] == "POST" and body:
             query.update(parse_qs(body.decode(errors="replace"), keep_blank_values=True))
