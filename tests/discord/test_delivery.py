@@ -146,3 +146,20 @@ async def test_server_errors_are_retried_on_the_schedule(
         assert (delivery.status, delivery.attempts) == ("pending", 1)
         assert delivery.next_attempt_at > datetime.now(UTC)  # the second attempt waits 5 s
     assert discord_sim.discord.received == []
+
+
+async def test_a_clip_rising_over_a_routes_minimum_is_announced_once(
+    sessionmaker: async_sessionmaker[AsyncSession], discord_sim: DiscordSim
+) -> None:
+    wants_popular = await make_route(sessionmaker, discord_sim, filters={"min_views": 100})
+    await make_route(sessionmaker, discord_sim)  # no minimum: only new clips concern it
+    week_old = (datetime.now(UTC) - timedelta(days=7)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    clip = helix_clip(id="Riser", created_at=week_old, view_count=50)
+    await store(sessionmaker, [clip])
+    assert await deliveries(sessionmaker) == []  # old, and under the minimum
+    await store(sessionmaker, [{**clip, "view_count": 99}])
+    assert await deliveries(sessionmaker) == []
+    await store(sessionmaker, [{**clip, "view_count": 150}])
+    await store(sessionmaker, [{**clip, "view_count": 3000}])
+    queued = await deliveries(sessionmaker)
+    assert [(d.route_id, d.clip_id) for d in queued] == [(wants_popular, "Riser")]

@@ -88,7 +88,8 @@ async def store_batch(
 ) -> clip_writes.UpsertResult:
     """Upsert one batch of clip rows, creating the channels and games they name.
 
-    `notify`: new clips go to the Discord outbox in this same transaction."""
+    `notify`: new clips, and clips whose views crossed a route's minimum, go to the Discord
+    outbox in this same transaction."""
     known = known if known is not None else KnownReferences()
     channels = {
         row["broadcaster_id"]: row["broadcaster_name"]
@@ -98,11 +99,20 @@ async def store_batch(
     games = {row["game_id"] for row in rows if row["game_id"]} - known.games
     await catalog.ensure_channels(session, channels)
     await catalog.ensure_games(session, games)
+    views_before = (
+        await clip_writes.view_counts(session, [row["id"] for row in rows]) if notify else {}
+    )
     result = await clip_writes.upsert_clips(session, rows, durable=durable)
-    if notify and result.inserted_ids:
+    if notify:
+        by_id = {row["id"]: row for row in rows}
         new = set(result.inserted_ids)
-        by_id = {row["id"]: row for row in rows if row["id"] in new}
-        await outbox.enqueue_new_clips(session, list(by_id.values()))
+        await outbox.enqueue_new_clips(session, [by_id[i] for i in sorted(new)])
+        risen = [
+            (row, views_before[i])
+            for i, row in by_id.items()
+            if i not in new and i in views_before and row["view_count"] > views_before[i]
+        ]
+        await outbox.enqueue_crossings(session, risen)
     # Only after the batch is stored: a failed batch must not leave ids marked as known.
     known.channels.update(channels)
     known.games.update(games)

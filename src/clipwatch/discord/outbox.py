@@ -1,7 +1,9 @@
 """The outbox: deliveries are written in the transaction that stores the clips.
 
-Only clips created in the last `FRESH` are announced: a backfill or an import of history
-fills the archive without flooding Discord with years-old clips.
+New clips are announced when created in the last `FRESH`: a backfill or an import of
+history fills the archive without flooding Discord with years-old clips. A stored clip
+whose views rise over a route's minimum (a refresh saw it) is announced to that route then,
+whatever its age: the unique (route, clip) key keeps it to once.
 """
 
 from __future__ import annotations
@@ -67,6 +69,35 @@ async def enqueue_new_clips(
         for route in routes
         for row in fresh
         if route_matches(filters_of(route), facts_of(row))
+    ]
+    await notifications.add_deliveries(session, outbox)
+    return len(outbox)
+
+
+async def enqueue_crossings(
+    session: AsyncSession,
+    risen: Sequence[tuple[dict[str, Any], int]],
+    *,
+    now: datetime | None = None,
+) -> int:
+    """Deliveries for routes whose minimum views these clips just reached (row, views before)."""
+    if not risen:
+        return 0
+    now = now or datetime.now(UTC)
+    routes = [r for r in await notifications.enabled_routes(session) if filters_of(r).min_views]
+    outbox = [
+        {
+            "route_id": route.id,
+            "clip_id": row["id"],
+            "status": "pending",
+            "attempts": 0,
+            "next_attempt_at": now + timedelta(seconds=route.delay_seconds),
+            "created_at": now,
+        }
+        for route in routes
+        for row, before in risen
+        if before < filters_of(route).min_views <= row["view_count"]
+        and route_matches(filters_of(route), facts_of(row))
     ]
     await notifications.add_deliveries(session, outbox)
     return len(outbox)

@@ -160,3 +160,14 @@ async def compact_search_index(session: AsyncSession) -> None:
     """After a bulk write: statistics and the search index brought up to date."""
     connection = await session.connection()
     await connection.run_sync(optimize_index)
+
+
+async def view_counts(session: AsyncSession, ids: Sequence[str]) -> dict[str, int]:
+    """Stored view counts of these clips (absent ones are left out)."""
+    counts: dict[str, int] = {}
+    unique = sorted(set(ids))
+    for start in range(0, len(unique), 500):
+        chunk = unique[start : start + 500]
+        rows = await session.execute(select(Clip.id, Clip.view_count).where(Clip.id.in_(chunk)))
+        counts.update({clip_id: views for clip_id, views in rows.all()})
+    return counts
