@@ -121,3 +121,30 @@ def test_users_and_tokens(tmp_path: Path) -> None:
         assert db.execute("SELECT revoked_at FROM api_token").fetchone()[0] is not None
     assert run(tmp_path, "tokens", "create", "nobody").returncode == 1
     assert run(tmp_path, "tokens", "revoke", "cw_00000000").returncode == 1
+
+
+def test_routes_and_deliveries_commands(tmp_path: Path) -> None:
+    assert run(tmp_path, "users", "create", "owner").returncode == 0
+    hook = "https://discord.com/api/webhooks/123456789012345678/" + "t" * 68
+    bad = run(tmp_path, "routes", "add", "owner", "clips", hook.replace("discord.com", "x.example"))
+    assert bad.returncode == 1
+    assert "t" * 68 not in bad.stderr
+    added = run(
+        tmp_path, "routes", "add", "owner", "clips", hook, "--min-views", "50", "--channel", "Foo"
+    )
+    assert added.returncode == 0, added.stderr
+    assert "route 1 (clips) added for owner" in added.stdout
+    listed = run(tmp_path, "routes", "list")
+    assert "123456789012345678" in listed.stdout
+    assert "hidden" in listed.stdout
+    assert "t" * 68 not in listed.stdout
+    with sqlite3.connect(tmp_path / "cli.db") as db:
+        sealed = db.execute(
+            "SELECT webhook_token_sealed, user_id FROM notification_route"
+        ).fetchone()
+    assert "t" * 68 not in sealed[0]
+    assert sealed[1] == 1
+    assert "no delivery" in run(tmp_path, "deliveries", "retry", "7").stderr
+    assert run(tmp_path, "deliveries", "list", "--dead").returncode == 0
+    assert run(tmp_path, "routes", "remove", "1").returncode == 0
+    assert run(tmp_path, "routes", "remove", "1").returncode == 1

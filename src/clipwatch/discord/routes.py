@@ -59,9 +59,13 @@ async def create_route(
     *,
     key: bytes,
     allowed_hosts: list[str],
+    owner_id: int | None = None,
 ) -> NotificationRoute:
+    """A route of the caller's (or, for admins, of `owner_id`)."""
+    if owner_id is not None and owner_id != principal.user_id and not principal.is_admin:
+        raise NotFound(f"no user {owner_id}")
     route = NotificationRoute(
-        user_id=principal.user_id,
+        user_id=owner_id if owner_id is not None else principal.user_id,
         filters={},
         template={"name": "card"},
         delay_seconds=0,

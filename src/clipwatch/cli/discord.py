@@ -1,0 +1,179 @@
+"""`clipwatch routes add|list|remove|test` and `clipwatch deliveries list|retry`.
+
+The operator's commands: they act with admin rights (routes of any user), the way the API
+acts for an admin.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from enum import StrEnum
+from typing import Annotated, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from clipwatch.accounts import service as accounts
+from clipwatch.accounts.secrets import unseal
+from clipwatch.accounts.service import Principal
+from clipwatch.cli.common import fail, run, settings_or_exit
+from clipwatch.config import Settings
+from clipwatch.db.engine import create_engine, create_sessionmaker, session_scope
+from clipwatch.db.migrate import upgrade_database
+from clipwatch.discord import routes as service
+from clipwatch.discord.delivery import template_of
+from clipwatch.discord.messages import SAMPLE, build_messages
+from clipwatch.discord.sender import Sent, WebhookSender
+from clipwatch.discord.webhook_url import WebhookTarget
+
+routes_app = typer.Typer(help="Discord notification routes.", no_args_is_help=True)
+deliveries_app = typer.Typer(help="The Discord delivery outbox.", no_args_is_help=True)
+T = TypeVar("T")
+OPERATOR = Principal(0, "cli", "admin", frozenset({"read", "write", "admin"}), "token", 0)
+
+
+class TemplateName(StrEnum):
+    card = "card"
+    compact = "compact"
+    link = "link"
+
+
+async def _in_transaction(settings: Settings, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+    engine = create_engine(settings)
+    try:
+        await upgrade_database(engine)
+        async with session_scope(create_sessionmaker(engine)) as session:
+            return await work(session)
+    finally:
+        await engine.dispose()
+
+
+@routes_app.command("add")
+def add_route(
+    user: Annotated[str, typer.Argument(help="The owner's user name")],
+    name: Annotated[str, typer.Argument(help="What the route is for")],
+    webhook_url: Annotated[str, typer.Argument(help="The Discord webhook URL")],
+    channel: Annotated[
+        list[str] | None, typer.Option(help="Channel id or login; repeatable")
+    ] = None,
+    min_views: Annotated[int, typer.Option(min=0)] = 0,
+    template: Annotated[TemplateName, typer.Option()] = TemplateName.card,
+    delay: Annotated[int, typer.Option(min=0, max=3600, help="Seconds before posting")] = 0,
+) -> None:
+    """Post new clips that pass the filters to a Discord webhook."""
+    settings = settings_or_exit()
+
+    async def work(session: AsyncSession) -> str:
+        owner = await accounts.user_by_name(session, user)
+        route = await service.create_route(
+            session,
+            OPERATOR,
+            {
+                "name": name,
+                "webhook_url": webhook_url,
+                "filters": {"channels": [c.lower() for c in channel or []], "min_views": min_views},
+                "template": {"name": template.value},
+                "delay_seconds": delay,
+            },
+            key=settings.signing_key,
+            allowed_hosts=settings.webhook_allowed_hosts.split(","),
+            owner_id=owner.id,
+        )
+        return f"route {route.id} ({route.name}) added for {owner.name}"
+
+    typer.echo(run(_in_transaction(settings, work)))
+
+
+@routes_app.command("list")
+def list_routes() -> None:
+    """Every route (webhook tokens hidden)."""
+    settings = settings_or_exit()
+
+    async def work(session: AsyncSession) -> Table:
+        table = Table("id", "owner", "name", "webhook", "filters", "enabled")
+        for route in await service.routes_of(session, OPERATOR):
+            state = "yes" if route.enabled else f"no: {route.disabled_reason}"
+            table.add_row(
+                str(route.id),
+                str(route.user_id),
+                route.name,
+                f"{route.webhook_id} (token hidden)",
+                str(route.filters or {}),
+                state,
+            )
+        return table
+
+    Console().print(run(_in_transaction(settings, work)))
+
+
+@routes_app.command("remove")
+def remove_route(route_id: Annotated[int, typer.Argument(min=1)]) -> None:
+    """Remove a route (its undelivered notifications go with it)."""
+    settings = settings_or_exit()
+
+    async def work(session: AsyncSession) -> None:
+        await service.delete_route(session, OPERATOR, route_id)
+
+    run(_in_transaction(settings, work))
+    typer.echo(f"route {route_id} removed")
+
+
+@routes_app.command("test")
+def test_route(route_id: Annotated[int, typer.Argument(min=1)]) -> None:
+    """Send a sample message through a route now."""
+    settings = settings_or_exit()
+
+    async def work(session: AsyncSession) -> str:
+        route = await service.visible_route(session, OPERATOR, route_id)
+        target = WebhookTarget(
+            route.webhook_id, unseal(settings.signing_key, route.webhook_token_sealed)
+        )
+        sender = WebhookSender(settings.discord_api_url)
+        try:
+            outcome = await sender.send(target, build_messages(template_of(route), [SAMPLE])[0])
+        finally:
+            await sender.aclose()
+        if not isinstance(outcome, Sent):
+            fail(f"not sent: {outcome.reason}")
+        return f"sent (message {outcome.message_id})"
+
+    typer.echo(run(_in_transaction(settings, work)))
+
+
+@deliveries_app.command("list")
+def list_deliveries(
+    dead: Annotated[bool, typer.Option(help="Only the dead ones")] = False,
+    limit: Annotated[int, typer.Option(min=1, max=1000)] = 50,
+) -> None:
+    """The newest deliveries of every route."""
+    settings = settings_or_exit()
+
+    async def work(session: AsyncSession) -> Table:
+        table = Table("id", "route", "clip", "status", "attempts", "next attempt", "error")
+        for d in await service.deliveries_of(session, OPERATOR, "dead" if dead else None, limit):
+            table.add_row(
+                str(d.id),
+                str(d.route_id),
+                d.clip_id,
+                d.status,
+                str(d.attempts),
+                f"{d.next_attempt_at:%Y-%m-%d %H:%M:%S}",
+                d.last_error or "",
+            )
+        return table
+
+    Console().print(run(_in_transaction(settings, work)))
+
+
+@deliveries_app.command("retry")
+def retry_delivery(delivery_id: Annotated[int, typer.Argument(min=1)]) -> None:
+    """Send a dead delivery again."""
+    settings = settings_or_exit()
+
+    async def work(session: AsyncSession) -> None:
+        await service.retry_delivery(session, OPERATOR, delivery_id)
+
+    run(_in_transaction(settings, work))
+    typer.echo(f"delivery {delivery_id} will be sent again")
