@@ -18,7 +18,7 @@ from clipwatch.api.auth import CSRF_HEADER, caller
 from clipwatch.api.deps import AppState
 from clipwatch.api.errors import install_error_handlers, problem_responses
 from clipwatch.api.middleware import ResponseHeaders
-from clipwatch.api.routers import auth, catalog, clips, health, me, routes, users
+from clipwatch.api.routers import auth, catalog, clips, health, interactions, me, routes, users
 from clipwatch.config import Settings
 from clipwatch.db.engine import create_engine, create_sessionmaker
 from clipwatch.twitch.client import client_from_settings
@@ -82,6 +82,8 @@ def create_app(settings: Settings) -> FastAPI:
             router, prefix=API_PREFIX, dependencies=limited, responses=_limited_responses()
         )
     app.include_router(auth.router, dependencies=limited, responses=_limited_responses())
+    # Discord's own calls: authenticated by their signature, not by our tokens or limits.
+    app.include_router(interactions.router)
     if settings.cors_origin_list:
         app.add_middleware(
             CORSMiddleware,

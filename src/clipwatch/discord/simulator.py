@@ -29,6 +29,7 @@ from clipwatch.simhttp import answer as _answer
 from clipwatch.simhttp import raw as _raw
 
 _EXECUTE = re.compile(r"^/api(?:/v\d+)?/webhooks/(\d+)/([^/]+)/?$")
+_ORIGINAL = re.compile(r"^/api(?:/v\d+)?/webhooks/(\d+)/([^/]+)/messages/@original$")
 WEBHOOK_LIMIT = 5
 WEBHOOK_WINDOW = 2.0
 CHANNEL_LIMIT = 30
@@ -115,6 +116,8 @@ class DiscordSimulator:
         self.global_hits: deque[float] = deque()
         self.rate_limited: dict[str, int] = {}  # scope -> 429s sent
         self.faults: list[str] = []
+        # Interaction responses edited after a deferral: (application id, token, payload).
+        self.originals: list[tuple[str, str, dict[str, Any]]] = []
         self._ids = itertools.count(1_100_000_000_000_000_000)
 
     def add_webhook(self, channel_id: str = "900000000000000001") -> SimWebhook:
@@ -133,6 +136,18 @@ class DiscordSimulator:
         path: str = scope["path"]
         if path.startswith("/_sim/"):
             await self._control(path, scope["method"], query, send)
+            return
+        original = _ORIGINAL.match(path)
+        if original is not None and scope["method"] == "PATCH":
+            payload = orjson.loads(body) if body else {}
+            errors = payload_errors(payload)
+            if errors:
+                await _answer(
+                    send, 400, {"message": "Invalid Form Body", "code": 50035, "errors": errors}
+                )
+                return
+            self.originals.append((original.group(1), original.group(2), payload))
+            await _answer(send, 200, {"id": str(next(self._ids)), **payload})
             return
         match = _EXECUTE.match(path)
         if scope["method"] != "POST" or match is None:

@@ -1,0 +1,146 @@
+"""POST /discord/interactions: Discord's slash commands, signature first."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import httpx
+import orjson
+import structlog
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+from clipwatch.api.deps import AppState, State
+from clipwatch.api.errors import problem
+from clipwatch.clips.search import ClipSearch, search_clips
+from clipwatch.db.engine import session_scope
+from clipwatch.db.repositories import catalog
+from clipwatch.discord.delivery import view_of
+from clipwatch.discord.interactions import (
+    ANSWER_WITHIN_S,
+    AUTOCOMPLETE,
+    CHOICES,
+    COMMAND,
+    DEFERRED,
+    MESSAGE,
+    PING,
+    PONG,
+    CommandRequest,
+    ephemeral,
+    focused_option,
+    message_for,
+    parse_command,
+    verify_signature,
+)
+from clipwatch.discord.messages import ClipView
+
+router = APIRouter(tags=["discord"])
+log = structlog.get_logger(__name__)
+_background: set[asyncio.Task[None]] = set()
+
+
+async def find_clips(state: AppState, request: CommandRequest) -> list[ClipView]:
+    sort = {"search": "relevance", "top": "views", "latest": "newest", "random": "views"}
+    search = ClipSearch(
+        q=request.query,
+        broadcaster=(request.channel,) if request.channel else (),
+        game=(request.game,) if request.game else (),
+        sort=sort[request.subcommand],  # type: ignore[arg-type]
+        limit=25 if request.subcommand == "random" else 5,
+    )
+    async with session_scope(state.sessionmaker) as session:
+        page = await search_clips(
+            session,
+            search,
+            key=state.settings.signing_key,
+            relevance_candidates=state.settings.search_relevance_candidates,
+        )
+    return [view_of(c, page.game_names.get(c.game_id or "")) for c in page.clips]
+
+
+async def _edit_original(state: AppState, token: str, message: dict[str, Any]) -> None:
+    url = (
+        f"{state.settings.discord_api_url}/webhooks/"
+        f"{state.settings.discord_application_id}/{token}/messages/@original"
+    )
+    try:
+        async with httpx.AsyncClient(timeout=10) as http:
+            answer = await http.patch(url, json=message)
+        if answer.status_code >= 400:
+            log.warning("interaction_followup_failed", status=answer.status_code)
+    except httpx.TransportError as exc:
+        log.warning("interaction_followup_failed", error=type(exc).__name__)
+
+
+async def _answer_later(
+    state: AppState, token: str, work: asyncio.Task[list[ClipView]], request: CommandRequest
+) -> None:
+    try:
+        message = message_for(await work, request)
+    except Exception as exc:  # the user must hear something
+        log.warning("interaction_search_failed", error=type(exc).__name__)
+        message = ephemeral("The search failed; try again.")
+    await _edit_original(state, token, message)
+
+
+@router.post(
+    "/discord/interactions",
+    summary="Discord slash commands (Ed25519-signed by Discord)",
+    responses={401: {"description": "Missing or bad signature"}},
+)
+async def interactions(request: Request, state: State) -> JSONResponse:
+    body = await request.body()
+    key = state.settings.discord_public_key
+    signature = request.headers.get("x-signature-ed25519", "")
+    timestamp = request.headers.get("x-signature-timestamp", "")
+    if not key or not verify_signature(key, signature, timestamp, body):
+        return problem(401, "invalid request signature")
+    try:
+        interaction = orjson.loads(body)
+        kind = interaction["type"]
+    except (orjson.JSONDecodeError, KeyError, TypeError):
+        return problem(400, "not an interaction")
+    if kind == PING:
+        return JSONResponse({"type": PONG})
+    data = interaction.get("data") or {}
+    if kind == AUTOCOMPLETE:
+        return JSONResponse({"type": CHOICES, "data": {"choices": await _choices(state, data)}})
+    if kind != COMMAND:
+        return JSONResponse({"type": MESSAGE, "data": ephemeral("That is not something I do.")})
+    command = parse_command(data)
+    if command is None:
+        return JSONResponse({"type": MESSAGE, "data": ephemeral("Unknown command.")})
+    work = asyncio.create_task(find_clips(state, command))
+    done, _ = await asyncio.wait({work}, timeout=ANSWER_WITHIN_S)
+    if done:
+        try:
+            return JSONResponse({"type": MESSAGE, "data": message_for(work.result(), command)})
+        except Exception as exc:
+            log.warning("interaction_search_failed", error=type(exc).__name__)
+            return JSONResponse({"type": MESSAGE, "data": ephemeral("The search failed.")})
+    # Too slow for Discord's 3 s: say "thinking…" now, edit the answer when it is ready.
+    later = asyncio.create_task(_answer_later(state, str(interaction.get("token")), work, command))
+    _background.add(later)
+    later.add_done_callback(_background.discard)
+    return JSONResponse({"type": DEFERRED})
+
+
+async def _choices(state: AppState, data: dict[str, Any]) -> list[dict[str, str]]:
+    focused = focused_option(data)
+    if focused is None:
+        return []
+    name, typed = focused
+    async with session_scope(state.sessionmaker) as session:
+        if name == "channel":
+            rows = await catalog.list_channels(session, limit=200)
+            options = [(c.display_name, c.login or c.id) for c in rows]
+        else:
+            games = await catalog.list_games(session, limit=200)
+            options = [(g.name or g.id, g.id) for g in games]
+    wanted = typed.lower()
+    return [
+        {"name": label[:100], "value": value[:100]}
+        for label, value in options
+        if wanted in label.lower()
+    ][:25]
