@@ -166,3 +166,42 @@ async def test_a_slow_search_is_deferred_and_followed_up(
     app_id, token, message = discord_sim.discord.originals[0]
     assert (app_id, token) == ("123456789012345678", "interaction-token")
     assert [e["url"].rsplit("/", 1)[1] for e in message["embeds"]] == ["Big", "Small"]
+
+
+def test_register_commands_puts_them_to_discord(tmp_path: Any) -> None:
+    import subprocess
+
+    from tests.conftest import free_port
+    from tests.processes import CLIPWATCH, wait_until_up
+
+    port = free_port()
+    sim = subprocess.Popen(
+        [CLIPWATCH, "simulate", "discord", "--port", str(port), "--webhooks", "0"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_until_up(f"http://127.0.0.1:{port}/_sim/messages", sim, "the Discord simulator")
+        env = {
+            "PATH": "/usr/bin:/bin",
+            "CLIPWATCH_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/x.db",
+            "CLIPWATCH_SECRET_KEY": "x",
+            "CLIPWATCH_DISCORD_API_URL": f"http://127.0.0.1:{port}/api/v10",
+            "CLIPWATCH_DISCORD_APPLICATION_ID": "123456789012345678",
+        }
+        run = {"cwd": tmp_path, "capture_output": True, "text": True, "timeout": 60, "check": False}
+        missing = subprocess.run([CLIPWATCH, "discord", "register-commands"], env=env, **run)
+        assert missing.returncode == 1
+        env["CLIPWATCH_DISCORD_BOT_TOKEN"] = "wrong"
+        refused = subprocess.run([CLIPWATCH, "discord", "register-commands"], env=env, **run)
+        assert refused.returncode == 1
+        assert "401" in refused.stderr
+        env["CLIPWATCH_DISCORD_BOT_TOKEN"] = "sim-bot-token"
+        done = subprocess.run(
+            [CLIPWATCH, "discord", "register-commands", "--guild", "42"], env=env, **run
+        )
+        assert done.returncode == 0, done.stderr
+        assert "registered 1 command(s) in guild 42" in done.stdout
+    finally:
+        sim.terminate()
+        sim.wait(timeout=15)

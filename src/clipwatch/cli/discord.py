@@ -177,3 +177,34 @@ def retry_delivery(delivery_id: Annotated[int, typer.Argument(min=1)]) -> None:
 
     run(_in_transaction(settings, work))
     typer.echo(f"delivery {delivery_id} will be sent again")
+
+
+discord_app = typer.Typer(help="The Discord application (slash commands).", no_args_is_help=True)
+
+
+@discord_app.command("register-commands")
+def register_commands(
+    guild: Annotated[
+        str | None, typer.Option(help="Register in one guild (instant; for testing)")
+    ] = None,
+) -> None:
+    """Register `/clips` with Discord (global, or in one guild)."""
+    import httpx
+
+    from clipwatch.discord.interactions import COMMANDS
+
+    settings = settings_or_exit()
+    app_id, bot = settings.discord_application_id, settings.discord_bot_token
+    if not (app_id and bot):
+        fail("set CLIPWATCH_DISCORD_APPLICATION_ID and CLIPWATCH_DISCORD_BOT_TOKEN")
+    where = f"/guilds/{guild}" if guild else ""
+    url = f"{settings.discord_api_url}/applications/{app_id}{where}/commands"
+    try:
+        answer = httpx.put(url, json=COMMANDS, headers={"Authorization": f"Bot {bot}"}, timeout=15)
+    except httpx.TransportError as exc:
+        fail(f"Discord did not answer ({type(exc).__name__})")
+    if answer.status_code != 200:
+        fail(f"Discord refused the commands ({answer.status_code}): {answer.text[:200]}")
+    typer.echo(
+        f"registered {len(answer.json())} command(s) {'in guild ' + guild if guild else 'globally'}"
+    )

@@ -29,6 +29,7 @@ from clipwatch.simhttp import answer as _answer
 from clipwatch.simhttp import raw as _raw
 
 _EXECUTE = re.compile(r"^/api(?:/v\d+)?/webhooks/(\d+)/([^/]+)/?$")
+_COMMANDS = re.compile(r"^/api(?:/v\d+)?/applications/(\d+)(?:/guilds/(\d+))?/commands$")
 _ORIGINAL = re.compile(r"^/api(?:/v\d+)?/webhooks/(\d+)/([^/]+)/messages/@original$")
 WEBHOOK_LIMIT = 5
 WEBHOOK_WINDOW = 2.0
@@ -116,6 +117,9 @@ class DiscordSimulator:
         self.global_hits: deque[float] = deque()
         self.rate_limited: dict[str, int] = {}  # scope -> 429s sent
         self.faults: list[str] = []
+        self.bot_token = "sim-bot-token"
+        # Registered slash commands: (application id, guild id or None) -> commands.
+        self.commands: dict[tuple[str, str | None], list[dict[str, Any]]] = {}
         # Interaction responses edited after a deferral: (application id, token, payload).
         self.originals: list[tuple[str, str, dict[str, Any]]] = []
         self._ids = itertools.count(1_100_000_000_000_000_000)
@@ -136,6 +140,19 @@ class DiscordSimulator:
         path: str = scope["path"]
         if path.startswith("/_sim/"):
             await self._control(path, scope["method"], query, send)
+            return
+        registered = _COMMANDS.match(path)
+        if registered is not None and scope["method"] == "PUT":
+            auth = dict(scope.get("headers", [])).get(b"authorization", b"").decode()
+            if auth != f"Bot {self.bot_token}":
+                await _answer(send, 401, {"message": "401: Unauthorized", "code": 0})
+                return
+            commands = orjson.loads(body) if body else []
+            if not isinstance(commands, list) or len(commands) > 100:
+                await _answer(send, 400, {"message": "Invalid Form Body", "code": 50035})
+                return
+            self.commands[(registered.group(1), registered.group(2))] = commands
+            await _answer(send, 200, [{"id": str(next(self._ids)), **c} for c in commands])
             return
         original = _ORIGINAL.match(path)
         if original is not None and scope["method"] == "PATCH":
