@@ -49,6 +49,9 @@ class Settings(BaseSettings):
     discord_public_key: str = ""
     discord_bot_token: str = Field(default="", repr=False)
     webhook_allowed_hosts: str = "discord.com,discordapp.com,ptb.discord.com,canary.discord.com"
+    # How long a delivery worker holds the deliveries it claimed; a killed worker's claims
+    # come due again after this (longer than a pass's sends, rate-limit waits included).
+    delivery_claim_seconds: int = Field(default=300, ge=1, le=3600)
 
     # Service
     secret_key: str = Field(default="", repr=False)

@@ -167,6 +167,44 @@ def list_deliveries(
     Console().print(run(_in_transaction(settings, work)))
 
 
+@deliveries_app.command("run")
+def run_deliveries(
+    until_empty: Annotated[
+        bool, typer.Option(help="Stop when nothing is pending (else run until stopped)")
+    ] = False,
+) -> None:
+    """Deliver due notifications (what `clipwatch worker` does beside the sync)."""
+    import asyncio
+    from datetime import timedelta
+
+    from clipwatch.discord.delivery import deliver_due, pending_count
+    from clipwatch.monitoring.logging import configure_logging
+
+    settings = settings_or_exit()
+    configure_logging(settings.log_level, settings.log_format, settings.log_file)
+
+    async def work() -> int:
+        engine = create_engine(settings)
+        sender = WebhookSender(settings.discord_api_url)
+        sent = 0
+        try:
+            await upgrade_database(engine)
+            sm = create_sessionmaker(engine)
+            claim = timedelta(seconds=settings.delivery_claim_seconds)
+            while True:
+                report = await deliver_due(sm, sender, settings.signing_key, claim=claim)
+                sent += report.sent
+                if report.messages == 0:
+                    if until_empty and await pending_count(sm) == 0:
+                        return sent
+                    await asyncio.sleep(0.5)
+        finally:
+            await sender.aclose()
+            await engine.dispose()
+
+    typer.echo(f"{run(work())} deliveries sent")
+
+
 @deliveries_app.command("retry")
 def retry_delivery(delivery_id: Annotated[int, typer.Argument(min=1)]) -> None:
     """Send a dead delivery again."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Annotated, TypeVar
 
 import typer
@@ -237,7 +237,12 @@ def worker_command(
         sender = WebhookSender(settings.discord_api_url)
         try:
             while not stop.is_set():
-                report = await deliver_due(sm, sender, settings.signing_key)
+                report = await deliver_due(
+                    sm,
+                    sender,
+                    settings.signing_key,
+                    claim=timedelta(seconds=settings.delivery_claim_seconds),
+                )
                 if report.messages:
                     log.info("deliveries_sent", **vars(report))
                 else:

@@ -93,11 +93,12 @@ async def deliver_due(
     key: bytes,
     *,
     limit: int = 200,
+    claim: timedelta = CLAIM,
 ) -> DeliveryReport:
     report = DeliveryReport()
     now = datetime.now(UTC)
     async with session_scope(sessionmaker) as session:
-        claimed = list(await notifications.claim_due(session, now, now + CLAIM, limit))
+        claimed = list(await notifications.claim_due(session, now, now + claim, limit))
         routes = await notifications.routes_by_id(session, {d.route_id for d in claimed})
         clips = await notifications.clips_by_id(session, {d.clip_id for d in claimed})
         names = await catalog.game_names(session, (c.game_id for c in clips.values() if c.game_id))
@@ -207,3 +208,8 @@ async def _disable(
             stored.disabled_reason = reason
             report.routes_disabled += 1
     route.enabled = False
+
+
+async def pending_count(sessionmaker: async_sessionmaker[AsyncSession]) -> int:
+    async with session_scope(sessionmaker) as session:
+        return await notifications.count_pending(session)

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from clipwatch.db.models import Clip, Delivery, NotificationRoute
@@ -86,3 +86,8 @@ async def list_deliveries(
 
 async def get_delivery(session: AsyncSession, delivery_id: int) -> Delivery | None:
     return await session.get(Delivery, delivery_id)
+
+
+async def count_pending(session: AsyncSession) -> int:
+    stmt = select(func.count()).select_from(Delivery).where(Delivery.status == "pending")
+    return int((await session.execute(stmt)).scalar_one())
