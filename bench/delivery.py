@@ -19,7 +19,7 @@ from typing import Any
 
 import orjson
 
-from bench.sync import _serve
+from bench.common import serve_asgi
 from clipwatch.accounts import service
 from clipwatch.accounts.secrets import seal
 from clipwatch.clips.importer import parse_line, store_batch
@@ -56,7 +56,7 @@ def minimum_seconds(messages: int) -> float:
 async def run(clips: int) -> dict[str, Any]:
     discord = DiscordSimulator()
     hook = discord.add_webhook()
-    server, task, base = await _serve(discord)  # type: ignore[arg-type]
+    server, task, base = await serve_asgi(discord)
     fresh = (datetime.now(UTC) - timedelta(minutes=30)).strftime("%Y-%m-%dT%H:%M:%SZ")
     rows = [
         parse_line(orjson.dumps({**clip, "created_at": fresh}))

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench.common import serve_asgi
 from clipwatch.config import load_settings
 from clipwatch.db.engine import create_engine, create_sessionmaker
 from clipwatch.db.migrate import upgrade_database
@@ -25,28 +26,10 @@ from clipwatch.twitch.simulator import CLIENT_ID, CLIENT_SECRET, TwitchSimulator
 POINTS_PER_MINUTE = 800
 
 
-async def _serve(twitch: TwitchSimulator) -> tuple[Any, asyncio.Task[None], str]:
-    import uvicorn
-
-    from bench.common import free_port
-
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(twitch, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
-    )
-    task = asyncio.create_task(server.serve())
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if time.monotonic() > deadline or task.done():
-            raise RuntimeError("simulator did not start")
-        await asyncio.sleep(0.01)
-    return server, task, f"http://127.0.0.1:{port}"
-
-
 async def run(clips: int, hot_days: int) -> dict[str, Any]:
     twitch = TwitchSimulator(seed=3, points_per_minute=POINTS_PER_MINUTE)
     channel = twitch.add_channel("benchstreamer", clips=clips, hot_days=hot_days)
-    server, task, base = await _serve(twitch)
+    server, task, base = await serve_asgi(twitch)
     with tempfile.TemporaryDirectory() as tmp:
         url = f"sqlite+aiosqlite:///{Path(tmp) / 'sync.db'}"
         engine = create_engine(load_settings(database_url=url, secret_key="bench"))

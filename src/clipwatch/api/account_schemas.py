@@ -28,7 +28,7 @@ class UserRead(BaseModel):
 
     @classmethod
     def from_user(cls, user: User) -> UserRead:
-        return cls(id=user.id, name=user.name, role=user.role, created_at=user.created_at)
+        return cls.model_validate(user, from_attributes=True)
 
 
 class MeRead(UserRead):
@@ -157,12 +157,4 @@ class PreferencesRead(PreferencesFields):
 
     @classmethod
     def from_row(cls, row: Preferences) -> PreferencesRead:
-        return cls(
-            user_id=row.user_id,
-            channels=row.channels,
-            games=row.games,
-            languages=row.languages,
-            min_views=row.min_views,
-            default_sort=row.default_sort,
-            time_zone=row.time_zone,
-        )
+        return cls.model_validate(row, from_attributes=True)

@@ -129,15 +129,4 @@ class DeliveryRead(BaseModel):
 
     @classmethod
     def from_delivery(cls, d: Delivery) -> DeliveryRead:
-        return cls(
-            id=d.id,
-            route_id=d.route_id,
-            clip_id=d.clip_id,
-            status=d.status,
-            attempts=d.attempts,
-            next_attempt_at=d.next_attempt_at,
-            last_error=d.last_error,
-            message_id=d.message_id,
-            created_at=d.created_at,
-            sent_at=d.sent_at,
-        )
+        return cls.model_validate(d, from_attributes=True)

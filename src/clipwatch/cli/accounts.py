@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, TypeVar
@@ -13,9 +12,7 @@ from rich.table import Table
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from clipwatch.accounts import service
-from clipwatch.cli.common import run, settings_or_exit
-from clipwatch.db.engine import create_engine, create_sessionmaker, session_scope
-from clipwatch.db.migrate import upgrade_database
+from clipwatch.cli.common import in_transaction, run, settings_or_exit
 from clipwatch.db.repositories import accounts as repo
 
 users_app = typer.Typer(help="People who use clipwatch.", no_args_is_help=True)
@@ -29,17 +26,6 @@ class ScopeOption(StrEnum):
     admin = "admin"
 
 
-async def _in_transaction(work: Callable[[AsyncSession], Awaitable[T]]) -> T:
-    settings = settings_or_exit()
-    engine = create_engine(settings)
-    try:
-        await upgrade_database(engine)
-        async with session_scope(create_sessionmaker(engine)) as session:
-            return await work(session)
-    finally:
-        await engine.dispose()
-
-
 @users_app.command("create")
 def create_user(
     name: Annotated[str, typer.Argument(help="Letters, digits, '_', '.' or '-'")],
@@ -51,7 +37,7 @@ def create_user(
         user = await service.create_user(session, name, admin=admin)
         return f"user {user.name} created (id {user.id}, {user.role})"
 
-    typer.echo(run(_in_transaction(work)))
+    typer.echo(run(in_transaction(settings_or_exit(), work)))
 
 
 @users_app.command("list")
@@ -64,7 +50,7 @@ def list_users() -> None:
             table.add_row(str(user.id), user.name, user.role, f"{user.created_at:%Y-%m-%d}")
         return table
 
-    Console().print(run(_in_transaction(work)))
+    Console().print(run(in_transaction(settings_or_exit(), work)))
 
 
 @tokens_app.command("create")
@@ -89,7 +75,7 @@ def create_token(
         )
         return plaintext
 
-    typer.echo(run(_in_transaction(work)))
+    typer.echo(run(in_transaction(settings_or_exit(), work)))
 
 
 @tokens_app.command("list")
@@ -111,7 +97,7 @@ def list_tokens(user: Annotated[str, typer.Argument(help="The user's name")]) ->
             )
         return table
 
-    Console().print(run(_in_transaction(work)))
+    Console().print(run(in_transaction(settings_or_exit(), work)))
 
 
 @tokens_app.command("revoke")
@@ -125,4 +111,4 @@ def revoke_token(
         token = await service.revoke_token_by_prefix(session, key)
         return f"token {token.prefix} ({token.name}) revoked"
 
-    typer.echo(run(_in_transaction(work)))
+    typer.echo(run(in_transaction(settings_or_exit(), work)))

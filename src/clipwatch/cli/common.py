@@ -9,8 +9,11 @@ from typing import Any, NoReturn, TypeVar
 import typer
 from rich.console import Console
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from clipwatch.config import DEMO_DATABASE_URL, Settings, load_settings
+from clipwatch.db.engine import create_engine, create_sessionmaker, session_scope
+from clipwatch.db.migrate import upgrade_database
 from clipwatch.errors import ClipwatchError
 
 T = TypeVar("T")
@@ -49,9 +52,20 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
         fail("interrupted")
 
 
+async def in_transaction(settings: Settings, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+    """A command's work in one transaction, on a migrated database."""
+    engine = create_engine(settings)
+    try:
+        await upgrade_database(engine)
+        async with session_scope(create_sessionmaker(engine)) as session:
+            return await work(session)
+    finally:
+        await engine.dispose()
+
+
 def _one_line(exc: BaseException) -> str:
     text = str(getattr(exc, "orig", None) or exc)
     return text.strip().splitlines()[0] if text.strip() else type(exc).__name__
 
 
-__all__ = ["Awaitable", "Callable", "err_console", "fail", "run", "settings_or_exit"]
+__all__ = ["err_console", "fail", "in_transaction", "run", "settings_or_exit"]

@@ -6,7 +6,6 @@ acts for an admin.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from enum import StrEnum
 from typing import Annotated, TypeVar
 
@@ -18,9 +17,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from clipwatch.accounts import service as accounts
 from clipwatch.accounts.secrets import unseal
 from clipwatch.accounts.service import Principal
-from clipwatch.cli.common import fail, run, settings_or_exit
-from clipwatch.config import Settings
-from clipwatch.db.engine import create_engine, create_sessionmaker, session_scope
+from clipwatch.cli.common import fail, in_transaction, run, settings_or_exit
+from clipwatch.db.engine import create_engine, create_sessionmaker
 from clipwatch.db.migrate import upgrade_database
 from clipwatch.discord import routes as service
 from clipwatch.discord.delivery import template_of
@@ -38,16 +36,6 @@ class TemplateName(StrEnum):
     card = "card"
     compact = "compact"
     link = "link"
-
-
-async def _in_transaction(settings: Settings, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
-    engine = create_engine(settings)
-    try:
-        await upgrade_database(engine)
-        async with session_scope(create_sessionmaker(engine)) as session:
-            return await work(session)
-    finally:
-        await engine.dispose()
 
 
 @routes_app.command("add")
@@ -83,7 +71,7 @@ def add_route(
         )
         return f"route {route.id} ({route.name}) added for {owner.name}"
 
-    typer.echo(run(_in_transaction(settings, work)))
+    typer.echo(run(in_transaction(settings, work)))
 
 
 @routes_app.command("list")
@@ -105,7 +93,7 @@ def list_routes() -> None:
             )
         return table
 
-    Console().print(run(_in_transaction(settings, work)))
+    Console().print(run(in_transaction(settings, work)))
 
 
 @routes_app.command("remove")
@@ -116,7 +104,7 @@ def remove_route(route_id: Annotated[int, typer.Argument(min=1)]) -> None:
     async def work(session: AsyncSession) -> None:
         await service.delete_route(session, OPERATOR, route_id)
 
-    run(_in_transaction(settings, work))
+    run(in_transaction(settings, work))
     typer.echo(f"route {route_id} removed")
 
 
@@ -139,7 +127,7 @@ def test_route(route_id: Annotated[int, typer.Argument(min=1)]) -> None:
             fail(f"not sent: {outcome.reason}")
         return f"sent (message {outcome.message_id})"
 
-    typer.echo(run(_in_transaction(settings, work)))
+    typer.echo(run(in_transaction(settings, work)))
 
 
 @deliveries_app.command("list")
@@ -164,7 +152,7 @@ def list_deliveries(
             )
         return table
 
-    Console().print(run(_in_transaction(settings, work)))
+    Console().print(run(in_transaction(settings, work)))
 
 
 @deliveries_app.command("run")
@@ -213,7 +201,7 @@ def retry_delivery(delivery_id: Annotated[int, typer.Argument(min=1)]) -> None:
     async def work(session: AsyncSession) -> None:
         await service.retry_delivery(session, OPERATOR, delivery_id)
 
-    run(_in_transaction(settings, work))
+    run(in_transaction(settings, work))
     typer.echo(f"delivery {delivery_id} will be sent again")
 
 

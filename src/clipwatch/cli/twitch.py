@@ -12,9 +12,9 @@ from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedCo
 from rich.table import Table
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from clipwatch.cli.common import fail, run, settings_or_exit
+from clipwatch.cli.common import fail, in_transaction, run, settings_or_exit
 from clipwatch.config import Settings
-from clipwatch.db.engine import create_engine, create_sessionmaker, session_scope
+from clipwatch.db.engine import create_engine, create_sessionmaker
 from clipwatch.db.migrate import upgrade_database
 from clipwatch.db.repositories import catalog, sync_state
 from clipwatch.monitoring.logging import configure_logging
@@ -71,32 +71,26 @@ def list_channels() -> None:
     """Tracked channels and where their sync stands."""
     settings = settings_or_exit()
 
-    async def work() -> Table:
-        engine = create_engine(settings)
-        try:
-            await upgrade_database(engine)
-            table = Table("login", "id", "backfill", "last incremental", "last refresh")
-            async with session_scope(create_sessionmaker(engine)) as session:
-                for channel in await sync_state.tracked_channels(session):
-                    state = await sync_state.get_state(session, channel.id)
-                    if state.backfill_completed_at:
-                        backfill = "complete"
-                    elif state.backfill_done_until:
-                        backfill = f"up to {state.backfill_done_until:%Y-%m-%d}"
-                    else:
-                        backfill = "not started"
-                    table.add_row(
-                        channel.login or "",
-                        channel.id,
-                        backfill,
-                        _when(state.last_incremental_at),
-                        _when(state.last_refresh_at),
-                    )
-            return table
-        finally:
-            await engine.dispose()
+    async def work(session: AsyncSession) -> Table:
+        table = Table("login", "id", "backfill", "last incremental", "last refresh")
+        for channel in await sync_state.tracked_channels(session):
+            state = await sync_state.get_state(session, channel.id)
+            if state.backfill_completed_at:
+                backfill = "complete"
+            elif state.backfill_done_until:
+                backfill = f"up to {state.backfill_done_until:%Y-%m-%d}"
+            else:
+                backfill = "not started"
+            table.add_row(
+                channel.login or "",
+                channel.id,
+                backfill,
+                _when(state.last_incremental_at),
+                _when(state.last_refresh_at),
+            )
+        return table
 
-    Console().print(run(work()))
+    Console().print(run(in_transaction(settings, work)))
 
 
 def _when(moment: datetime | None) -> str:
@@ -108,16 +102,10 @@ def remove(login: Annotated[str, typer.Argument(help="Twitch login or id")]) -> 
     """Stop syncing a channel (its clips stay in the archive)."""
     settings = settings_or_exit()
 
-    async def work() -> bool:
-        engine = create_engine(settings)
-        try:
-            await upgrade_database(engine)
-            async with session_scope(create_sessionmaker(engine)) as session:
-                return await catalog.untrack_channel(session, login) is not None
-        finally:
-            await engine.dispose()
+    async def work(session: AsyncSession) -> bool:
+        return await catalog.untrack_channel(session, login) is not None
 
-    if not run(work()):
+    if not run(in_transaction(settings, work)):
         fail(f"no channel {login}")
     typer.echo(f"no longer tracking {login}")
 
@@ -136,16 +124,20 @@ def sync_command(
         TimeElapsedColumn(),
     ) as bar:
         tasks: dict[str, TaskID] = {}
+        spans: dict[str, float] = {}  # seconds of history left at the first stored window
         clients: list[HelixClient] = []
 
         def progress(channel_id: str, at: datetime, end: datetime, report: sync.SyncReport) -> None:
-            if channel_id not in tasks:
-                tasks[channel_id] = bar.add_task(f"backfill {channel_id}", total=1.0, status="")
+            if channel_id not in tasks:  # the first stored window: measure from here
+                spans[channel_id] = max((end - at).total_seconds(), 1.0)
+                tasks[channel_id] = bar.add_task(
+                    f"backfill {channel_id}", total=spans[channel_id], status=""
+                )
             budget = clients[0].budget if clients else None
             left = f", budget {budget.remaining}/{budget.limit}" if budget and budget.limit else ""
             bar.update(
                 tasks[channel_id],
-                completed=_share(at, end),
+                completed=spans[channel_id] - (end - at).total_seconds(),
                 status=f"{at:%Y-%m-%d} · {report.clips_seen:,} clips{left}",
             )
 
@@ -164,16 +156,6 @@ def sync_command(
     )
     if report.skipped_channels:
         typer.echo(f"skipped (another worker holds them): {', '.join(report.skipped_channels)}")
-
-
-_first_seen: dict[int, datetime] = {}
-
-
-def _share(at: datetime, end: datetime) -> float:
-    key = id(end)
-    start = _first_seen.setdefault(key, at)
-    total = (end - start).total_seconds()
-    return 1.0 if total <= 0 else min(1.0, (at - start).total_seconds() / total)
 
 
 @simulate_app.command("twitch")

@@ -106,13 +106,12 @@ async def store_batch(
     if notify:
         by_id = {row["id"]: row for row in rows}
         new = set(result.inserted_ids)
-        await outbox.enqueue_new_clips(session, [by_id[i] for i in sorted(new)])
         risen = [
             (row, views_before[i])
             for i, row in by_id.items()
             if i not in new and i in views_before and row["view_count"] > views_before[i]
         ]
-        await outbox.enqueue_crossings(session, risen)
+        await outbox.enqueue(session, [by_id[i] for i in sorted(new)], risen)
     # Only after the batch is stored: a failed batch must not leave ids marked as known.
     known.channels.update(channels)
     known.games.update(games)

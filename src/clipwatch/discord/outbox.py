@@ -48,56 +48,44 @@ def facts_of(row: dict[str, Any]) -> ClipFacts:
     )
 
 
-async def enqueue_new_clips(
-    session: AsyncSession, rows: Iterable[dict[str, Any]], *, now: datetime | None = None
-) -> int:
-    """Deliveries for the routes that want these newly stored clips; how many."""
-    now = now or datetime.now(UTC)
-    fresh = [r for r in rows if r["created_at"] >= now - FRESH]
-    if not fresh:
-        return 0
-    routes: Sequence[NotificationRoute] = await notifications.enabled_routes(session)
-    outbox = [
-        {
-            "route_id": route.id,
-            "clip_id": row["id"],
-            "status": "pending",
-            "attempts": 0,
-            "next_attempt_at": now + timedelta(seconds=route.delay_seconds),
-            "created_at": now,
-        }
-        for route in routes
-        for row in fresh
-        if route_matches(filters_of(route), facts_of(row))
-    ]
-    await notifications.add_deliveries(session, outbox)
-    return len(outbox)
-
-
-async def enqueue_crossings(
+async def enqueue(
     session: AsyncSession,
-    risen: Sequence[tuple[dict[str, Any], int]],
+    new: Iterable[dict[str, Any]],
+    risen: Sequence[tuple[dict[str, Any], int]] = (),
     *,
     now: datetime | None = None,
 ) -> int:
-    """Deliveries for routes whose minimum views these clips just reached (row, views before)."""
-    if not risen:
-        return 0
+    """Deliveries for the routes that want these clips; how many.
+
+    `new`: clips just inserted (announced when fresh). `risen`: stored clips whose views
+    went up, with their views before (announced to routes whose minimum they just reached).
+    """
     now = now or datetime.now(UTC)
-    routes = [r for r in await notifications.enabled_routes(session) if filters_of(r).min_views]
-    outbox = [
-        {
-            "route_id": route.id,
-            "clip_id": row["id"],
-            "status": "pending",
-            "attempts": 0,
-            "next_attempt_at": now + timedelta(seconds=route.delay_seconds),
-            "created_at": now,
-        }
-        for route in routes
-        for row, before in risen
-        if before < filters_of(route).min_views <= row["view_count"]
-        and route_matches(filters_of(route), facts_of(row))
-    ]
+    fresh = [row for row in new if row["created_at"] >= now - FRESH]
+    if not fresh and not risen:
+        return 0
+    outbox = []
+    for route in await notifications.enabled_routes(session):
+        filters = filters_of(route)
+        wanted = [row for row in fresh if route_matches(filters, facts_of(row))]
+        if filters.min_views:
+            wanted += [
+                row
+                for row, before in risen
+                if before < filters.min_views <= row["view_count"]
+                and route_matches(filters, facts_of(row))
+            ]
+        due = now + timedelta(seconds=route.delay_seconds)
+        outbox += [
+            {
+                "route_id": route.id,
+                "clip_id": row["id"],
+                "status": "pending",
+                "attempts": 0,
+                "next_attempt_at": due,
+                "created_at": now,
+            }
+            for row in wanted
+        ]
     await notifications.add_deliveries(session, outbox)
     return len(outbox)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
 
@@ -17,7 +17,6 @@ from clipwatch.api.schemas import (
     ChannelsAdded,
     GamePage,
     GameRead,
-    Problem,
 )
 from clipwatch.clips.cursor import decode_cursor, encode_cursor
 from clipwatch.db.repositories import catalog, sync_state
@@ -25,9 +24,6 @@ from clipwatch.errors import InvalidInput, NotFound, UpstreamUnavailable
 from clipwatch.twitch import sync
 
 router = APIRouter(tags=["catalog"])
-PROBLEMS: dict[int | str, dict[str, Any]] = {
-    422: {"model": Problem, "description": "Invalid input"}
-}
 Limit = Annotated[int, Query(ge=1, le=100)]
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -14,15 +14,12 @@ from clipwatch.api.auth import Caller
 from clipwatch.api.deps import Session, State
 from clipwatch.api.errors import problem_responses
 from clipwatch.api.params import ClipId, Cursor, Instant, Key, Language, SearchText
-from clipwatch.api.schemas import ClipPage, ClipRead, Problem
+from clipwatch.api.schemas import ClipPage, ClipRead
 from clipwatch.clips.search import ClipSearch, Sort, search_clips
 from clipwatch.db.repositories import catalog, clip_search
 from clipwatch.errors import Forbidden, NotFound, Unauthenticated
 
 router = APIRouter(tags=["clips"])
-PROBLEMS: dict[int | str, dict[str, Any]] = {
-    422: {"model": Problem, "description": "Invalid input"}
-}
 
 
 @router.get(
