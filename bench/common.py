@@ -13,7 +13,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import asyncpg
 import httpx
@@ -102,6 +101,7 @@ def served(database_url: str, workdir: Path) -> Iterator[Server]:
             "--port",
             str(port),
             "--no-access-log",
+            "--no-worker",
         ],
         cwd=workdir,
         env=env,
@@ -171,20 +171,3 @@ class RawClient:
         if self.writer is not None:
             self.writer.close()
             await self.writer.wait_closed()
-
-
-async def serve_asgi(app: Any) -> tuple[Any, asyncio.Task[None], str]:
-    """Serve an ASGI app (a simulator) on a spare port in this event loop."""
-    import uvicorn
-
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
-    )
-    task = asyncio.create_task(server.serve())
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if time.monotonic() > deadline or task.done():
-            raise RuntimeError("simulator did not start")
-        await asyncio.sleep(0.01)
-    return server, task, f"http://127.0.0.1:{port}"

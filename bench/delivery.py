@@ -4,12 +4,19 @@ The figure: elapsed time ÷ the least time Discord's limits allow for the messag
 schedule that sends each message at the earliest moment both the webhook's bucket, 5 per
 2 s, and the channel's hidden limit, 30 per 60 s, permit). Also checked: every clip exactly
 once, every message within Discord's limits, and the 429s per scope.
+
+Then the same burst again, with `clipwatch deliveries run` killed with SIGKILL halfway and
+restarted: every clip must arrive, twice at most for the one message in flight at the kill.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import math
+import os
+import signal
+import sys
 import tempfile
 import time
 from collections import deque
@@ -19,7 +26,6 @@ from typing import Any
 
 import orjson
 
-from bench.common import serve_asgi
 from clipwatch.accounts import service
 from clipwatch.accounts.secrets import seal
 from clipwatch.clips.importer import parse_line, store_batch
@@ -31,6 +37,7 @@ from clipwatch.discord import simulator as discord_limits
 from clipwatch.discord.delivery import deliver_due
 from clipwatch.discord.sender import WebhookSender
 from clipwatch.discord.simulator import DiscordSimulator, payload_errors
+from clipwatch.simhttp import LoopbackServer
 from clipwatch.twitch.synthetic import World
 
 KEY = b"bench-delivery"
@@ -53,42 +60,72 @@ def minimum_seconds(messages: int) -> float:
     return now
 
 
-async def run(clips: int) -> dict[str, Any]:
-    discord = DiscordSimulator()
-    hook = discord.add_webhook()
-    server, task, base = await serve_asgi(discord)
+def _burst(clips: int) -> list[Any]:
     fresh = (datetime.now(UTC) - timedelta(minutes=30)).strftime("%Y-%m-%dT%H:%M:%SZ")
-    rows = [
+    return [
         parse_line(orjson.dumps({**clip, "created_at": fresh}))
         for clip in World(seed=5, channels=3).clips(clips)
     ]
+
+
+async def _prepare(url: str, hook: Any, clips: int) -> None:
+    """A migrated database with one route to `hook` and a burst of fresh clips for it."""
+    engine = create_engine(load_settings(database_url=url, secret_key=KEY.decode()))
+    try:
+        await upgrade_database(engine)
+        sessionmaker = create_sessionmaker(engine)
+        async with session_scope(sessionmaker) as session:
+            user = await service.create_user(session, "bench")
+            session.add(
+                NotificationRoute(
+                    user_id=user.id,
+                    name="burst",
+                    webhook_id=hook.id,
+                    webhook_token_sealed=seal(KEY, hook.token),
+                    filters={},
+                    template={"name": "card"},
+                    delay_seconds=0,
+                    batching=True,
+                    enabled=True,
+                )
+            )
+        async with session_scope(sessionmaker) as session:
+            await store_batch(session, _burst(clips), notify=True)
+    finally:
+        await engine.dispose()
+
+
+def _summary(discord: DiscordSimulator, clips: int) -> dict[str, Any]:
+    urls = [e["url"] for r in discord.received for e in r.payload["embeds"]]
+    return {
+        "clips": clips,
+        "delivered": len(urls),
+        "unique": len(set(urls)),
+        "messages": len(discord.received),
+        "invalid": sum(1 for r in discord.received if payload_errors(r.payload)),
+        "rate_limited": dict(discord.rate_limited),
+    }
+
+
+def _distinct(discord: DiscordSimulator) -> int:
+    return len({e["url"] for r in discord.received for e in r.payload["embeds"]})
+
+
+async def run(clips: int) -> dict[str, Any]:
+    """The burst delivered by one worker loop in this process: the timed figure."""
+    discord = DiscordSimulator()
+    hook = discord.add_webhook()
+    server = LoopbackServer(discord)
+    base = await server.start()
     with tempfile.TemporaryDirectory() as tmp:
-        engine = create_engine(
-            load_settings(database_url=f"sqlite+aiosqlite:///{Path(tmp) / 'd.db'}", secret_key="b")
-        )
+        url = f"sqlite+aiosqlite:///{Path(tmp) / 'd.db'}"
+        await _prepare(url, hook, clips)
+        engine = create_engine(load_settings(database_url=url, secret_key=KEY.decode()))
         sender = WebhookSender(f"{base}/api/v10")
         try:
-            await upgrade_database(engine)
             sessionmaker = create_sessionmaker(engine)
-            async with session_scope(sessionmaker) as session:
-                user = await service.create_user(session, "bench")
-                session.add(
-                    NotificationRoute(
-                        user_id=user.id,
-                        name="burst",
-                        webhook_id=hook.id,
-                        webhook_token_sealed=seal(KEY, hook.token),
-                        filters={},
-                        template={"name": "card"},
-                        delay_seconds=0,
-                        batching=True,
-                        enabled=True,
-                    )
-                )
-            async with session_scope(sessionmaker) as session:
-                await store_batch(session, rows, notify=True)
             started = time.perf_counter()
-            while len({e["url"] for r in discord.received for e in r.payload["embeds"]}) < clips:
+            while _distinct(discord) < clips:
                 if time.perf_counter() - started > DEADLINE_S:
                     raise RuntimeError("the burst was not delivered in time")
                 report = await deliver_due(sessionmaker, sender, KEY)
@@ -98,24 +135,59 @@ async def run(clips: int) -> dict[str, Any]:
         finally:
             await sender.aclose()
             await engine.dispose()
-            server.should_exit = True
-            await task
-    urls = [e["url"] for r in discord.received for e in r.payload["embeds"]]
+            await server.stop()
     return {
-        "clips": clips,
-        "delivered": len(urls),
-        "unique": len(set(urls)),
-        "messages": len(discord.received),
-        "invalid": sum(1 for r in discord.received if payload_errors(r.payload)),
-        "rate_limited": dict(discord.rate_limited),
+        **_summary(discord, clips),
         "elapsed_s": elapsed,
         "minimum_s": minimum_seconds(len(discord.received)),
     }
 
 
+async def run_killed(clips: int) -> dict[str, Any]:
+    """The same burst; `clipwatch deliveries run` is killed with SIGKILL halfway, then a
+    second one delivers the rest (`--until-empty`)."""
+    discord = DiscordSimulator()
+    hook = discord.add_webhook()
+    server = LoopbackServer(discord)
+    base = await server.start()
+    with tempfile.TemporaryDirectory() as tmp:
+        url = f"sqlite+aiosqlite:///{Path(tmp) / 'd.db'}"
+        await _prepare(url, hook, clips)
+        env = {
+            **os.environ,
+            "CLIPWATCH_DATABASE_URL": url,
+            "CLIPWATCH_SECRET_KEY": KEY.decode(),
+            "CLIPWATCH_DISCORD_API_URL": f"{base}/api/v10",
+            "CLIPWATCH_DELIVERY_CLAIM_SECONDS": "5",
+            "CLIPWATCH_LOG_LEVEL": "warning",
+        }
+        command = [str(Path(sys.executable).parent / "clipwatch"), "deliveries", "run"]
+        try:
+            first = await asyncio.create_subprocess_exec(*command, env=env, cwd=tmp)
+            halfway = math.ceil(clips / 10) // 2
+            deadline = time.monotonic() + DEADLINE_S
+            while len(discord.received) < halfway:
+                if first.returncode is not None or time.monotonic() > deadline:
+                    raise RuntimeError("the first worker stopped before the kill")
+                await asyncio.sleep(0.01)  # polling interval while waiting for the halfway mark
+            first.send_signal(signal.SIGKILL)
+            await first.wait()
+            at_kill = len(discord.received)
+            second = await asyncio.create_subprocess_exec(
+                *command, "--until-empty", env=env, cwd=tmp
+            )
+            await asyncio.wait_for(second.wait(), timeout=DEADLINE_S)
+            if second.returncode != 0:
+                raise RuntimeError(f"the restarted worker failed ({second.returncode})")
+        finally:
+            await server.stop()
+    return {**_summary(discord, clips), "messages_at_kill": at_kill}
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench delivery", description=__doc__)
     parser.add_argument("--clips", type=int, default=1_000)
+    parser.add_argument("--no-kill", dest="kill", action="store_false", help="Skip the kill -9 run")
     args = parser.parse_args(argv)
     r = asyncio.run(run(args.clips))
     ratio = r["elapsed_s"] / r["minimum_s"] if r["minimum_s"] else float("nan")
@@ -129,4 +201,15 @@ def main(argv: list[str]) -> int:
         f"{r['invalid']} messages over Discord's limits; 429s by scope {r['rate_limited'] or 0}"
     )
     exact = r["delivered"] == r["unique"] == r["clips"] and r["invalid"] == 0
-    return 0 if exact else 1
+    if not args.kill:
+        return 0 if exact else 1
+    k = asyncio.run(run_killed(args.clips))
+    duplicates = k["delivered"] - k["unique"]
+    print(
+        f"kill -9 of `clipwatch deliveries run` after {k['messages_at_kill']} of "
+        f"~{math.ceil(args.clips / 10)} messages, then a restart: {k['unique']:,} of "
+        f"{k['clips']:,} clips delivered, {duplicates} twice (at most the one message in "
+        f"flight: 10); {k['invalid']} messages over Discord's limits; 429s {k['rate_limited'] or 0}"
+    )
+    survived = k["unique"] == k["clips"] and duplicates <= 10 and k["invalid"] == 0
+    return 0 if exact and survived else 1

@@ -15,10 +15,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.common import serve_asgi
 from clipwatch.config import load_settings
 from clipwatch.db.engine import create_engine, create_sessionmaker
 from clipwatch.db.migrate import upgrade_database
+from clipwatch.simhttp import LoopbackServer
 from clipwatch.twitch import sync
 from clipwatch.twitch.client import HelixClient
 from clipwatch.twitch.simulator import CLIENT_ID, CLIENT_SECRET, TwitchSimulator
@@ -29,7 +29,8 @@ POINTS_PER_MINUTE = 800
 async def run(clips: int, hot_days: int) -> dict[str, Any]:
     twitch = TwitchSimulator(seed=3, points_per_minute=POINTS_PER_MINUTE)
     channel = twitch.add_channel("benchstreamer", clips=clips, hot_days=hot_days)
-    server, task, base = await serve_asgi(twitch)
+    server = LoopbackServer(twitch)
+    base = await server.start()
     with tempfile.TemporaryDirectory() as tmp:
         url = f"sqlite+aiosqlite:///{Path(tmp) / 'sync.db'}"
         engine = create_engine(load_settings(database_url=url, secret_key="bench"))
@@ -49,8 +50,7 @@ async def run(clips: int, hot_days: int) -> dict[str, Any]:
                 requests = client.stats.requests
         finally:
             await engine.dispose()
-            server.should_exit = True
-            await task
+            await server.stop()
     truth = len(twitch.visible_clips(channel.id))
     minimum = max(0, requests - POINTS_PER_MINUTE) / (POINTS_PER_MINUTE / 60)
     return {

@@ -27,8 +27,9 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from clipwatch.api.app import create_app
+from clipwatch.cache.manager import CacheManager
 from clipwatch.config import Settings, load_settings
-from clipwatch.db.engine import create_engine, create_sessionmaker
+from clipwatch.db.engine import attach_cache, create_engine, create_sessionmaker
 from clipwatch.db.migrate import upgrade_database
 
 IN_CI = os.environ.get("CI", "").lower() in ("true", "1")
@@ -115,8 +116,16 @@ async def empty_tables(engine: AsyncEngine) -> None:
 
 
 @pytest.fixture
-async def engine(settings: Settings) -> AsyncIterator[AsyncEngine]:
+def cache() -> CacheManager:
+    """The process's cache (no Redis), shared by the test's engine and the app: a write
+    in the test invalidates the app's answers as the embedded worker's writes do."""
+    return CacheManager()
+
+
+@pytest.fixture
+async def engine(settings: Settings, cache: CacheManager) -> AsyncIterator[AsyncEngine]:
     engine = create_engine(settings)
+    attach_cache(engine, cache)
     await empty_tables(engine)
     yield engine
     await engine.dispose()
@@ -129,10 +138,11 @@ def sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
 
 @asynccontextmanager
 async def app_client(
-    settings: Settings, *, client_ip: str = "127.0.0.1"
+    settings: Settings, *, client_ip: str = "127.0.0.1", cache: CacheManager | None = None
 ) -> AsyncIterator[httpx.AsyncClient]:
-    """The app in-process; its lifespan opens its own engine (and rate limiter)."""
-    app = create_app(settings)
+    """The app in-process; its lifespan opens its own engine (and rate limiter, and cache
+    unless given one)."""
+    app = create_app(settings, cache=cache)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app, client=(client_ip, 50000))
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
@@ -140,9 +150,11 @@ async def app_client(
 
 
 @pytest.fixture
-async def client(settings: Settings, engine: AsyncEngine) -> AsyncIterator[httpx.AsyncClient]:
-    """The app in-process on the same (emptied) database as `engine`."""
-    async with app_client(settings) as http:
+async def client(
+    settings: Settings, engine: AsyncEngine, cache: CacheManager
+) -> AsyncIterator[httpx.AsyncClient]:
+    """The app in-process on the same (emptied) database and cache as `engine`."""
+    async with app_client(settings, cache=cache) as http:
         yield http
 
 

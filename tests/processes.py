@@ -77,3 +77,29 @@ def twitch_simulator(*args: str) -> Iterator[TwitchProcess]:
     finally:
         process.terminate()
         process.wait(timeout=15)
+
+
+@contextmanager
+def serving(
+    workdir: Path, env: dict[str, str], *args: str, log_name: str = "serve.log"
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """`clipwatch serve` on a spare port with `env`, output to workdir/log_name; stopped by
+    its handle afterwards."""
+    port = free_port()
+    log = (workdir / log_name).open("wb")
+    process = subprocess.Popen(
+        [CLIPWATCH, "serve", "--port", str(port), *args],
+        cwd=workdir,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_up(f"{base}/healthz", process, "clipwatch serve")
+        yield base, process
+    finally:
+        if process.poll() is None:
+            process.terminate()
+            process.wait(timeout=30)
+        log.close()

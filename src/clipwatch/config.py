@@ -40,6 +40,8 @@ class Settings(BaseSettings):
     twitch_auth_url: str = "https://id.twitch.tv/oauth2"
     twitch_eventsub_ws_url: str = "wss://eventsub.wss.twitch.tv/ws"
     twitch_eventsub_api_url: str = ""
+    # Seconds between the worker's sync passes (`serve` and `worker`).
+    sync_interval_seconds: int = Field(default=300, ge=10, le=86_400)
     # Twitch's points bucket (800 a minute for an app token); shared through Redis.
     twitch_points_per_minute: int = Field(default=800, ge=1, le=100_000)
 
@@ -68,6 +70,12 @@ class Settings(BaseSettings):
     rate_limit_auth: str = "10/minute"
     redis_key_prefix: str = Field(default="clipwatch", min_length=1, max_length=64)
     cors_origins: str = ""
+
+    # Cache (docs/cache.md): no answer older than `cache_staleness_seconds` after a write
+    cache_ttl_seconds: int = Field(default=60, ge=1, le=86_400)
+    cache_staleness_seconds: float = Field(default=5.0, ge=0.5, le=3600)
+    cache_max_entries: int = Field(default=20_000, ge=0, le=10_000_000)
+    cache_max_mb: int = Field(default=64, ge=0, le=65_536)
 
     # Search
     search_relevance_candidates: int = Field(default=100, ge=20, le=5000)

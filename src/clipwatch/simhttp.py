@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -50,3 +51,40 @@ async def http_body(scope: Scope, receive: Receive, send: Send) -> bytes | None:
         body += bytes(message.get("body", b""))
         if not message.get("more_body"):
             return body
+
+
+class LoopbackServer:
+    """An ASGI app (a simulator) served on 127.0.0.1 in the running event loop.
+
+    Port 0 (the default) takes a free port from the OS, so two servers never race for one.
+    """
+
+    def __init__(self, app: Any, port: int = 0) -> None:
+        import uvicorn
+
+        self._server = uvicorn.Server(
+            uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
+        )
+        self._task: asyncio.Task[None] | None = None
+        self.base = ""
+
+    async def start(self, deadline_s: float = 10.0) -> str:
+        self._task = asyncio.create_task(self._server.serve())
+        loop = asyncio.get_running_loop()
+        until = loop.time() + deadline_s
+        while not self._server.started:
+            if self._task.done():
+                self._task.result()  # raises what stopped it
+                raise RuntimeError("the server stopped while starting")
+            if loop.time() > until:
+                raise RuntimeError(f"the server did not start within {deadline_s} s")
+            await asyncio.sleep(0.01)  # polling interval while uvicorn binds
+        port = self._server.servers[0].sockets[0].getsockname()[1]
+        self.base = f"http://127.0.0.1:{port}"
+        return self.base
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._server.should_exit = True
+            await self._task
+            self._task = None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from clipwatch.cache.manager import CacheManager
 from clipwatch.config import Settings
 from clipwatch.twitch import sync
 from tests.api.test_accounts import bearer, make_user
@@ -12,12 +13,16 @@ from tests.twitch.conftest import Sim
 
 
 async def test_admin_tracks_and_untracks_channels(
-    twitch_settings: Settings, sim: Sim, sessionmaker: async_sessionmaker[AsyncSession]
+    twitch_settings: Settings,
+    sim: Sim,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    cache: CacheManager,
 ) -> None:
     sim.twitch.add_channel("speedrunner", clips=30, years=0.1)
     _, admin = await make_user(sessionmaker, "root", admin=True, scopes=("read", "write", "admin"))
     _, member = await make_user(sessionmaker, "member")
-    async with app_client(twitch_settings) as client:
+    # The sync below writes as the worker inside `serve` does: through the app's cache.
+    async with app_client(twitch_settings, cache=cache) as client:
         body = {"logins": ["speedrunner", "nosuchchannel"]}
         refused = await client.post("/api/v1/channels", json=body, headers=bearer(member))
         assert refused.status_code == 403

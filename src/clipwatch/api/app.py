@@ -15,12 +15,15 @@ from fastapi.responses import RedirectResponse
 from clipwatch.accounts.ratelimit import RateLimiter
 from clipwatch.accounts.service import SessionPolicy
 from clipwatch.api.auth import CSRF_HEADER, caller
+from clipwatch.api.cached import CachedReads
 from clipwatch.api.deps import AppState
 from clipwatch.api.errors import install_error_handlers, problem_responses
 from clipwatch.api.middleware import ResponseHeaders
 from clipwatch.api.routers import auth, catalog, clips, health, interactions, me, routes, users
+from clipwatch.cache.manager import CacheManager, cache_from_settings
 from clipwatch.config import Settings
-from clipwatch.db.engine import create_engine, create_sessionmaker
+from clipwatch.db.engine import attach_cache, create_engine, create_sessionmaker
+from clipwatch.runtime.worker import WorkerStats
 from clipwatch.twitch.client import client_from_settings
 
 API_PREFIX = "/api/v1"
@@ -36,10 +39,24 @@ def _limited_responses() -> dict[int | str, dict[str, Any]]:
     )
 
 
-def create_app(settings: Settings) -> FastAPI:
+def create_app(
+    settings: Settings,
+    *,
+    worker: WorkerStats | None = None,
+    demo_sink: str | None = None,
+    cache: CacheManager | None = None,
+) -> FastAPI:
+    """The API. `serve` passes what runs beside it: the worker and demo mode (for the status)
+    and the cache they share; without `cache` the app makes and starts its own."""
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = create_engine(settings)
+        own_cache = cache is None
+        app_cache = cache_from_settings(settings) if cache is None else cache
+        if own_cache:
+            await app_cache.start()
+        attach_cache(engine, app_cache)
         app.state.clipwatch = AppState(
             settings,
             engine,
@@ -51,12 +68,17 @@ def create_app(settings: Settings) -> FastAPI:
                 key=settings.signing_key,
             ),
             client_from_settings(settings),
+            worker,
+            demo_sink,
+            app_cache,
         )
         try:
             yield
         finally:
             if app.state.clipwatch.twitch is not None:
                 await app.state.clipwatch.twitch.aclose()
+            if own_cache:
+                await app_cache.close()
             await engine.dispose()
 
     app = FastAPI(
@@ -84,6 +106,8 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(auth.router, dependencies=limited, responses=_limited_responses())
     # Discord's own calls: authenticated by their signature, not by our tokens or limits.
     app.include_router(interactions.router)
+    # Innermost first: cached answers still get CORS and the security and rate-limit headers.
+    app.add_middleware(CachedReads)
     if settings.cors_origin_list:
         app.add_middleware(
             CORSMiddleware,

@@ -75,7 +75,11 @@ async def caller(request: Request, state: State, session: Session) -> Principal 
         )
         raise
     if principal is None:
-        decisions = [await limiter.hit(settings.rate_limit_anonymous, "ip", client_ip(request))]
+        # Counted already when the cache layer in front of the app saw this request.
+        counted: Decision | None = getattr(request.state, "rate_limit", None)
+        decisions = [
+            counted or await limiter.hit(settings.rate_limit_anonymous, "ip", client_ip(request))
+        ]
     else:
         decisions = [await limiter.hit(settings.rate_limit_user, "user", str(principal.user_id))]
         if principal.via == "token":

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -11,8 +11,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from clipwatch.accounts.ratelimit import RateLimiter
 from clipwatch.accounts.service import SessionPolicy
+from clipwatch.cache.manager import CacheManager
 from clipwatch.config import Settings
 from clipwatch.db.engine import session_scope
+from clipwatch.runtime.worker import WorkerStats
 from clipwatch.twitch.client import HelixClient
 
 
@@ -24,6 +26,9 @@ class AppState:
     limiter: RateLimiter
     session_policy: SessionPolicy
     twitch: HelixClient | None = None  # None without Twitch credentials
+    worker: WorkerStats | None = None  # the worker in this process (`serve`), if any
+    demo_sink: str | None = None  # demo mode: where the simulated Discord's messages are read
+    cache: CacheManager = field(default_factory=CacheManager)
 
 
 def get_state(request: Request) -> AppState:

@@ -72,6 +72,41 @@ class ClipPage(BaseModel):
     )
 
 
+class DayCount(BaseModel):
+    day: str = Field(description="UTC date, YYYY-MM-DD")
+    clips: int
+    views: int
+
+
+class CreatorCount(BaseModel):
+    creator_id: str
+    creator_name: str | None
+    clips: int
+    views: int
+
+
+class GameCount(BaseModel):
+    game_id: str
+    name: str | None
+    clips: int
+    views: int
+
+
+class ChannelStatsRead(BaseModel):
+    channel_id: str
+    login: str | None
+    display_name: str | None
+    period: str = Field(description="`day`, `week`, `month`, `year` or `all`")
+    since: datetime | None = Field(description="Start of the period (null for `all`)")
+    computed_at: datetime
+    clips: int = Field(description="Clips made in the period (deleted ones not counted)")
+    views: int
+    per_day: list[DayCount] = Field(description="Newest day first; at most 90 days")
+    top_clips: list[ClipRead] = Field(description="The 10 most viewed")
+    top_creators: list[CreatorCount] = Field(description="The 10 whose clips were most viewed")
+    top_games: list[GameCount] = Field(description="The 10 most viewed games")
+
+
 class ChannelSyncRead(BaseModel):
     backfill: str = Field(description="`not started`, `running` or `complete`")
     backfill_done_until: datetime | None = Field(description="History stored up to here")
@@ -147,15 +182,59 @@ class GamePage(BaseModel):
     next_cursor: str | None
 
 
+class SyncStatus(BaseModel):
+    channels: int = Field(description="Tracked channels")
+    backfilling: int = Field(description="Tracked channels whose history is still being read")
+    last_synced_at: datetime | None = Field(description="The newest incremental sync")
+
+
+class DeliveryStatus(BaseModel):
+    pending: int
+    sent: int
+    dead: int
+
+
+class WorkerStatus(BaseModel):
+    running: bool
+    passes: int = Field(description="Sync passes since start")
+    failed_passes: int
+    inserted: int = Field(description="Clips the worker stored since start")
+    messages: int = Field(description="Discord messages the worker sent since start")
+    last_error: str | None
+
+
+class CacheStatus(BaseModel):
+    mode: str = Field(
+        description="`memory` (no Redis), `redis` (shared, invalidation feed current) or "
+        "`memory (redis unavailable)`"
+    )
+    entries: int = Field(description="Answers held by this process")
+    bytes: int
+    hits: int
+    misses: int
+    hit_ratio: float | None
+    errors: int = Field(description="Redis errors since start")
+    evictions: int
+
+
 class StatusRead(BaseModel):
     mode: str = Field(description="`demo` (simulated data) or `live`")
     banner: str | None = Field(description="Shown when the data is simulated")
+    discord_sink: str | None = Field(
+        default=None, description="Demo mode: where the simulated Discord's messages are read"
+    )
     version: str
     database: str = Field(description="`sqlite` or `postgresql`")
     redis: str = Field(description="`not configured`, `ok` or `down`")
     rate_limiter: str = Field(
         description="Where request counts live: `redis` (shared), `memory` (this process), "
         "or `memory (redis unavailable)` while Redis is failing"
+    )
+    cache: CacheStatus
+    sync: SyncStatus
+    deliveries: DeliveryStatus
+    worker: WorkerStatus | None = Field(
+        description="The worker in this process (null when it runs elsewhere: `--no-worker`)"
     )
 
 

@@ -10,10 +10,10 @@ from typing import Annotated, BinaryIO
 import typer
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 
-from clipwatch.cli.common import err_console, fail, run, settings_or_exit
+from clipwatch.cli.common import err_console, fail, open_engine, run, settings_or_exit
 from clipwatch.clips.importer import ImportReport, import_clips
 from clipwatch.config import Settings
-from clipwatch.db.engine import create_engine, create_sessionmaker
+from clipwatch.db.engine import create_sessionmaker
 from clipwatch.db.migrate import upgrade_database
 
 app = typer.Typer(help="The clip archive.", no_args_is_help=True)
@@ -26,8 +26,7 @@ def _counting_lines(stream: BinaryIO, progress: Progress, task: TaskID) -> Itera
 
 
 async def _import(settings: Settings, stream: BinaryIO, size: int | None) -> ImportReport:
-    engine = create_engine(settings)
-    try:
+    async with open_engine(settings) as (engine, _cache):
         await upgrade_database(engine)
         sessionmaker = create_sessionmaker(engine)
         with Progress(
@@ -46,8 +45,6 @@ async def _import(settings: Settings, stream: BinaryIO, size: int | None) -> Imp
 
             lines = _counting_lines(stream, progress, task)
             return await import_clips(sessionmaker, lines, on_progress=on_progress)
-    finally:
-        await engine.dispose()
 
 
 @app.command("import")

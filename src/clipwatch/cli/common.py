@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from contextlib import asynccontextmanager
 from typing import Any, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
+from clipwatch.cache.manager import CacheManager, cache_from_settings
 from clipwatch.config import DEMO_DATABASE_URL, Settings, load_settings
-from clipwatch.db.engine import create_engine, create_sessionmaker, session_scope
+from clipwatch.db.engine import attach_cache, create_engine, create_sessionmaker, session_scope
 from clipwatch.db.migrate import upgrade_database
 from clipwatch.errors import ClipwatchError
 
@@ -52,15 +54,30 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
         fail("interrupted")
 
 
+@asynccontextmanager
+async def open_engine(
+    settings: Settings, *, follow: bool = False
+) -> AsyncIterator[tuple[AsyncEngine, CacheManager]]:
+    """An engine whose commits reach every process's cache (through Redis when configured);
+    `follow`: this process also learns of the others' writes (a long-running worker)."""
+    engine = create_engine(settings)
+    cache = cache_from_settings(settings)
+    attach_cache(engine, cache)
+    try:
+        if follow:
+            await cache.start()
+        yield engine, cache
+    finally:
+        await cache.close()
+        await engine.dispose()
+
+
 async def in_transaction(settings: Settings, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
     """A command's work in one transaction, on a migrated database."""
-    engine = create_engine(settings)
-    try:
+    async with open_engine(settings) as (engine, _cache):
         await upgrade_database(engine)
         async with session_scope(create_sessionmaker(engine)) as session:
             return await work(session)
-    finally:
-        await engine.dispose()
 
 
 def _one_line(exc: BaseException) -> str:
@@ -68,4 +85,4 @@ def _one_line(exc: BaseException) -> str:
     return text.strip().splitlines()[0] if text.strip() else type(exc).__name__
 
 
-__all__ = ["err_console", "fail", "in_transaction", "run", "settings_or_exit"]
+__all__ = ["err_console", "fail", "in_transaction", "open_engine", "run", "settings_or_exit"]

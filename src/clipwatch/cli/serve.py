@@ -1,7 +1,14 @@
-"""`clipwatch serve`: migrate, then run the API (the workers join in later issues)."""
+"""`clipwatch serve`: migrate, then run the API with the worker beside it (unless --no-worker).
+
+In demo mode both simulators start first, in this process, and the settings point at them.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import signal
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from typing import Annotated
 
 import structlog
@@ -10,47 +17,156 @@ import uvicorn
 
 from clipwatch.api.app import create_app
 from clipwatch.api.routers.health import DEMO_BANNER
+from clipwatch.cache.manager import CacheManager, cache_from_settings
 from clipwatch.cli.common import run, settings_or_exit
-from clipwatch.clips.demo import seed_demo_archive
 from clipwatch.config import Settings
-from clipwatch.db.engine import create_engine, create_sessionmaker
+from clipwatch.db.engine import attach_cache, create_engine, create_sessionmaker
 from clipwatch.db.migrate import upgrade_database
 from clipwatch.monitoring.logging import configure_logging
+from clipwatch.runtime.demo import DemoWorld, demo_world, reset_demo_database, seed_demo
+from clipwatch.runtime.worker import TRANSIENT, WorkerStats, run_worker
+from clipwatch.twitch.client import client_from_settings
 
 log = structlog.get_logger("clipwatch.serve")
+# How long the worker may take to finish what it is doing when the server stops; then it is
+# cancelled (each sync window commits with its mark, so nothing stored is lost).
+WORKER_STOP_S = 5.0
 
 
-async def prepare(settings: Settings) -> None:
-    """Migrate the schema; in demo mode, seed the demo archive."""
+@asynccontextmanager
+async def _world(settings: Settings) -> AsyncIterator[tuple[Settings, DemoWorld | None]]:
+    if not settings.demo_mode:
+        yield settings, None
+        return
+    reset_demo_database(settings)
+    async with demo_world(settings) as (demo_settings, world):
+        log.warning(
+            "demo_mode",
+            banner=DEMO_BANNER,
+            database=settings.database_url,
+            twitch_simulator=world.twitch_base,
+            discord_sink=world.sink_url,
+        )
+        yield demo_settings, world
+
+
+async def _embedded_worker(
+    settings: Settings,
+    world: DemoWorld | None,
+    stats: WorkerStats,
+    stop: asyncio.Event,
+    cache: CacheManager,
+) -> None:
+    """The worker (and, in demo mode, the demo's channels and route) beside the API, sharing
+    its cache: the worker's writes invalidate the API's answers at once."""
+    client = client_from_settings(settings)
+    if client is None:
+        stats.running = False
+        return
     engine = create_engine(settings)
+    attach_cache(engine, cache)
     try:
-        await upgrade_database(engine)
-        if settings.demo_mode:
-            report = await seed_demo_archive(create_sessionmaker(engine))
-            if report:
-                log.info("demo_archive_seeded", clips=report.stored)
+        sessionmaker = create_sessionmaker(engine)
+        try:
+            await client.start()
+            if world is not None:
+                await seed_demo(settings, sessionmaker, client, world)
+        except TRANSIENT as exc:  # each sync pass tries again
+            log.warning("worker_start_failed", error=f"{type(exc).__name__}: {exc}")
+        await run_worker(
+            settings,
+            client,
+            sessionmaker,
+            interval=settings.sync_interval_seconds,
+            stop=stop,
+            stats=stats,
+            cache=cache,
+        )
     finally:
+        await client.aclose()
         await engine.dispose()
+
+
+@asynccontextmanager
+async def _beside(
+    settings: Settings, world: DemoWorld | None, stats: WorkerStats, cache: CacheManager
+) -> AsyncIterator[None]:
+    stop = asyncio.Event()
+    stats.running = True  # from now on, start-up (token, demo seeding) included
+    task = asyncio.create_task(_embedded_worker(settings, world, stats, stop, cache))
+    task.add_done_callback(_report_end)
+    try:
+        yield
+    finally:
+        stop.set()
+        _done, pending = await asyncio.wait({task}, timeout=WORKER_STOP_S)
+        for late in pending:  # still starting (a Twitch that does not answer), or mid-pass
+            late.cancel()
+            await asyncio.wait({late})
+
+
+def _report_end(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("worker_failed", error=repr(task.exception()))
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, except that a SIGTERM/SIGINT is not raised again once it stopped:
+    the worker beside it still has to stop, and then `serve` exits with status 0."""
+
+    @contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        handled = (signal.SIGINT, signal.SIGTERM)
+        original = {sig: signal.signal(sig, self.handle_exit) for sig in handled}
+        try:
+            yield
+        finally:
+            for sig, handler in original.items():
+                signal.signal(sig, handler)
+
+
+async def _serve(settings: Settings, host: str, port: int, access_log: bool, worker: bool) -> None:
+    async with _world(settings) as (settings, world):
+        engine = create_engine(settings)
+        try:
+            await upgrade_database(engine)
+        finally:
+            await engine.dispose()
+        stats = WorkerStats()
+        cache = cache_from_settings(settings)
+        await cache.start()
+        app = create_app(
+            settings,
+            worker=stats if worker else None,
+            demo_sink=world.sink_url if world else None,
+            cache=cache,
+        )
+        config = uvicorn.Config(
+            app, host=host, port=port, log_config=None, access_log=access_log, proxy_headers=False
+        )
+        server = _Server(config)
+        try:
+            if worker:
+                async with _beside(settings, world, stats, cache):
+                    log.info("serving", url=f"http://{host}:{port}", worker=True)
+                    await server.serve()
+            else:
+                log.info("serving", url=f"http://{host}:{port}", worker=False)
+                await server.serve()
+        finally:
+            await cache.close()
 
 
 def serve(
     host: Annotated[str, typer.Option(help="Address to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on")] = 8000,
+    worker: Annotated[
+        bool, typer.Option(help="Run the sync and delivery worker in this process")
+    ] = True,
     demo: Annotated[bool, typer.Option(help="Simulated data even with Twitch credentials")] = False,
     access_log: Annotated[bool, typer.Option(help="Log every request")] = True,
 ) -> None:
-    """Run the HTTP API (migrating the database first)."""
+    """Run the HTTP API and the worker (migrating the database first)."""
     settings = settings_or_exit(demo=True) if demo else settings_or_exit()
     configure_logging(settings.log_level, settings.log_format, settings.log_file)
-    if settings.demo_mode:
-        log.warning("demo_mode", banner=DEMO_BANNER, database=settings.database_url)
-    run(prepare(settings))
-    log.info("serving", url=f"http://{host}:{port}", docs=f"http://{host}:{port}/docs")
-    uvicorn.run(
-        create_app(settings),
-        host=host,
-        port=port,
-        log_config=None,
-        access_log=access_log,
-        proxy_headers=False,
-    )
+    run(_serve(settings, host, port, access_log, worker))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Annotated, TypeVar
 
 import typer
@@ -12,9 +12,9 @@ from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedCo
 from rich.table import Table
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from clipwatch.cli.common import fail, in_transaction, run, settings_or_exit
+from clipwatch.cli.common import fail, in_transaction, open_engine, run, settings_or_exit
 from clipwatch.config import Settings
-from clipwatch.db.engine import create_engine, create_sessionmaker
+from clipwatch.db.engine import create_sessionmaker
 from clipwatch.db.migrate import upgrade_database
 from clipwatch.db.repositories import catalog, sync_state
 from clipwatch.monitoring.logging import configure_logging
@@ -39,14 +39,11 @@ def _client(settings: Settings) -> HelixClient:
 
 
 async def _with_twitch(settings: Settings, work: Work[T]) -> T:
-    engine = create_engine(settings)
-    try:
+    async with open_engine(settings) as (engine, _cache):
         await upgrade_database(engine)
         async with _client(settings) as client:
             await client.start()
             return await work(client, create_sessionmaker(engine))
-    finally:
-        await engine.dispose()
 
 
 @channels_app.command("add")
@@ -194,8 +191,11 @@ def simulate_twitch(
 
 def worker_command(
     interval: Annotated[
-        int, typer.Option(min=10, max=86_400, help="Seconds between sync passes")
-    ] = 300,
+        int | None,
+        typer.Option(
+            min=10, max=86_400, help="Seconds between sync passes [default: the setting, 300]"
+        ),
+    ] = None,
     passes: Annotated[int, typer.Option(min=0, help="Stop after this many passes (0: never)")] = 0,
 ) -> None:
     """Sync every tracked channel pass after pass, and deliver due Discord notifications.
@@ -203,63 +203,28 @@ def worker_command(
     Run several on one PostgreSQL (and Redis): leases share the channels between them, the
     Twitch budget is shared through Redis, and deliveries are claimed with SKIP LOCKED.
     """
-    import asyncio
-    import contextlib
-
-    import structlog
-
-    from clipwatch.discord.delivery import deliver_due
-    from clipwatch.discord.sender import WebhookSender
+    from clipwatch.runtime.worker import run_worker
 
     settings = settings_or_exit()
     configure_logging(settings.log_level, settings.log_format, settings.log_file)
-    log = structlog.get_logger("clipwatch.worker")
 
-    async def deliveries(sm: Sessions, stop: asyncio.Event) -> None:
-        sender = WebhookSender(settings.discord_api_url)
-        try:
-            while not stop.is_set():
-                report = await deliver_due(
-                    sm,
-                    sender,
-                    settings.signing_key,
-                    claim=timedelta(seconds=settings.delivery_claim_seconds),
+    async def work() -> int:
+        # Following the others' writes lets its hot data go to Redis (docs/cache.md).
+        async with open_engine(settings, follow=True) as (engine, cache):
+            await upgrade_database(engine)
+            async with _client(settings) as client:
+                await client.start()
+                stats = await run_worker(
+                    settings,
+                    client,
+                    create_sessionmaker(engine),
+                    interval=interval or settings.sync_interval_seconds,
+                    passes=passes,
+                    cache=cache,
                 )
-                if report.messages:
-                    log.info("deliveries_sent", **vars(report))
-                else:
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(stop.wait(), timeout=DELIVERY_POLL_S)
-        finally:
-            await sender.aclose()
+                return stats.passes
 
-    async def loop(client: HelixClient, sm: Sessions) -> int:
-        stop = asyncio.Event()
-        delivering = asyncio.create_task(deliveries(sm, stop))
-        done = 0
-        try:
-            while passes == 0 or done < passes:
-                report = await sync.sync_all(client, sm, backfill=True)
-                done += 1
-                log.info(
-                    "sync_pass_done",
-                    inserted=report.inserted,
-                    updated=report.updated,
-                    deleted=report.deleted,
-                    skipped=len(report.skipped_channels),
-                    budget_waited_s=round(client.budget.waited, 1),
-                )
-                if passes == 0 or done < passes:
-                    await asyncio.sleep(interval)
-        finally:
-            stop.set()
-            await delivering
-        return done
-
-    run(_with_twitch(settings, loop))
-
-
-DELIVERY_POLL_S = 2.0
+    run(work())
 
 
 @simulate_app.command("discord")

@@ -46,6 +46,9 @@ class ClipPage:
     clips: list[Clip]
     game_names: dict[str, str | None] = field(default_factory=dict)
     next_cursor: str | None = None
+    # The channels a `broadcaster` filter resolved to (None: not limited to channels). What
+    # the page depends on, for the cache: only writes to these channels can change it.
+    channel_ids: tuple[str, ...] | None = None
 
 
 def effective_sort(search: ClipSearch, terms: Terms) -> Sort:
@@ -115,12 +118,12 @@ async def search_clips(
     if search.game:
         game_ids = tuple(await catalog.resolve_game_ids(session, search.game))
     if broadcaster_ids == () or game_ids == ():
-        return ClipPage([])
+        return ClipPage([], channel_ids=broadcaster_ids)
     creator_ids = None
     if search.creator is not None:
         creator_ids = tuple(await clip_search.resolve_creator_ids(session, search.creator))
         if not creator_ids:
-            return ClipPage([])
+            return ClipPage([], channel_ids=broadcaster_ids)
     follows = None
     if search.follow_channels or search.follow_games:
         follows = (
@@ -160,7 +163,7 @@ async def search_clips(
         clips = clips[: search.limit]
         next_cursor = encode_cursor(key, {"q": query_id, "k": keys[search.limit - 1], "m": max_seq})
     names = await catalog.game_names(session, (c.game_id for c in clips if c.game_id))
-    return ClipPage(clips, names, next_cursor)
+    return ClipPage(clips, names, next_cursor, broadcaster_ids)
 
 
 async def _relevance_page(

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import weakref
+from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
@@ -75,7 +76,33 @@ async def session_scope(
 ) -> AsyncIterator[AsyncSession]:
     """One transaction: commits when the block ends cleanly, rolls back otherwise.
 
-    This is the only place in clipwatch that commits; services flush at most.
+    This is the only place in clipwatch that commits; services flush at most. After the
+    commit, the cache attached to the engine learns what the transaction changed (`touch`).
     """
-    async with sessionmaker() as session, session.begin():
-        yield session
+    async with sessionmaker() as session:
+        async with session.begin():
+            yield session
+        touched: set[str] | None = session.info.pop(_TOUCHED, None)
+        if touched:
+            cache = _caches.get(session.bind)  # type: ignore[arg-type]
+            if cache is not None:
+                await cache.bump(touched)
+
+
+class Invalidates(Protocol):
+    async def bump(self, deps: Iterable[str]) -> None: ...
+
+
+_TOUCHED = "clipwatch.cache.touched"
+_caches: weakref.WeakKeyDictionary[AsyncEngine, Invalidates] = weakref.WeakKeyDictionary()
+
+
+def attach_cache(engine: AsyncEngine, cache: Invalidates) -> None:
+    """Writes committed through `engine` bump generations in `cache` (clipwatch.cache)."""
+    _caches[engine] = cache
+
+
+def touch(session: AsyncSession, *deps: str) -> None:
+    """Note that this transaction changes what cached answers depending on `deps` show:
+    `clips`, `catalog`, `sync`, or `ch:<channel id>` (docs/cache.md)."""
+    session.info.setdefault(_TOUCHED, set()).update(deps)

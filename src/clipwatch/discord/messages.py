@@ -113,7 +113,7 @@ def _embed_card(clip: ClipView) -> dict[str, Any]:
     return {
         "title": cut(v["title"], TITLE_MAX),
         "url": clip.url,
-        "description": cut(f"{v['channel']} · {v['game']}", DESCRIPTION_MAX),
+        "description": cut(" · ".join(filter(None, (v["channel"], v["game"]))), DESCRIPTION_MAX),
         "color": TWITCH_PURPLE,
         "image": {"url": clip.thumbnail_url},
         "fields": [

@@ -82,3 +82,6 @@ def configure_logging(level: str = "info", fmt: str = "", file: str = "") -> Non
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         logging.getLogger(name).handlers.clear()
         logging.getLogger(name).propagate = True
+    # One line per outgoing request (Twitch pages, Discord posts) only when debugging.
+    for name in ("httpx", "httpcore"):
+        logging.getLogger(name).setLevel(logging.DEBUG if level == "debug" else logging.WARNING)

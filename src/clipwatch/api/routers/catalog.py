@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Query, Request, Response
 
 from clipwatch.api.auth import Admin
+from clipwatch.api.cached import cached_answer
 from clipwatch.api.deps import Session, State
 from clipwatch.api.errors import problem_responses
 from clipwatch.api.params import Cursor, Key
@@ -15,15 +16,19 @@ from clipwatch.api.schemas import (
     ChannelRead,
     ChannelsAdd,
     ChannelsAdded,
+    ChannelStatsRead,
+    ClipRead,
     GamePage,
     GameRead,
 )
 from clipwatch.clips.cursor import decode_cursor, encode_cursor
-from clipwatch.db.repositories import catalog, sync_state
+from clipwatch.clips.stats import Period, hot_stats, stats_deps
+from clipwatch.db.repositories import catalog, clip_search, sync_state
 from clipwatch.errors import InvalidInput, NotFound, UpstreamUnavailable
 from clipwatch.twitch import sync
 
 router = APIRouter(tags=["catalog"])
+CHANNEL_DEPS = {"catalog", "sync"}  # channel answers show sync progress too
 Limit = Annotated[int, Query(ge=1, le=100)]
 
 
@@ -48,17 +53,25 @@ def _page_cursor(key: bytes, listing: str, ids: list[str], limit: int) -> str | 
     summary="Channels we know, tracked or named by clips",
 )
 async def list_channels(
-    state: State, session: Session, limit: Limit = 50, cursor: Cursor | None = None
-) -> ChannelPage:
+    request: Request,
+    state: State,
+    session: Session,
+    limit: Limit = 50,
+    cursor: Cursor | None = None,
+) -> Response:
     key = state.settings.signing_key
-    rows = await catalog.list_channels(
-        session, limit=limit + 1, after=_after(key, cursor, "channels")
-    )
-    states = await sync_state.states_of(session, [c.id for c in rows[:limit] if c.tracked])
-    return ChannelPage(
-        data=[ChannelRead.from_channel(c, states.get(c.id)) for c in rows[:limit]],
-        next_cursor=_page_cursor(key, "channels", [c.id for c in rows], limit),
-    )
+
+    async def compute() -> tuple[ChannelPage, set[str]]:
+        rows = await catalog.list_channels(
+            session, limit=limit + 1, after=_after(key, cursor, "channels")
+        )
+        states = await sync_state.states_of(session, [c.id for c in rows[:limit] if c.tracked])
+        return ChannelPage(
+            data=[ChannelRead.from_channel(c, states.get(c.id)) for c in rows[:limit]],
+            next_cursor=_page_cursor(key, "channels", [c.id for c in rows], limit),
+        ), CHANNEL_DEPS
+
+    return await cached_answer(request, state, compute)
 
 
 @router.get(
@@ -67,12 +80,48 @@ async def list_channels(
     responses=problem_responses({404: "No such channel", 422: "Invalid input"}),
     summary="One channel by login or id",
 )
-async def get_channel(session: Session, login: Key) -> ChannelRead:
-    channel = await catalog.get_channel(session, login)
-    if channel is None:
-        raise NotFound(f"no channel {login}")
-    states = await sync_state.states_of(session, [channel.id] if channel.tracked else [])
-    return ChannelRead.from_channel(channel, states.get(channel.id))
+async def get_channel(request: Request, state: State, session: Session, login: Key) -> Response:
+    async def compute() -> tuple[ChannelRead, set[str]]:
+        channel = await catalog.get_channel(session, login)
+        if channel is None:
+            raise NotFound(f"no channel {login}")
+        states = await sync_state.states_of(session, [channel.id] if channel.tracked else [])
+        return ChannelRead.from_channel(channel, states.get(channel.id)), CHANNEL_DEPS
+
+    return await cached_answer(request, state, compute)
+
+
+@router.get(
+    "/channels/{login}/stats",
+    response_model=ChannelStatsRead,
+    responses=problem_responses({404: "No such channel", 422: "Invalid input"}),
+    summary="A channel's clips per day, top clips, top creators and top games over a period",
+    description=(
+        "Kept hot: the worker recomputes what each sync changed, so this answers from the "
+        "cache. `since` is null for `all`."
+    ),
+)
+async def get_channel_stats(
+    request: Request, state: State, session: Session, login: Key, period: Period = "week"
+) -> Response:
+    async def compute() -> tuple[ChannelStatsRead, set[str]]:
+        channel = await catalog.get_channel(session, login)
+        if channel is None:
+            raise NotFound(f"no channel {login}")
+        stats = await hot_stats(state.cache, session, channel.id, period)
+        top = await clip_search.clips_by_ids(session, stats["top_clip_ids"])
+        names = await catalog.game_names(session, (c.game_id for c in top if c.game_id))
+        answer = ChannelStatsRead.model_validate(
+            {
+                **stats,
+                "login": channel.login,
+                "display_name": channel.display_name,
+                "top_clips": [ClipRead.from_clip(c, names.get(c.game_id or "")) for c in top],
+            }
+        )
+        return answer, stats_deps(channel.id)
+
+    return await cached_answer(request, state, compute)
 
 
 @router.post(
@@ -113,11 +162,21 @@ async def remove_channel(session: Session, _admin: Admin, login: Key) -> Respons
     summary="Games (Twitch categories) clips were made in",
 )
 async def list_games(
-    state: State, session: Session, limit: Limit = 50, cursor: Cursor | None = None
-) -> GamePage:
+    request: Request,
+    state: State,
+    session: Session,
+    limit: Limit = 50,
+    cursor: Cursor | None = None,
+) -> Response:
     key = state.settings.signing_key
-    rows = await catalog.list_games(session, limit=limit + 1, after=_after(key, cursor, "games"))
-    return GamePage(
-        data=[GameRead.from_game(g) for g in rows[:limit]],
-        next_cursor=_page_cursor(key, "games", [g.id for g in rows], limit),
-    )
+
+    async def compute() -> tuple[GamePage, set[str]]:
+        rows = await catalog.list_games(
+            session, limit=limit + 1, after=_after(key, cursor, "games")
+        )
+        return GamePage(
+            data=[GameRead.from_game(g) for g in rows[:limit]],
+            next_cursor=_page_cursor(key, "games", [g.id for g in rows], limit),
+        ), {"catalog"}
+
+    return await cached_answer(request, state, compute)

@@ -5,12 +5,13 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from clipwatch.accounts import preferences
 from clipwatch.accounts.service import Principal
 from clipwatch.api.auth import Caller
+from clipwatch.api.cached import cached_answer
 from clipwatch.api.deps import Session, State
 from clipwatch.api.errors import problem_responses
 from clipwatch.api.params import ClipId, Cursor, Instant, Key, Language, SearchText
@@ -38,6 +39,7 @@ router = APIRouter(tags=["clips"])
     ),
 )
 async def list_clips(
+    request: Request,
     state: State,
     session: Session,
     principal: Caller,
@@ -62,7 +64,7 @@ async def list_clips(
         Literal["mine"] | None,
         Query(description="`mine`: apply the caller's preferences (needs authentication)"),
     ] = None,
-) -> ClipPage:
+) -> Response:
     search = ClipSearch(
         q=q,
         broadcaster=tuple(broadcaster),
@@ -80,16 +82,24 @@ async def list_clips(
     )
     if feed == "mine":
         search = await _apply_preferences(session, principal, search)
-    page = await search_clips(
-        session,
-        search,
-        key=state.settings.signing_key,
-        relevance_candidates=state.settings.search_relevance_candidates,
-    )
-    return ClipPage(
-        data=[ClipRead.from_clip(c, page.game_names.get(c.game_id or "")) for c in page.clips],
-        next_cursor=page.next_cursor,
-    )
+
+    async def compute() -> tuple[ClipPage, set[str]]:
+        page = await search_clips(
+            session,
+            search,
+            key=state.settings.signing_key,
+            relevance_candidates=state.settings.search_relevance_candidates,
+        )
+        answer = ClipPage(
+            data=[ClipRead.from_clip(c, page.game_names.get(c.game_id or "")) for c in page.clips],
+            next_cursor=page.next_cursor,
+        )
+        if page.channel_ids is None:
+            return answer, {"clips", "catalog"}
+        return answer, {"catalog", *(f"ch:{c}" for c in page.channel_ids)}
+
+    # A feed is the caller's own; every other answer is the same for everyone.
+    return await cached_answer(request, state, compute, cacheable=feed is None)
 
 
 async def _apply_preferences(
@@ -118,9 +128,15 @@ async def _apply_preferences(
     responses=problem_responses({404: "No such clip", 422: "Invalid input"}),
     summary="One clip by its Twitch id (deleted clips too, with deleted_at set)",
 )
-async def get_clip(session: Session, clip_id: ClipId) -> ClipRead:
-    clip = await clip_search.get_clip(session, clip_id)
-    if clip is None:
-        raise NotFound(f"no clip with id {clip_id}")
-    names = await catalog.game_names(session, [clip.game_id] if clip.game_id else [])
-    return ClipRead.from_clip(clip, names.get(clip.game_id or ""))
+async def get_clip(request: Request, state: State, session: Session, clip_id: ClipId) -> Response:
+    async def compute() -> tuple[ClipRead, set[str]]:
+        clip = await clip_search.get_clip(session, clip_id)
+        if clip is None:
+            raise NotFound(f"no clip with id {clip_id}")
+        names = await catalog.game_names(session, [clip.game_id] if clip.game_id else [])
+        return ClipRead.from_clip(clip, names.get(clip.game_id or "")), {
+            f"ch:{clip.broadcaster_id}",
+            "catalog",
+        }
+
+    return await cached_answer(request, state, compute)

@@ -8,9 +8,17 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
-from clipwatch.api.deps import State
-from clipwatch.api.schemas import StatusRead
+from clipwatch.api.deps import Session, State
+from clipwatch.api.schemas import (
+    CacheStatus,
+    DeliveryStatus,
+    StatusRead,
+    SyncStatus,
+    WorkerStatus,
+)
 from clipwatch.cache.health import redis_state
+from clipwatch.cache.manager import CacheManager
+from clipwatch.db.repositories import notifications, sync_state
 
 router = APIRouter(tags=["health"])
 status_router = APIRouter(tags=["status"])
@@ -40,12 +48,35 @@ async def readyz(state: State) -> JSONResponse:
     return JSONResponse({"database": database, "redis": redis}, status_code=status)
 
 
+def _cache_status(cache: CacheManager) -> CacheStatus:
+    stats = cache.stats
+    looked = stats.hits + stats.misses
+    return CacheStatus(
+        mode=cache.mode,
+        entries=len(cache.local),
+        bytes=cache.local.bytes,
+        hits=stats.hits,
+        misses=stats.misses,
+        hit_ratio=round(stats.hits / looked, 4) if looked else None,
+        errors=stats.errors,
+        evictions=cache.local.evictions,
+    )
+
+
 @status_router.get("/status", response_model=StatusRead, summary="Mode, version and health")
-async def status(state: State) -> StatusRead:
+async def status(state: State, session: Session) -> StatusRead:
     demo = state.settings.demo_mode
+    worker = state.worker
     return StatusRead(
         mode="demo" if demo else "live",
         banner=DEMO_BANNER if demo else None,
+        discord_sink=state.demo_sink,
+        cache=_cache_status(state.cache),
+        sync=SyncStatus.model_validate(await sync_state.sync_summary(session)),
+        deliveries=DeliveryStatus.model_validate(await notifications.delivery_counts(session)),
+        worker=None
+        if worker is None
+        else WorkerStatus.model_validate(worker, from_attributes=True),
         version=version("clipwatch"),
         database="postgresql" if state.settings.is_postgres else "sqlite",
         redis=await redis_state(state.settings.redis_url),

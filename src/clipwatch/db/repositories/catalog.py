@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from clipwatch.db.engine import touch
 from clipwatch.db.models import Channel, Game
 from clipwatch.db.repositories._dialect import insert_for
 
@@ -44,6 +45,7 @@ async def ensure_channels(session: AsyncSession, channels: dict[str, str]) -> No
     if missing:
         # DO NOTHING on any conflict: a renamed channel may already own that login.
         await session.execute(insert_for(session, Channel).values(missing).on_conflict_do_nothing())
+        touch(session, "catalog")
 
 
 async def ensure_games(session: AsyncSession, game_ids: Iterable[str]) -> None:
@@ -55,6 +57,7 @@ async def ensure_games(session: AsyncSession, game_ids: Iterable[str]) -> None:
     missing = [{"id": gid, "updated_at": now} for gid in ids if gid not in existing]
     if missing:
         await session.execute(insert_for(session, Game).values(missing).on_conflict_do_nothing())
+        touch(session, "catalog")
 
 
 async def resolve_channel_ids(session: AsyncSession, keys: Sequence[str]) -> list[str]:
@@ -134,6 +137,7 @@ async def track_channel(
     channel.tracked = True
     channel.updated_at = now
     await session.flush()
+    touch(session, "catalog")
     return channel
 
 
@@ -144,12 +148,14 @@ async def untrack_channel(session: AsyncSession, key: str) -> Channel | None:
         channel.tracked = False
         channel.updated_at = datetime.now(UTC)
         await session.flush()
+        touch(session, "catalog")
     return channel
 
 
 async def name_games(session: AsyncSession, games: Iterable[tuple[str, str, str]]) -> None:
     """Set (id, name, box art URL) of games Twitch described."""
     now = datetime.now(UTC)
+    touch(session, "catalog")
     for game_id, name, box_art_url in games:
         await session.execute(
             update(Game)

@@ -386,6 +386,12 @@ async def get_clip(session: AsyncSession, clip_id: str) -> Clip | None:
     return (await session.scalars(select(Clip).where(Clip.id == clip_id))).first()
 
 
+async def clips_by_ids(session: AsyncSession, ids: list[str]) -> list[Clip]:
+    """Clips by id, in the order of `ids` (missing ones left out)."""
+    rows = {c.id: c for c in (await session.scalars(select(Clip).where(Clip.id.in_(ids)))).all()}
+    return [rows[i] for i in ids if i in rows]
+
+
 async def newest_seq(session: AsyncSession) -> int:
     """The highest clip seq: a cursor walk only sees clips stored before it started."""
     return int((await session.execute(select(func.coalesce(func.max(Clip.seq), 0)))).scalar_one())

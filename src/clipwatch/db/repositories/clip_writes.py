@@ -10,6 +10,7 @@ from typing import Any, cast
 from sqlalchemy import CursorResult, or_, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from clipwatch.db.engine import touch
 from clipwatch.db.models import Clip
 from clipwatch.db.repositories._dialect import dialect_name, insert_for
 from clipwatch.db.search import optimize_index
@@ -111,8 +112,12 @@ async def upsert_clips(
         # DELETE ROWS) would be empty again before the merge reads it.
         level = "on" if durable else "off"
         await session.execute(text(f"SET LOCAL synchronous_commit TO {level}"))
-        return await _upsert_postgres(session, unique, now)
-    return await _upsert_generic(session, unique, now)
+        result = await _upsert_postgres(session, unique, now)
+    else:
+        result = await _upsert_generic(session, unique, now)
+    if result.inserted or result.updated:
+        touch(session, "clips", *{f"ch:{row['broadcaster_id']}" for row in unique})
+    return result
 
 
 async def _upsert_postgres(

@@ -91,3 +91,11 @@ async def get_delivery(session: AsyncSession, delivery_id: int) -> Delivery | No
 async def count_pending(session: AsyncSession) -> int:
     stmt = select(func.count()).select_from(Delivery).where(Delivery.status == "pending")
     return int((await session.execute(stmt)).scalar_one())
+
+
+async def delivery_counts(session: AsyncSession) -> dict[str, int]:
+    """Deliveries per status (pending, sent, dead), zero when none."""
+    stmt = select(Delivery.status, func.count()).group_by(Delivery.status)
+    counts = {"pending": 0, "sent": 0, "dead": 0}
+    counts.update({status: int(n) for status, n in (await session.execute(stmt)).all()})
+    return counts

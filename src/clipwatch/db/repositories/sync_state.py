@@ -6,9 +6,10 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import CursorResult, or_, select, update
+from sqlalchemy import CursorResult, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from clipwatch.db.engine import touch
 from clipwatch.db.models import Channel, ChannelSync, Clip, Game
 from clipwatch.db.repositories._dialect import insert_for
 
@@ -19,7 +20,8 @@ async def tracked_channels(session: AsyncSession) -> Sequence[Channel]:
 
 
 async def get_state(session: AsyncSession, channel_id: str) -> ChannelSync:
-    """The channel's sync state, created empty on first use."""
+    """The channel's sync state, created empty on first use (for changing it)."""
+    touch(session, "sync")
     await session.execute(
         insert_for(session, ChannelSync).values(channel_id=channel_id).on_conflict_do_nothing()
     )
@@ -32,7 +34,7 @@ async def claim(
     session: AsyncSession, channel_id: str, owner: str, now: datetime, ttl: timedelta
 ) -> bool:
     """Take or extend the channel's lease; False when another live worker holds it."""
-    await get_state(session, channel_id)
+    await get_state(session, channel_id)  # touches "sync"
     result: CursorResult[Any] = await session.execute(  # type: ignore[assignment]
         update(ChannelSync)
         .where(
@@ -49,6 +51,7 @@ async def claim(
 
 
 async def release(session: AsyncSession, channel_id: str, owner: str) -> None:
+    touch(session, "sync")
     await session.execute(
         update(ChannelSync)
         .where(ChannelSync.channel_id == channel_id, ChannelSync.lease_owner == owner)
@@ -74,12 +77,16 @@ async def live_clip_ids(
 async def mark_deleted(session: AsyncSession, clip_ids: Sequence[str], now: datetime) -> int:
     if not clip_ids:
         return 0
-    result: CursorResult[Any] = await session.execute(  # type: ignore[assignment]
+    result = await session.execute(
         update(Clip)
         .where(Clip.id.in_(list(clip_ids)), Clip.deleted_at.is_(None))
         .values(deleted_at=now, updated_at=now)
+        .returning(Clip.broadcaster_id)
     )
-    return result.rowcount or 0
+    marked = list(result.scalars().all())  # one broadcaster id per marked clip
+    if marked:
+        touch(session, "clips", *{f"ch:{c}" for c in marked})
+    return len(marked)
 
 
 async def games_without_names(session: AsyncSession, limit: int = 500) -> list[str]:
@@ -92,3 +99,19 @@ async def states_of(session: AsyncSession, channel_ids: Sequence[str]) -> dict[s
         return {}
     stmt = select(ChannelSync).where(ChannelSync.channel_id.in_(list(channel_ids)))
     return {s.channel_id: s for s in (await session.scalars(stmt)).all()}
+
+
+async def sync_summary(session: AsyncSession) -> dict[str, Any]:
+    """Tracked channels, how many still backfill, and the newest incremental sync."""
+    stmt = (
+        select(
+            func.count(Channel.id),
+            func.count(Channel.id).filter(ChannelSync.backfill_completed_at.is_(None)),
+            func.max(ChannelSync.last_incremental_at),
+        )
+        .select_from(Channel)
+        .outerjoin(ChannelSync, ChannelSync.channel_id == Channel.id)
+        .where(Channel.tracked.is_(True))
+    )
+    channels, backfilling, last = (await session.execute(stmt)).one()
+    return {"channels": int(channels), "backfilling": int(backfilling), "last_synced_at": last}

@@ -1,0 +1,149 @@
+"""Demo mode: the whole pipeline against the two simulators, in the API's own process.
+
+Without Twitch credentials `clipwatch serve` starts the Twitch simulator and the Discord
+simulator on free loopback ports, points the settings at them, tracks three simulated
+channels, and adds a route (owned by a `demo` admin) that posts every new clip to a simulated
+webhook. The worker then does exactly what it does live: backfill, incremental passes,
+deliveries. The simulated Twitch gains a clip now and then, so new clips keep arriving.
+
+The simulated world lives in memory and is new at every start, so the demo database
+(`var/demo.db`) is started afresh too. docs/demo.md
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import structlog
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from clipwatch.accounts import service as accounts
+from clipwatch.accounts.service import Principal
+from clipwatch.config import DEMO_DATABASE_URL, Settings
+from clipwatch.db.engine import session_scope
+from clipwatch.discord import routes
+from clipwatch.discord.simulator import DiscordSimulator, SimWebhook
+from clipwatch.simhttp import LoopbackServer
+from clipwatch.twitch import sync
+from clipwatch.twitch.client import HelixClient
+from clipwatch.twitch.simulator import CLIENT_ID, CLIENT_SECRET, TwitchSimulator
+
+log = structlog.get_logger("clipwatch.demo")
+
+# (login, clips over a year, days with more clips than one query returns)
+DEMO_CHANNELS = (("clipwatchdemo", 1_600, 1), ("speedrunner", 400, 0), ("quietstreamer", 40, 0))
+FRESH_CLIPS = 6  # clips from the last hours, posted by the first sync
+NEW_CLIP_EVERY_S = 20.0  # how often the simulated Twitch gains a clip
+DEMO_SYNC_INTERVAL_S = 15
+OPERATOR = Principal(0, "demo", "admin", frozenset({"read", "write", "admin"}), "token", 0)
+
+
+@dataclass
+class DemoWorld:
+    twitch: TwitchSimulator
+    discord: DiscordSimulator
+    hook: SimWebhook
+    twitch_base: str
+    discord_base: str
+
+    @property
+    def sink_url(self) -> str:
+        """Where the messages posted to Discord can be read back."""
+        return f"{self.discord_base}/_sim/messages"
+
+    @property
+    def webhook_url(self) -> str:
+        """The route's webhook as a user would paste it (the host is Discord's; deliveries
+        go to CLIPWATCH_DISCORD_API_URL, which points at the simulator)."""
+        return f"https://discord.com/api/webhooks/{self.hook.id}/{self.hook.token}"
+
+
+def reset_demo_database(settings: Settings) -> None:
+    """Remove the demo database (only the default demo file; never a configured database)."""
+    if settings.database_url != DEMO_DATABASE_URL:
+        return
+    path = Path(DEMO_DATABASE_URL.removeprefix("sqlite+aiosqlite:///"))
+    for suffix in ("", "-wal", "-shm"):
+        path.with_name(path.name + suffix).unlink(missing_ok=True)
+
+
+def _world(seed: int = 7) -> tuple[TwitchSimulator, DiscordSimulator, SimWebhook]:
+    twitch = TwitchSimulator(seed=seed)
+    now = datetime.now(UTC)
+    channels = [
+        twitch.add_channel(login, clips=clips, hot_days=hot, years=1.0)
+        for login, clips, hot in DEMO_CHANNELS
+    ]
+    for i in range(FRESH_CLIPS):
+        created = now - timedelta(minutes=10 + 40 * i)
+        twitch.add_clip(channels[i % len(channels)].id, created_at=created, visible_at=created)
+    discord = DiscordSimulator()
+    return twitch, discord, discord.add_webhook()
+
+
+async def _keep_clipping(twitch: TwitchSimulator, every: float) -> None:
+    rng = random.Random(11)
+    channel_ids = list(twitch.channels)
+    while True:
+        await asyncio.sleep(every)  # the demo's pace: a new simulated clip every `every` s
+        now = datetime.now(UTC)
+        twitch.add_clip(rng.choice(channel_ids), created_at=now, visible_at=now)
+
+
+@asynccontextmanager
+async def demo_world(settings: Settings) -> AsyncIterator[tuple[Settings, DemoWorld]]:
+    """Start both simulators; yield settings that point at them, and the world."""
+    twitch, discord, hook = _world()
+    twitch_server, discord_server = LoopbackServer(twitch), LoopbackServer(discord)
+    twitch_base = await twitch_server.start()
+    try:
+        discord_base = await discord_server.start()
+        clipping = asyncio.create_task(_keep_clipping(twitch, NEW_CLIP_EVERY_S))
+        demo_settings = settings.model_copy(
+            update={
+                "demo": True,
+                "twitch_client_id": CLIENT_ID,
+                "twitch_client_secret": CLIENT_SECRET,
+                "twitch_api_url": f"{twitch_base}/helix",
+                "twitch_auth_url": f"{twitch_base}/oauth2",
+                "discord_api_url": f"{discord_base}/api/v10",
+                "sync_interval_seconds": DEMO_SYNC_INTERVAL_S,
+            }
+        )
+        try:
+            yield demo_settings, DemoWorld(twitch, discord, hook, twitch_base, discord_base)
+        finally:
+            clipping.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await clipping
+            await discord_server.stop()
+    finally:
+        await twitch_server.stop()
+
+
+async def seed_demo(
+    settings: Settings,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    client: HelixClient,
+    world: DemoWorld,
+) -> None:
+    """Track the simulated channels and route every new clip to the simulated webhook."""
+    added, _unknown = await sync.add_channels(client, sessionmaker, [c[0] for c in DEMO_CHANNELS])
+    async with session_scope(sessionmaker) as session:
+        user = await accounts.create_user(session, "demo", admin=True)
+        await routes.create_route(
+            session,
+            OPERATOR,
+            {"name": "demo: every new clip", "webhook_url": world.webhook_url},
+            key=settings.signing_key,
+            allowed_hosts=settings.webhook_allowed_hosts.split(","),
+            owner_id=user.id,
+        )
+    log.info("demo_seeded", channels=added, discord_sink=world.sink_url)

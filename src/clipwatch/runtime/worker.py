@@ -1,0 +1,165 @@
+"""The worker: sync passes over every tracked channel, and Discord deliveries beside them.
+
+`clipwatch worker` runs it alone; `clipwatch serve` runs it inside the API process unless
+`--no-worker`. A failed pass is logged and retried at the next interval: the worker outlives
+an unreachable Twitch or Discord.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass
+from datetime import timedelta
+
+import httpx
+import structlog
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from clipwatch.cache.manager import CacheManager
+from clipwatch.clips.stats import refresh_hot_stats
+from clipwatch.config import Settings
+from clipwatch.db.engine import session_scope
+from clipwatch.db.repositories import sync_state
+from clipwatch.discord.delivery import deliver_due
+from clipwatch.discord.sender import WebhookSender
+from clipwatch.errors import ClipwatchError
+from clipwatch.twitch import sync
+from clipwatch.twitch.client import HelixClient
+
+log = structlog.get_logger("clipwatch.worker")
+Sessions = async_sessionmaker[AsyncSession]
+# What a pass may fail with that the next pass may not: outside services and the database.
+TRANSIENT = (ClipwatchError, SQLAlchemyError, httpx.HTTPError, OSError)
+DELIVERY_POLL_S = 2.0
+
+
+@dataclass
+class WorkerStats:
+    """What the worker did so far (for logs and /api/v1/status)."""
+
+    passes: int = 0
+    failed_passes: int = 0
+    inserted: int = 0
+    messages: int = 0
+    last_error: str | None = None
+    running: bool = False
+
+
+async def _wait(stop: asyncio.Event, seconds: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), timeout=seconds)
+
+
+async def deliver_forever(
+    settings: Settings, sessionmaker: Sessions, stop: asyncio.Event, stats: WorkerStats
+) -> None:
+    """Deliver due notifications until `stop` is set."""
+    sender = WebhookSender(settings.discord_api_url)
+    claim = timedelta(seconds=settings.delivery_claim_seconds)
+    try:
+        while not stop.is_set():
+            try:
+                report = await deliver_due(sessionmaker, sender, settings.signing_key, claim=claim)
+            except TRANSIENT as exc:
+                log.warning("delivery_pass_failed", error=f"{type(exc).__name__}: {exc}")
+                await _wait(stop, DELIVERY_POLL_S)
+                continue
+            stats.messages += report.messages
+            if report.messages:
+                log.info("deliveries_sent", **vars(report))
+            else:
+                await _wait(stop, DELIVERY_POLL_S)
+    finally:
+        await sender.aclose()
+
+
+async def sync_forever(
+    client: HelixClient,
+    sessionmaker: Sessions,
+    stop: asyncio.Event,
+    stats: WorkerStats,
+    *,
+    interval: float,
+    passes: int = 0,
+    cache: CacheManager | None = None,
+) -> None:
+    """Sync every tracked channel (backfilling new ones), pass after pass; then recompute
+    the hot data (channel stats) the pass outdated."""
+    hot_ttl = max(2 * interval, 60.0)
+    while not stop.is_set() and (passes == 0 or stats.passes < passes):
+        try:
+            report = await sync.sync_all(client, sessionmaker, backfill=True)
+        except TRANSIENT as exc:
+            stats.failed_passes += 1
+            stats.last_error = f"{type(exc).__name__}: {exc}"
+            log.warning("sync_pass_failed", error=stats.last_error)
+        else:
+            stats.inserted += report.inserted
+            stats.last_error = None
+            log.info(
+                "sync_pass_done",
+                inserted=report.inserted,
+                updated=report.updated,
+                deleted=report.deleted,
+                skipped=len(report.skipped_channels),
+                budget_waited_s=round(client.budget.waited, 1),
+            )
+            if cache is not None:
+                await _refresh_hot(cache, sessionmaker, hot_ttl)
+        stats.passes += 1
+        if passes == 0 or stats.passes < passes:
+            await _wait(stop, interval)
+
+
+async def _refresh_hot(cache: CacheManager, sessionmaker: Sessions, ttl: float) -> None:
+    try:
+        async with session_scope(sessionmaker) as session:
+            channel_ids = [c.id for c in await sync_state.tracked_channels(session)]
+        refreshed = await refresh_hot_stats(cache, sessionmaker, channel_ids, ttl=ttl)
+    except TRANSIENT as exc:
+        log.warning("hot_data_failed", error=f"{type(exc).__name__}: {exc}")
+    else:
+        if refreshed:
+            log.info("hot_data_refreshed", entries=refreshed)
+
+
+async def run_worker(
+    settings: Settings,
+    client: HelixClient,
+    sessionmaker: Sessions,
+    *,
+    interval: float,
+    passes: int = 0,
+    stop: asyncio.Event | None = None,
+    stats: WorkerStats | None = None,
+    cache: CacheManager | None = None,
+) -> WorkerStats:
+    """Sync and deliver until `stop` is set (or `passes` sync passes are done).
+
+    A sync pass in progress when `stop` is set is cancelled: each window commits with its
+    progress mark, so the next start resumes where it stopped.
+    """
+    stop = stop or asyncio.Event()
+    stats = stats or WorkerStats()
+    stats.running = True
+    done = asyncio.Event()
+    delivering = asyncio.create_task(deliver_forever(settings, sessionmaker, done, stats))
+    try:
+        syncing = asyncio.create_task(
+            sync_forever(
+                client, sessionmaker, stop, stats, interval=interval, passes=passes, cache=cache
+            )
+        )
+        stopped = asyncio.create_task(stop.wait())
+        await asyncio.wait({syncing, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        for task in (syncing, stopped):
+            task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await syncing
+    finally:
+        done.set()
+        await delivering
+        stats.running = False
+    return stats
