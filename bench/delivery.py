@@ -20,6 +20,8 @@ import sys
 import tempfile
 import time
 from collections import deque
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -111,15 +113,26 @@ def _distinct(discord: DiscordSimulator) -> int:
     return len({e["url"] for r in discord.received for e in r.payload["embeds"]})
 
 
-async def run(clips: int) -> dict[str, Any]:
-    """The burst delivered by one worker loop in this process: the timed figure."""
+@asynccontextmanager
+async def _burst_ready(clips: int) -> AsyncIterator[tuple[DiscordSimulator, str, str, str]]:
+    """The Discord simulator serving, and a database holding the burst for one route to it:
+    (simulator, its base URL, the database URL, a scratch directory)."""
     discord = DiscordSimulator()
     hook = discord.add_webhook()
     server = LoopbackServer(discord)
     base = await server.start()
-    with tempfile.TemporaryDirectory() as tmp:
-        url = f"sqlite+aiosqlite:///{Path(tmp) / 'd.db'}"
-        await _prepare(url, hook, clips)
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            url = f"sqlite+aiosqlite:///{Path(tmp) / 'd.db'}"
+            await _prepare(url, hook, clips)
+            yield discord, base, url, tmp
+    finally:
+        await server.stop()
+
+
+async def run(clips: int) -> dict[str, Any]:
+    """The burst delivered by one worker loop in this process: the timed figure."""
+    async with _burst_ready(clips) as (discord, base, url, _tmp):
         engine = create_engine(load_settings(database_url=url, secret_key=KEY.decode()))
         sender = WebhookSender(f"{base}/api/v10")
         try:
@@ -135,7 +148,6 @@ async def run(clips: int) -> dict[str, Any]:
         finally:
             await sender.aclose()
             await engine.dispose()
-            await server.stop()
     return {
         **_summary(discord, clips),
         "elapsed_s": elapsed,
@@ -146,13 +158,7 @@ async def run(clips: int) -> dict[str, Any]:
 async def run_killed(clips: int) -> dict[str, Any]:
     """The same burst; `clipwatch deliveries run` is killed with SIGKILL halfway, then a
     second one delivers the rest (`--until-empty`)."""
-    discord = DiscordSimulator()
-    hook = discord.add_webhook()
-    server = LoopbackServer(discord)
-    base = await server.start()
-    with tempfile.TemporaryDirectory() as tmp:
-        url = f"sqlite+aiosqlite:///{Path(tmp) / 'd.db'}"
-        await _prepare(url, hook, clips)
+    async with _burst_ready(clips) as (discord, base, url, tmp):
         env = {
             **os.environ,
             "CLIPWATCH_DATABASE_URL": url,
@@ -162,25 +168,23 @@ async def run_killed(clips: int) -> dict[str, Any]:
             "CLIPWATCH_LOG_LEVEL": "warning",
         }
         command = [str(Path(sys.executable).parent / "clipwatch"), "deliveries", "run"]
+        first = await asyncio.create_subprocess_exec(*command, env=env, cwd=tmp)
         try:
-            first = await asyncio.create_subprocess_exec(*command, env=env, cwd=tmp)
             halfway = math.ceil(clips / 10) // 2
             deadline = time.monotonic() + DEADLINE_S
             while len(discord.received) < halfway:
                 if first.returncode is not None or time.monotonic() > deadline:
                     raise RuntimeError("the first worker stopped before the kill")
                 await asyncio.sleep(0.01)  # polling interval while waiting for the halfway mark
-            first.send_signal(signal.SIGKILL)
-            await first.wait()
-            at_kill = len(discord.received)
-            second = await asyncio.create_subprocess_exec(
-                *command, "--until-empty", env=env, cwd=tmp
-            )
-            await asyncio.wait_for(second.wait(), timeout=DEADLINE_S)
-            if second.returncode != 0:
-                raise RuntimeError(f"the restarted worker failed ({second.returncode})")
         finally:
-            await server.stop()
+            if first.returncode is None:
+                first.send_signal(signal.SIGKILL)  # the kill itself, or cleanup on failure
+            await first.wait()
+        at_kill = len(discord.received)
+        second = await asyncio.create_subprocess_exec(*command, "--until-empty", env=env, cwd=tmp)
+        await asyncio.wait_for(second.wait(), timeout=DEADLINE_S)
+        if second.returncode != 0:
+            raise RuntimeError(f"the restarted worker failed ({second.returncode})")
     return {**_summary(discord, clips), "messages_at_kill": at_kill}
 
 

@@ -20,7 +20,7 @@ from clipwatch.db.engine import create_engine, create_sessionmaker, session_scop
 from clipwatch.twitch.simulator import CLIENT_ID, CLIENT_SECRET
 from clipwatch.twitch.synthetic import World
 from tests.conftest import TEST_SECRET, empty_tables, free_port
-from tests.processes import wait_until_up
+from tests.processes import serving
 
 SEED_CLIPS = 400
 
@@ -63,7 +63,7 @@ def live_server(
     url: str = request.getfixturevalue(f"{request.param}_url")
     token = asyncio.run(seed(url))
     workdir: Path = tmp_path_factory.mktemp("server")
-    port, twitch_port = free_port(), free_port()
+    twitch_port = free_port()
     # Twitch is the simulator: POST /channels really resolves logins.
     twitch = subprocess.Popen(
         [
@@ -111,34 +111,16 @@ def live_server(
         "CLIPWATCH_RATE_LIMIT_TOKEN": "1000000/minute",
         "CLIPWATCH_RATE_LIMIT_USER": "1000000/minute",
     }
-    log = (workdir / "server.log").open("wb")
-    server = subprocess.Popen(
-        [
-            str(Path(sys.executable).parent / "clipwatch"),
-            "serve",
-            "--port",
-            str(port),
-            "--no-access-log",
-        ],
-        cwd=workdir,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
     try:
-        wait_until_up(f"{base}/healthz", server, "the server")
-        yield LiveServer(base, token)
+        # The fuzzer is for the API: the worker (syncing the simulator) is left out.
+        with serving(workdir, env, "--no-access-log", "--no-worker", log_name="server.log") as (
+            base,
+            _server,
+        ):
+            yield LiveServer(base, token)
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
         for helper in (twitch, discord):
             helper.terminate()
             helper.wait(timeout=15)
-        log.close()
         errors = (workdir / "server.log").read_text()
         assert "unhandled_error" not in errors, errors

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from clipwatch.api.auth import Admin
 from clipwatch.api.cached import cached_answer
@@ -23,6 +24,7 @@ from clipwatch.api.schemas import (
 )
 from clipwatch.clips.cursor import decode_cursor, encode_cursor
 from clipwatch.clips.stats import Period, hot_stats, stats_deps
+from clipwatch.db.models import Channel
 from clipwatch.db.repositories import catalog, clip_search, sync_state
 from clipwatch.errors import InvalidInput, NotFound, UpstreamUnavailable
 from clipwatch.twitch import sync
@@ -39,6 +41,13 @@ def _after(key: bytes, cursor: str | None, listing: str) -> str | None:
     if not isinstance(after, str):
         raise InvalidInput("cursor is not valid for this query", field="cursor")
     return after
+
+
+async def _channel(session: AsyncSession, login: str) -> Channel:
+    channel = await catalog.get_channel(session, login)
+    if channel is None:
+        raise NotFound(f"no channel {login}")
+    return channel
 
 
 def _page_cursor(key: bytes, listing: str, ids: list[str], limit: int) -> str | None:
@@ -82,9 +91,7 @@ async def list_channels(
 )
 async def get_channel(request: Request, state: State, session: Session, login: Key) -> Response:
     async def compute() -> tuple[ChannelRead, set[str]]:
-        channel = await catalog.get_channel(session, login)
-        if channel is None:
-            raise NotFound(f"no channel {login}")
+        channel = await _channel(session, login)
         states = await sync_state.states_of(session, [channel.id] if channel.tracked else [])
         return ChannelRead.from_channel(channel, states.get(channel.id)), CHANNEL_DEPS
 
@@ -105,9 +112,7 @@ async def get_channel_stats(
     request: Request, state: State, session: Session, login: Key, period: Period = "week"
 ) -> Response:
     async def compute() -> tuple[ChannelStatsRead, set[str]]:
-        channel = await catalog.get_channel(session, login)
-        if channel is None:
-            raise NotFound(f"no channel {login}")
+        channel = await _channel(session, login)
         stats = await hot_stats(state.cache, session, channel.id, period)
         top = await clip_search.clips_by_ids(session, stats["top_clip_ids"])
         names = await catalog.game_names(session, (c.game_id for c in top if c.game_id))
