@@ -196,6 +196,37 @@ async def test_game_names_are_resolved(
     assert all(g.name == names[g.id] for g in games)
 
 
+async def test_a_new_game_is_named_in_the_transaction_that_stores_its_clip(
+    sim: Sim, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    """A fresh clip goes to the Discord outbox as it is stored: its game must have a name by
+    then. Older clips' games wait for the pass-end naming (a request per 100 games)."""
+    from clipwatch.db.models import Game
+
+    now = datetime.now(UTC)
+    channel = sim.twitch.add_channel("newgame", clips=20, years=0.05)
+    fresh = [
+        sim.twitch.add_clip(channel.id, created_at=now - timedelta(hours=h), visible_at=now)
+        for h in (1, 2, 3)
+    ]
+    await track(sim, sessionmaker, "newgame")
+    report = sync.SyncReport()
+    async with sim.client() as client:
+        # One walk only, without the pass-end naming that sync_all does.
+        await sync.walk_windows(
+            client, sessionmaker, channel.id, now - timedelta(days=30), now, report
+        )
+    async with session_scope(sessionmaker) as session:
+        games = {g.id: g.name for g in (await session.scalars(select(Game))).all()}
+    names = {g.id: g.name for g in sim.twitch.world.games}
+    assert report.inserted == 23
+    fresh_games = {c.game_id for c in fresh}
+    assert all(games[g] == names[g] for g in fresh_games)
+    assert any(games[g] is None for g in games if g not in fresh_games)  # named later
+    asked = [path for path, _ in sim.twitch.requests if path.endswith("/games")]
+    assert len(asked) == 1  # the fresh clips share one window here
+
+
 def test_refresh_slows_with_clip_age() -> None:
     now = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
     assert [b.name for b in sync.due_bands(now, {})] == ["day", "week", "month", "older"]

@@ -35,6 +35,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from clipwatch.clips.importer import KnownReferences, store_batch
 from clipwatch.db.engine import session_scope
 from clipwatch.db.repositories import catalog, sync_state
+from clipwatch.discord import outbox
 from clipwatch.errors import NotFound
 from clipwatch.twitch.client import HelixClient
 from clipwatch.twitch.helix import HelixClip
@@ -150,8 +151,13 @@ async def walk_windows(
     progress: Progress | None = None,
     owner: str | None = None,
 ) -> None:
-    """Store every clip created in [start, end), window by window (renewing the lease)."""
+    """Store every clip created in [start, end), window by window (renewing the lease).
+
+    Games of fresh clips (the ones announced on Discord) that are new to the archive are
+    named in the window's own transaction, so the post already carries the game's name; the
+    rest are named at the end of the pass, a request per 100 games."""
     known = KnownReferences()
+    named: set[str] = set()
     size = FIRST_WINDOW
     cursor = start
     while cursor < end:
@@ -164,12 +170,15 @@ async def walk_windows(
             if window_end - cursor <= MIN_WINDOW:
                 raise RuntimeError(f"more than a query's worth of clips in {MIN_WINDOW}") from None
             continue
+        games = await _new_games(client, sessionmaker, clips, named)
         async with session_scope(sessionmaker) as session:
             if owner is not None and not await sync_state.claim(
                 session, channel_id, owner, datetime.now(UTC), LEASE
             ):
                 raise LeaseLost(channel_id)
             await _store(session, clips, report, known)
+            if games:
+                await catalog.name_games(session, games)
             if mark is not None:
                 await mark(session, window_end)
         report.windows += 1
@@ -336,6 +345,47 @@ async def refresh_channel(
         state.last_refresh_at = datetime.now(UTC)
 
 
+def _created(clip: dict[str, Any]) -> datetime | None:
+    try:
+        return datetime.fromisoformat(str(clip.get("created_at")).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def _game_rows(games: list[dict[str, Any]]) -> list[tuple[str, str, str]]:
+    return [
+        (str(g["id"]), str(g.get("name") or ""), str(g.get("box_art_url") or ""))
+        for g in games
+        if g.get("id")
+    ]
+
+
+async def _new_games(
+    client: HelixClient,
+    sessionmaker: Sessionmaker,
+    clips: list[dict[str, Any]],
+    named: set[str],
+) -> list[tuple[str, str, str]]:
+    """The games of fresh `clips` without a name yet, described by Twitch (`named`
+    remembers the ones seen named, across the windows of one walk)."""
+    fresh_after = datetime.now(UTC) - outbox.FRESH
+    ids = {
+        str(c["game_id"])
+        for c in clips
+        if c.get("game_id") and (_created(c) or fresh_after) >= fresh_after
+    } - named
+    if not ids:
+        return []
+    async with session_scope(sessionmaker) as session:
+        named |= await sync_state.named_games(session, ids)
+    missing = sorted(ids - named)
+    if not missing:
+        return []
+    games = _game_rows(await client.get_games(missing))
+    named.update(missing)  # asked once per walk, whether Twitch knew them or not
+    return games
+
+
 async def name_games(client: HelixClient, sessionmaker: Sessionmaker) -> int:
     """Give names to the games clips mention (Get Clips carries only their ids)."""
     async with session_scope(sessionmaker) as session:
@@ -344,14 +394,7 @@ async def name_games(client: HelixClient, sessionmaker: Sessionmaker) -> int:
         return 0
     games = await client.get_games(ids)
     async with session_scope(sessionmaker) as session:
-        await catalog.name_games(
-            session,
-            [
-                (str(g["id"]), str(g.get("name") or ""), str(g.get("box_art_url") or ""))
-                for g in games
-                if g.get("id")
-            ],
-        )
+        await catalog.name_games(session, _game_rows(games))
     return len(games)
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -92,6 +92,15 @@ async def mark_deleted(session: AsyncSession, clip_ids: Sequence[str], now: date
 async def games_without_names(session: AsyncSession, limit: int = 500) -> list[str]:
     stmt = select(Game.id).where(Game.name.is_(None)).limit(limit)
     return list((await session.scalars(stmt)).all())
+
+
+async def named_games(session: AsyncSession, ids: Iterable[str]) -> set[str]:
+    """Which of `ids` are games we already have a name for."""
+    wanted = sorted(set(ids))
+    if not wanted:
+        return set()
+    stmt = select(Game.id).where(Game.id.in_(wanted), Game.name.is_not(None))
+    return set((await session.scalars(stmt)).all())
 
 
 async def states_of(session: AsyncSession, channel_ids: Sequence[str]) -> dict[str, ChannelSync]:
