@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import pytest
 
 from clipwatch.discord.simulator import DiscordSimulator
-from tests.twitch.conftest import serve
+from clipwatch.simhttp import LoopbackServer
 
 
 @dataclass
@@ -20,9 +20,9 @@ class DiscordSim:
 @pytest.fixture
 async def discord_sim() -> AsyncIterator[DiscordSim]:
     discord = DiscordSimulator()
-    server, task, base = await serve(discord)  # type: ignore[arg-type]
+    server = LoopbackServer(discord)
+    base = await server.start()
     try:
         yield DiscordSim(discord, base)
     finally:
-        server.should_exit = True
-        await task
+        await server.stop()

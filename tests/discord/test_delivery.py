@@ -122,6 +122,7 @@ async def test_a_deleted_webhook_disables_its_route_with_the_reason(
     await store(sessionmaker, fresh(4))
     messages = await drain(sessionmaker, discord_sim)
     assert messages == [1]  # one try, then no retry loop
+    assert list(discord_sim.discord.gone_calls.values()) == [1]  # far from a 404 ban
     async with session_scope(sessionmaker) as session:
         route = await session.get(NotificationRoute, route_id)
         assert route is not None

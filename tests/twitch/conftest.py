@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 import pytest
-import uvicorn
 
 from clipwatch.config import Settings
+from clipwatch.simhttp import LoopbackServer
 from clipwatch.twitch.client import HelixClient
 from clipwatch.twitch.simulator import CLIENT_ID, CLIENT_SECRET, TwitchSimulator
-from tests.conftest import free_port
-
-START_DEADLINE_S = 10.0
 
 
 @dataclass
@@ -33,19 +28,6 @@ class Sim:
         )
 
 
-async def serve(twitch: TwitchSimulator) -> tuple[uvicorn.Server, asyncio.Task[None], str]:
-    port = free_port()
-    config = uvicorn.Config(twitch, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    deadline = time.monotonic() + START_DEADLINE_S
-    while not server.started:
-        assert not task.done(), "simulator stopped"
-        assert time.monotonic() < deadline, "simulator did not start"
-        await asyncio.sleep(0.01)  # polling interval while waiting on the condition above
-    return server, task, f"http://127.0.0.1:{port}"
-
-
 @pytest.fixture
 def make_sim() -> Callable[..., TwitchSimulator]:
     return TwitchSimulator
@@ -54,12 +36,12 @@ def make_sim() -> Callable[..., TwitchSimulator]:
 @pytest.fixture
 async def sim() -> AsyncIterator[Sim]:
     twitch = TwitchSimulator(seed=7, points_per_minute=100_000)
-    server, task, base = await serve(twitch)
+    server = LoopbackServer(twitch)
+    base = await server.start()
     try:
         yield Sim(twitch, base)
     finally:
-        server.should_exit = True
-        await task
+        await server.stop()
 
 
 @pytest.fixture

@@ -17,13 +17,20 @@ from typing import Any
 
 import httpx
 import orjson
+import structlog
 
 from clipwatch.discord.webhook_url import WebhookTarget
+
+log = structlog.get_logger("clipwatch.discord")
 
 MAX_WAIT_S = 30.0  # a rate-limit wait longer than this goes back to the queue instead
 # Discord's hidden per-channel limit (~30 messages a minute, no headers): after a 429 with
 # scope "shared", that webhook sends at most one message every CHANNEL_PACE_S seconds.
 CHANNEL_PACE_S = 2.1  # a little over 60 s / 30, so timing jitter does not meet the limit
+# A 429 whose body is not Discord's JSON comes from Cloudflare: this address is banned for
+# making too many invalid requests. Every send pauses this long (asking again would only
+# prolong the ban), and the deliveries wait in the outbox.
+BAN_PAUSE_S = 900.0
 
 
 @dataclass(frozen=True)
@@ -76,6 +83,7 @@ class WebhookSender:
         self._http = http or httpx.AsyncClient(timeout=timeout)
         self._buckets: dict[str, _Bucket] = {}
         self._global_until = 0.0
+        self.banned = False  # seen a Cloudflare ban (logged once)
         self.stats = SenderStats()
 
     async def aclose(self) -> None:
@@ -130,6 +138,13 @@ class WebhookSender:
         if status in (200, 204):
             self.stats.sent += 1
             return Sent(str(body.get("id", "")))
+        if status == 429 and not _discord_json(answer):
+            self.stats.rate_limited += 1
+            self._global_until = time.monotonic() + BAN_PAUSE_S
+            if not self.banned:
+                log.error("discord_ban", detail="429 from Cloudflare: too many invalid requests")
+            self.banned = True
+            return RetryLater("Discord's Cloudflare ban", after=BAN_PAUSE_S, rate_limited=True)
         if status == 429:
             self.stats.rate_limited += 1
             retry = _float(body.get("retry_after")) or _float(answer.headers.get("retry-after"))
@@ -148,6 +163,14 @@ class WebhookSender:
         if status == 400:
             return Rejected(f"Discord refused the message: {body.get('message', 'bad request')}")
         return RetryLater(f"Discord answered {status}")
+
+
+def _discord_json(answer: httpx.Response) -> bool:
+    """Whether the answer is Discord's own JSON (Cloudflare's pages are HTML)."""
+    try:
+        return isinstance(orjson.loads(answer.content), dict)
+    except orjson.JSONDecodeError:
+        return False
 
 
 def _json(answer: httpx.Response) -> dict[str, Any]:

@@ -6,7 +6,12 @@ Never kinder than Discord:
   (50 requests a second); 429 bodies carry `retry_after`;
 - 404 with code 10015 for a deleted webhook, 401 with code 50027 for a wrong token;
 - payloads that break Discord's limits get Discord's 400 shape (code 50035 + `errors`);
-- faults on demand: 5xx, and 429s without any headers.
+- faults on demand: 5xx, and 429s without any headers;
+- the invalid-request limit: an address that earns 10,000 answers 401, 403 or 429 (not
+  counting 429s of scope `shared`) within 10 minutes is banned, Cloudflare-style, and so is
+  one that keeps calling a webhook that answered 404 (the reference gives no number; here the
+  tenth such call): every request then gets a 429 with an HTML body and no `Via` header, for
+  an hour.
 It records every message it accepted (`GET /_sim/messages`). A plain ASGI app, served by
 uvicorn: `clipwatch simulate discord --port N`.
 """
@@ -37,6 +42,11 @@ CHANNEL_LIMIT = 30
 CHANNEL_WINDOW = 60.0
 GLOBAL_LIMIT = 50
 GLOBAL_WINDOW = 1.0
+INVALID_LIMIT = 10_000
+INVALID_WINDOW = 600.0
+REPEATED_404_LIMIT = 10
+BAN_SECONDS = 3600.0
+BAN_BODY = b"<!DOCTYPE html><title>Access denied | discord.com</title>error code: 1015"
 
 
 @dataclass
@@ -110,7 +120,19 @@ def payload_errors(payload: Any) -> dict[str, Any]:
 
 
 class DiscordSimulator:
-    def __init__(self) -> None:
+    def __init__(
+        self,
+        *,
+        invalid_limit: int = INVALID_LIMIT,
+        repeated_404_limit: int = REPEATED_404_LIMIT,
+        ban_seconds: float = BAN_SECONDS,
+    ) -> None:
+        self.invalid_limit = invalid_limit
+        self.repeated_404_limit = repeated_404_limit
+        self.ban_seconds = ban_seconds
+        self.invalid: dict[str, deque[float]] = {}  # address -> times of invalid answers
+        self.gone_calls: dict[tuple[str, str], int] = {}  # (address, webhook) -> 404s
+        self.banned_until: dict[str, float] = {}
         self.webhooks: dict[str, SimWebhook] = {}
         self.received: list[Received] = []
         self.channel_hits: dict[str, deque[float]] = {}
@@ -141,6 +163,45 @@ class DiscordSimulator:
         if path.startswith("/_sim/"):
             await self._control(path, scope["method"], query, send)
             return
+        client = scope.get("client")
+        address = client[0] if client else "unknown"
+        if self.banned_until.get(address, 0.0) > time.time():
+            self._count("cloudflare")
+            await _raw(send, 429, BAN_BODY, {"Retry-After": "3600"}, "text/html")
+            return
+        await self._api(scope, path, query, body, self._watching(address, path, send))
+
+    def _watching(self, address: str, path: str, send: Send) -> Send:
+        """`send`, counting this address's invalid answers (and banning it at the limit)."""
+
+        async def watched(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                headers = dict(message.get("headers", []))
+                shared = headers.get(b"x-ratelimit-scope") == b"shared"
+                if status in (401, 403) or (status == 429 and not shared):
+                    self._invalid(address)
+                execute = _EXECUTE.match(path)
+                if status == 404 and execute is not None:
+                    key = (address, execute.group(1))
+                    self.gone_calls[key] = self.gone_calls.get(key, 0) + 1
+                    if self.gone_calls[key] >= self.repeated_404_limit:
+                        self.banned_until[address] = time.time() + self.ban_seconds
+            await send(message)
+
+        return watched
+
+    def _invalid(self, address: str) -> None:
+        now = time.time()
+        hits = self.invalid.setdefault(address, deque())
+        _window(hits, now, INVALID_WINDOW)
+        hits.append(now)
+        if len(hits) >= self.invalid_limit:
+            self.banned_until[address] = now + self.ban_seconds
+
+    async def _api(
+        self, scope: Scope, path: str, query: dict[str, list[str]], body: bytes, send: Send
+    ) -> None:
         registered = _COMMANDS.match(path)
         if registered is not None and scope["method"] == "PUT":
             auth = dict(scope.get("headers", [])).get(b"authorization", b"").decode()
@@ -325,6 +386,8 @@ class DiscordSimulator:
                         for r in self.received
                     ],
                     "rate_limited": self.rate_limited,
+                    "invalid_requests": {a: len(h) for a, h in self.invalid.items()},
+                    "banned": sorted(a for a, t in self.banned_until.items() if t > time.time()),
                 },
             )
         elif path == "/_sim/fault" and method == "POST":
