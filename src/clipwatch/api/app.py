@@ -79,6 +79,7 @@ def create_app(
                 await app.state.clipwatch.twitch.aclose()
             if own_cache:
                 await app_cache.close()
+            await app.state.clipwatch.limiter.aclose()
             await engine.dispose()
 
     app = FastAPI(
