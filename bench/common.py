@@ -17,6 +17,7 @@ from pathlib import Path
 import asyncpg
 import httpx
 import orjson
+import redis
 
 from clipwatch.twitch.synthetic import World
 
@@ -77,9 +78,11 @@ class Server:
 
 
 @contextmanager
-def served(database_url: str, workdir: Path) -> Iterator[Server]:
-    """`clipwatch serve` on a free port (live mode, no access log), stopped by its handle."""
+def served(database_url: str, workdir: Path, redis_url: str = "") -> Iterator[Server]:
+    """`clipwatch serve` on a free port (live mode, API only, no access log), stopped by its
+    handle. With `redis_url`, the scaled setup: cache tier and rate-limit counts in Redis."""
     port = free_port()
+    prefix = f"bench-{uuid.uuid4().hex[:8]}"
     env = {
         **os.environ,
         "CLIPWATCH_DATABASE_URL": database_url,
@@ -91,6 +94,8 @@ def served(database_url: str, workdir: Path) -> Iterator[Server]:
         # One client sends every request: limits would measure the limiter's refusals.
         # The limiter still counts each request (in memory), so its cost is in the figures.
         "CLIPWATCH_RATE_LIMIT_ANONYMOUS": "100000000/minute",
+        "CLIPWATCH_REDIS_URL": redis_url,
+        "CLIPWATCH_REDIS_KEY_PREFIX": prefix,
     }
     workdir.mkdir(parents=True, exist_ok=True)
     log = (workdir / f"server-{port}.log").open("wb")
@@ -131,6 +136,11 @@ def served(database_url: str, workdir: Path) -> Iterator[Server]:
             process.kill()
             process.wait()
         log.close()
+        if redis_url:  # the run's keys (the generations hash has no expiry)
+            client = redis.Redis.from_url(redis_url)
+            for key in client.scan_iter(f"{prefix}:*"):
+                client.delete(key)
+            client.close()
 
 
 def percentile(sorted_values: list[float], p: float) -> float:
