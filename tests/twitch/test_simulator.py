@@ -146,3 +146,50 @@ async def test_streams_show_only_live_channels_and_videos_resolve(sim: Sim) -> N
         assert (
             await http.get("/helix/videos", params={"id": "1"}, headers=auth)
         ).status_code == 404
+
+
+async def _all_ids(http: httpx.AsyncClient, auth: dict[str, str], **params: str) -> set[str]:
+    ids: set[str] = set()
+    after = None
+    while True:
+        page = await http.get(
+            "/helix/clips",
+            params={**params, "first": "100", **({"after": after} if after else {})},
+            headers=auth,
+        )
+        assert page.status_code == 200
+        ids |= {c["id"] for c in page.json()["data"]}
+        after = page.json()["pagination"].get("cursor")
+        if not after:
+            return ids
+
+
+async def test_wide_windows_omit_clips_that_narrow_ones_return(sim: Sim) -> None:
+    channel = sim.twitch.add_channel("steady", clips=600, years=0.5)
+    start = channel.created_at
+    async with httpx.AsyncClient(base_url=sim.base) as http:
+        auth = await _token(http)
+        stamp = "%Y-%m-%dT%H:%M:%SZ"
+        end = datetime.now(UTC) + timedelta(days=1)
+        wide = await _all_ids(
+            http,
+            auth,
+            broadcaster_id=channel.id,
+            started_at=start.strftime(stamp),
+            ended_at=end.strftime(stamp),
+        )
+        narrow: set[str] = set()
+        at = start
+        while at < end:
+            narrow |= await _all_ids(
+                http,
+                auth,
+                broadcaster_id=channel.id,
+                started_at=at.strftime(stamp),
+                ended_at=(at + timedelta(days=30)).strftime(stamp),
+            )
+            at += timedelta(days=30)
+    truth = {c.id for c in sim.twitch.visible_clips(channel.id)}
+    assert narrow == truth
+    assert wide < truth
+    assert 10 <= len(truth - wide) <= 60  # about one in twenty

@@ -6,6 +6,9 @@ than Twitch:
 - Get Clips sorts by views, pages with opaque cursors tied to the query, defaults to a 7-day
   window after `started_at`, and a query yields at most `cap` (1,000) clips however many
   match: the rest are silently missing, as on Twitch.
+- Wide windows omit clips that narrow windows return (the reference's field reports): a
+  window longer than `WIDE_WINDOW` (31 days), or none at all, leaves out one clip in
+  `WIDE_OMITS` (20), always the same ones.
 - Clips appear only some minutes after their `created_at`; deleted clips vanish.
 - App tokens come from client credentials, expire (401), and `/validate` answers for them.
 - One points bucket per client id (800 a minute by default) with `Ratelimit-*` headers;
@@ -39,6 +42,8 @@ from clipwatch.twitch.synthetic import CLIP_WORDS, LANGUAGES, World
 CLIENT_ID = "simclientid0000000000000000000"
 CLIENT_SECRET = "simclientsecret000000000000000"
 DEFAULT_CAP = 1_000
+WIDE_WINDOW = timedelta(days=31)
+WIDE_OMITS = 20
 FAULT_MODES = ("5xx", "slow", "drop", "malformed", "repeat_cursor", "429_no_headers")
 
 
@@ -539,6 +544,8 @@ class TwitchSimulator:
             and (ended is None or c.created_at < ended)
             and (featured is None or c.is_featured == (featured == "true"))
         ]
+        if started is None or ended is None or ended - started > WIDE_WINDOW:
+            matches = [c for c in matches if not _omitted_when_wide(c.id)]
         matches.sort(key=lambda c: (-c.view_count, c.id))
         matches = matches[: self.cap]  # however many match, one query yields at most this
         fingerprint = _fingerprint(query)
@@ -660,6 +667,11 @@ class TwitchSimulator:
             for video_id, clip in vods.items()
         ]
         return 200, {"data": data, "pagination": {}}
+
+
+def _omitted_when_wide(clip_id: str) -> bool:
+    digest = hashlib.blake2b(clip_id.encode(), digest_size=4).digest()
+    return int.from_bytes(digest, "big") % WIDE_OMITS == 0
 
 
 class _BadRequest(Exception):
