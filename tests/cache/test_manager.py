@@ -106,6 +106,24 @@ async def test_a_failed_computation_reaches_every_waiter_and_is_not_kept() -> No
     assert cache.peek("k") is None
 
 
+async def test_a_cancelled_computation_leaves_the_waiters_to_compute() -> None:
+    """The first asker's request is cancelled (its client went away): the others still get
+    an answer, computed anew, instead of being cancelled with it."""
+    cache = CacheManager()
+    compute = Counter()
+    compute.gate = asyncio.Event()
+    leader = asyncio.create_task(cache.get_or_compute("k", compute))
+    await until(lambda: compute.calls == 1, "the leader computes")
+    follower = asyncio.create_task(cache.get_or_compute("k", compute))
+    await until(lambda: cache.stats.waited == 1, "the follower waits on it")
+    leader.cancel()
+    compute.gate.set()
+    answer = await follower
+    assert answer.body == compute.body
+    assert compute.calls == 2
+    assert leader.cancelled()
+
+
 async def test_a_bump_outdates_only_what_depends_on_it() -> None:
     cache = CacheManager()
     clips, channel = Counter(deps=("clips",)), Counter(deps=("ch:1", "catalog"))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 ENTRY_OVERHEAD = 256  # bytes per entry beyond its body: key, stamp, bookkeeping (an estimate)
@@ -37,6 +37,8 @@ class LocalTier:
         self.bytes = 0
         self.evictions = 0
         self._entries: OrderedDict[str, Entry] = OrderedDict()
+        # dependency -> keys of the entries stamped with it: a bump looks at those only
+        self._by_dep: dict[str, set[str]] = {}
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -53,19 +55,33 @@ class LocalTier:
         self.drop(key)
         self._entries[key] = entry
         self.bytes += entry.size
+        for dep in entry.stamp:
+            self._by_dep.setdefault(dep, set()).add(key)
         while len(self._entries) > self.max_entries or self.bytes > self.max_bytes:
-            _, evicted = self._entries.popitem(last=False)
-            self.bytes -= evicted.size
+            self.drop(next(iter(self._entries)))  # the least recently used
             self.evictions += 1
 
     def drop(self, key: str) -> None:
         entry = self._entries.pop(key, None)
-        if entry is not None:
-            self.bytes -= entry.size
+        if entry is None:
+            return
+        self.bytes -= entry.size
+        for dep in entry.stamp:
+            keys = self._by_dep.get(dep)
+            if keys is not None:
+                keys.discard(key)
+                if not keys:
+                    del self._by_dep[dep]
 
-    def drop_where(self, stale: Callable[[Entry], bool]) -> int:
-        """Drop every entry `stale` says is stale; how many were dropped."""
-        keys = [key for key, entry in self._entries.items() if stale(entry)]
-        for key in keys:
+    def clear(self) -> None:
+        self._entries.clear()
+        self._by_dep.clear()
+        self.bytes = 0
+
+    def drop_where(self, deps: Iterable[str], stale: Callable[[Entry], bool]) -> int:
+        """Drop the entries stamped with any of `deps` that `stale` says are stale."""
+        keys = {key for dep in deps for key in self._by_dep.get(dep, ())}
+        dropped = [key for key in keys if stale(self._entries[key])]
+        for key in dropped:
             self.drop(key)
-        return len(keys)
+        return len(dropped)

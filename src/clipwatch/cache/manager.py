@@ -191,11 +191,21 @@ class CacheManager:
         flight = self._flights.get(key)
         if flight is not None:
             self.stats.waited += 1
-            return await asyncio.shield(flight)
+            try:
+                return await asyncio.shield(flight)
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if flight.cancelled() and task is not None and not task.cancelling():
+                    # The computation was cancelled with its own request, not this one.
+                    return await self.get_or_compute(key, compute)
+                raise
         flight = asyncio.get_running_loop().create_future()
         self._flights[key] = flight
         try:
             entry = await self._fill(key, compute)
+        except asyncio.CancelledError:
+            flight.cancel()
+            raise
         except BaseException as exc:
             flight.set_exception(exc)
             flight.exception()  # retrieved: waiters re-raise it, nobody else must
@@ -282,7 +292,7 @@ class CacheManager:
             self.gens[dep] = self.gens.get(dep, 0) + 1
         if self.redis is not None:
             self._unpublished |= wanted
-        self._drop_outdated()
+        self._drop_outdated(wanted)
 
     async def _publish(self, deps: set[str]) -> None:
         assert self.redis is not None
@@ -298,18 +308,18 @@ class CacheManager:
     def _apply(self, news: dict[str, int], *, replace: bool = False) -> None:
         if replace:  # a (re)connected feed: Redis's values are the truth from here on
             self.gens = dict(news)
-            self.local.drop_where(lambda _entry: True)
+            self.local.clear()
             return
-        else:
-            for dep, gen in news.items():
-                if gen > self.gens.get(dep, 0):
-                    self.gens[dep] = gen
-        self._drop_outdated()
+        changed = [dep for dep, gen in news.items() if gen > self.gens.get(dep, 0)]
+        for dep in changed:
+            self.gens[dep] = news[dep]
+        self._drop_outdated(changed)
 
-    def _drop_outdated(self) -> None:
+    def _drop_outdated(self, changed: Iterable[str]) -> None:
         gens = self.gens
         self.local.drop_where(
-            lambda entry: any(gens.get(dep, 0) != gen for dep, gen in entry.stamp.items())
+            changed,
+            lambda entry: any(gens.get(dep, 0) != gen for dep, gen in entry.stamp.items()),
         )
 
     async def _follow(self) -> None:
