@@ -193,3 +193,24 @@ async def test_wide_windows_omit_clips_that_narrow_ones_return(sim: Sim) -> None
     assert narrow == truth
     assert wide < truth
     assert 10 <= len(truth - wide) <= 60  # about one in twenty
+
+
+def test_views_grow_for_three_days_when_asked_to() -> None:
+    from clipwatch.twitch.simulator import GROWTH_HOURS, TwitchSimulator
+
+    twitch = TwitchSimulator(views_grow=True)
+    channel = twitch.add_channel("growing")
+    now = datetime.now(UTC)
+    young = twitch.add_clip(channel.id, created_at=now - timedelta(hours=10))
+    old = twitch.add_clip(channel.id, created_at=now - timedelta(days=30))
+    assert young.views_per_hour > 0
+    assert young.views(now) == young.view_count + int(young.views_per_hour * 10)
+    assert young.views(now + timedelta(hours=5)) > young.views(now)
+    # Past three days a clip keeps what it gained.
+    assert old.views(now) == old.view_count + int(old.views_per_hour * GROWTH_HOURS)
+    assert old.views(now + timedelta(days=1)) == old.views(now)
+    assert young.helix()["view_count"] >= young.views(now)
+    # Without the option, views change only when a test says so.
+    still = TwitchSimulator()
+    flat = still.add_clip(still.add_channel("flat").id, created_at=now - timedelta(hours=10))
+    assert flat.views(now + timedelta(hours=5)) == flat.view_count

@@ -75,7 +75,7 @@ def reset_demo_database(settings: Settings) -> None:
 
 
 def _world(seed: int = 7) -> tuple[TwitchSimulator, DiscordSimulator, SimWebhook]:
-    twitch = TwitchSimulator(seed=seed)
+    twitch = TwitchSimulator(seed=seed, views_grow=True)
     now = datetime.now(UTC)
     channels = [
         twitch.add_channel(login, clips=clips, hot_days=hot, years=1.0)

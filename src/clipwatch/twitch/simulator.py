@@ -9,7 +9,8 @@ than Twitch:
 - Wide windows omit clips that narrow windows return (the reference's field reports): a
   window longer than `WIDE_WINDOW` (31 days), or none at all, leaves out one clip in
   `WIDE_OMITS` (20), always the same ones.
-- Clips appear only some minutes after their `created_at`; deleted clips vanish.
+- Clips appear only some minutes after their `created_at`; deleted clips vanish; with
+  `views_grow` (demo mode) views keep rising for a clip's first three days.
 - App tokens come from client credentials, expire (401), and `/validate` answers for them.
 - One points bucket per client id (800 a minute by default) with `Ratelimit-*` headers;
   an empty bucket answers 429.
@@ -44,6 +45,7 @@ CLIENT_SECRET = "simclientsecret000000000000000"
 DEFAULT_CAP = 1_000
 WIDE_WINDOW = timedelta(days=31)
 WIDE_OMITS = 20
+GROWTH_HOURS = 72.0  # with `views_grow`, a clip gains views for its first three days
 FAULT_MODES = ("5xx", "slow", "drop", "malformed", "repeat_cursor", "429_no_headers")
 
 
@@ -65,6 +67,13 @@ class SimClip:
     vod_offset: int | None
     is_featured: bool
     deleted: bool = False
+    views_per_hour: float = 0.0  # growth over its first GROWTH_HOURS (`views_grow`)
+
+    def views(self, now: datetime | None = None) -> int:
+        if not self.views_per_hour:
+            return self.view_count
+        age = ((now or datetime.now(UTC)) - self.created_at).total_seconds() / 3600
+        return self.view_count + int(self.views_per_hour * min(max(age, 0.0), GROWTH_HOURS))
 
     def helix(self) -> dict[str, Any]:
         return {
@@ -79,7 +88,7 @@ class SimClip:
             "game_id": self.game_id,
             "language": self.language,
             "title": self.title,
-            "view_count": self.view_count,
+            "view_count": self.views(),
             "created_at": self.created_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
             "thumbnail_url": f"https://clips-media-assets2.twitch.tv/{self.id}-preview-480x272.jpg",
             "duration": self.duration,
@@ -147,8 +156,10 @@ class TwitchSimulator:
         token_lifetime: int = 5_011_271,
         cap: int = DEFAULT_CAP,
         appear_delay: timedelta = timedelta(minutes=2),
+        views_grow: bool = False,
     ) -> None:
         self.seed = seed
+        self.views_grow = views_grow
         self.rng = random.Random(seed)
         self.world = World(seed=seed, channels=50, games=40, vocabulary=2_000, creators=5_000)
         self.channels: dict[str, SimChannel] = {}
@@ -239,6 +250,8 @@ class TwitchSimulator:
             vod_offset=rng.randint(0, 40_000) if has_vod else None,
             is_featured=rng.random() < 0.02,
         )
+        if self.views_grow and view_count is None:
+            clip.views_per_hour = rng.paretovariate(1.2)
         channel.clips.append(clip)
         self.clips_by_id[clip.id] = clip
         return clip
@@ -474,7 +487,8 @@ class TwitchSimulator:
                 await _answer(send, 200, {})
             elif path == "/_sim/views":
                 clip = self.clips_by_id[_one(query, "id") or ""]
-                clip.view_count = _int(query, "view_count", clip.view_count)
+                clip.view_count = _int(query, "view_count", clip.views())
+                clip.views_per_hour = 0.0  # from now on exactly what the test said
                 await _answer(send, 200, clip.helix())
             elif path == "/_sim/fault":
                 self.add_fault(
@@ -546,7 +560,7 @@ class TwitchSimulator:
         ]
         if started is None or ended is None or ended - started > WIDE_WINDOW:
             matches = [c for c in matches if not _omitted_when_wide(c.id)]
-        matches.sort(key=lambda c: (-c.view_count, c.id))
+        matches.sort(key=lambda c: (-c.views(now), c.id))
         matches = matches[: self.cap]  # however many match, one query yields at most this
         fingerprint = _fingerprint(query)
         offset = 0
@@ -658,7 +672,7 @@ class TwitchSimulator:
                 "url": f"https://www.twitch.tv/videos/{video_id}",
                 "thumbnail_url": "",
                 "viewable": "public",
-                "view_count": clip.view_count * 10,
+                "view_count": clip.views() * 10,
                 "language": clip.language,
                 "type": "archive",
                 "duration": "3h2m1s",
