@@ -69,7 +69,7 @@ def test_kill_9_mid_burst_then_restart(database_url: str, tmp_path: Path) -> Non
             ).returncode
             == 0
         )
-        url = f"https://discord.com/api/webhooks/{hook['id']}/{hook['token']}"
+        url = f"https://discord.com/api/webhooks/{hook['id']}/{hook['token']}"  # as pasted
         added = subprocess.run(
             [CLIPWATCH, "routes", "add", "owner", "burst", url], check=False, timeout=60, **run
         )

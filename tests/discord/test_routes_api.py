@@ -18,7 +18,7 @@ async def test_routes_are_validated_secret_and_owned(
     settings: Settings, sessionmaker: async_sessionmaker[AsyncSession], discord_sim: DiscordSim
 ) -> None:
     hook = discord_sim.discord.add_webhook()
-    url = f"https://discord.com/api/webhooks/{hook.id}/{hook.token}"
+    url = hook.pasted_url
     _, alice = await make_user(sessionmaker, "alice")
     _, bob = await make_user(sessionmaker, "bob")
     config = settings.model_copy(update={"discord_api_url": f"{discord_sim.base}/api/v10"})
@@ -77,7 +77,7 @@ async def test_dead_deliveries_can_be_retried_once(
     settings: Settings, sessionmaker: async_sessionmaker[AsyncSession], discord_sim: DiscordSim
 ) -> None:
     hook = discord_sim.discord.add_webhook()
-    url = f"https://discord.com/api/webhooks/{hook.id}/{hook.token}"
+    url = hook.pasted_url
     _, alice = await make_user(sessionmaker, "alice")
     _, bob = await make_user(sessionmaker, "bob")
     async with app_client(settings) as client:

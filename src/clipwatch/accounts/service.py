@@ -54,6 +54,12 @@ class Principal:
         return user_id == self.user_id or self.is_admin
 
 
+def operator(name: str) -> Principal:
+    """The service acting on its own behalf (the CLI, demo mode): an admin with every scope,
+    no user or credential behind it."""
+    return Principal(0, name, "admin", frozenset({"read", "write", "admin"}), "token", 0)
+
+
 def _now() -> datetime:
     return datetime.now(UTC)
 

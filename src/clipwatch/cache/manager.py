@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import orjson
 import structlog
 from redis.asyncio import Redis
+from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError
 
 from clipwatch.cache.local import Entry, LocalTier, etag_of
@@ -116,7 +117,6 @@ class CacheManager:
                 socket_connect_timeout=REDIS_TIMEOUT_S,
                 health_check_interval=0,
             )
-        self._url = redis_url
         self._gens_key = f"{prefix}:cache:gens"
         self._channel = f"{prefix}:cache:bumps"
         self._entry_prefix = f"{prefix}:cache:e:"
@@ -349,10 +349,7 @@ class CacheManager:
                 with contextlib.suppress(RedisError, OSError):
                     await pubsub.aclose()  # type: ignore[no-untyped-call]
 
-    async def _listen(self, pubsub: object) -> None:
-        from redis.asyncio.client import PubSub
-
-        assert isinstance(pubsub, PubSub)
+    async def _listen(self, pubsub: PubSub) -> None:
         sent_at: float | None = None
         serial = 0
         last_ping = float("-inf")

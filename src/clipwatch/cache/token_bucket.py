@@ -9,33 +9,35 @@ from __future__ import annotations
 
 import redis.asyncio as redis_asyncio
 
-# KEYS[1] bucket; ARGV: capacity, refill per second, cost. Returns the wait in seconds.
-_DRAW = """
+# Both scripts: KEYS[1] the bucket; ARGV[1] capacity, ARGV[2] refill per second. The level
+# is brought up to Redis' own clock first.
+_REFILL = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1e6
 local cap = tonumber(ARGV[1])
 local rate = tonumber(ARGV[2])
 local level = tonumber(redis.call('HGET', KEYS[1], 'level') or cap)
 local at = tonumber(redis.call('HGET', KEYS[1], 'at') or now)
-level = math.min(cap, level + (now - at) * rate) - tonumber(ARGV[3])
+level = math.min(cap, level + (now - at) * rate)
+"""
+_STORE = """
 redis.call('HSET', KEYS[1], 'level', level, 'at', now)
 redis.call('EXPIRE', KEYS[1], 3600)
+"""
+# ARGV[3] cost. Returns the wait in seconds.
+_DRAW = (
+    _REFILL
+    + "level = level - tonumber(ARGV[3])"
+    + _STORE
+    + """
 if level >= 0 then return '0' end
 return tostring(-level / rate)
 """
-# KEYS[1] bucket; ARGV: capacity, refill per second, level the service reported.
-_OBSERVE = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) + tonumber(t[2]) / 1e6
-local cap = tonumber(ARGV[1])
-local rate = tonumber(ARGV[2])
-local level = tonumber(redis.call('HGET', KEYS[1], 'level') or cap)
-local at = tonumber(redis.call('HGET', KEYS[1], 'at') or now)
-level = math.min(cap, level + (now - at) * rate, tonumber(ARGV[3]))
-redis.call('HSET', KEYS[1], 'level', level, 'at', now)
-redis.call('EXPIRE', KEYS[1], 3600)
-return tostring(level)
-"""
+)
+# ARGV[3] the level the service reported.
+_OBSERVE = (
+    _REFILL + "level = math.min(level, tonumber(ARGV[3]))" + _STORE + "return tostring(level)"
+)
 
 
 class SharedTokenBucket:

@@ -16,7 +16,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from clipwatch.accounts import service as accounts
 from clipwatch.accounts.secrets import unseal
-from clipwatch.accounts.service import Principal
 from clipwatch.cli.common import fail, in_transaction, run, settings_or_exit
 from clipwatch.db.engine import create_engine, create_sessionmaker
 from clipwatch.db.migrate import upgrade_database
@@ -29,7 +28,7 @@ from clipwatch.discord.webhook_url import WebhookTarget
 routes_app = typer.Typer(help="Discord notification routes.", no_args_is_help=True)
 deliveries_app = typer.Typer(help="The Discord delivery outbox.", no_args_is_help=True)
 T = TypeVar("T")
-OPERATOR = Principal(0, "cli", "admin", frozenset({"read", "write", "admin"}), "token", 0)
+OPERATOR = accounts.operator("cli")
 
 
 class TemplateName(StrEnum):

@@ -57,6 +57,12 @@ class SimWebhook:
     deleted: bool = False
     hits: deque[float] = field(default_factory=deque)
 
+    @property
+    def pasted_url(self) -> str:
+        """The URL a user would paste into a route: Discord's host; deliveries reach the
+        simulator through CLIPWATCH_DISCORD_API_URL."""
+        return f"https://discord.com/api/webhooks/{self.id}/{self.token}"
+
 
 @dataclass
 class Received:
@@ -152,6 +158,7 @@ class DiscordSimulator:
         return hook
 
     def url(self, base: str, hook: SimWebhook) -> str:
+        """The webhook on this simulator (what `clipwatch simulate discord` prints)."""
         return f"{base}/api/webhooks/{hook.id}/{hook.token}"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -242,12 +249,7 @@ class DiscordSimulator:
             await _answer(send, 502, {"message": "Bad Gateway", "code": 0})
             return
         if fault == "429_no_headers":
-            self._count("unknown")
-            await _answer(
-                send,
-                429,
-                {"message": "You are being rate limited.", "retry_after": 0.3, "global": False},
-            )
+            await self._rate_limited(send, "unknown", 0.3, {})
             return
         hook = self.webhooks.get(hook_id)
         if hook is None or hook.deleted:
@@ -259,58 +261,21 @@ class DiscordSimulator:
         _window(self.global_hits, now, GLOBAL_WINDOW)
         if len(self.global_hits) >= GLOBAL_LIMIT:
             retry = GLOBAL_WINDOW - (now - self.global_hits[0])
-            self._count("global")
-            headers = {
-                "Retry-After": f"{retry:.3f}",
-                "X-RateLimit-Global": "true",
-                "X-RateLimit-Scope": "global",
-            }
-            await _answer(
-                send,
-                429,
-                {
-                    "message": "You are being rate limited.",
-                    "retry_after": round(retry, 3),
-                    "global": True,
-                },
-                headers,
-            )
+            headers = {"X-RateLimit-Global": "true", "X-RateLimit-Scope": "global"}
+            await self._rate_limited(send, "global", retry, headers, is_global=True)
             return
         _window(hook.hits, now, WEBHOOK_WINDOW)
         if len(hook.hits) >= WEBHOOK_LIMIT:
             retry = WEBHOOK_WINDOW - (now - hook.hits[0])
-            self._count("webhook")
-            headers = self._bucket_headers(hook, now) | {
-                "Retry-After": f"{retry:.3f}",
-                "X-RateLimit-Scope": "user",
-            }
-            await _answer(
-                send,
-                429,
-                {
-                    "message": "You are being rate limited.",
-                    "retry_after": round(retry, 3),
-                    "global": False,
-                },
-                headers,
-            )
+            headers = self._bucket_headers(hook, now) | {"X-RateLimit-Scope": "user"}
+            await self._rate_limited(send, "webhook", retry, headers)
             return
         channel = self.channel_hits.setdefault(hook.channel_id, deque())
         _window(channel, now, CHANNEL_WINDOW)
         if len(channel) >= CHANNEL_LIMIT:
             retry = CHANNEL_WINDOW - (now - channel[0])
-            self._count("channel")
-            headers = {"Retry-After": f"{retry:.3f}", "X-RateLimit-Scope": "shared"}
-            await _answer(
-                send,
-                429,
-                {
-                    "message": "You are being rate limited.",
-                    "retry_after": round(retry, 3),
-                    "global": False,
-                },
-                headers,
-            )
+            headers = {"X-RateLimit-Scope": "shared"}
+            await self._rate_limited(send, "channel", retry, headers)
             return
         try:
             payload = orjson.loads(body)
@@ -343,6 +308,27 @@ class DiscordSimulator:
             await _answer(send, 200, message, headers)
         else:
             await _raw(send, 204, b"", headers)
+
+    async def _rate_limited(
+        self,
+        send: Send,
+        scope: str,
+        retry: float,
+        headers: dict[str, str],
+        *,
+        is_global: bool = False,
+    ) -> None:
+        """Discord's 429: `retry_after` in the body, `Retry-After` too unless `headers` is
+        empty (the fault of a 429 with no headers at all)."""
+        self._count(scope)
+        if headers:
+            headers = {"Retry-After": f"{retry:.3f}", **headers}
+        body = {
+            "message": "You are being rate limited.",
+            "retry_after": round(retry, 3),
+            "global": is_global,
+        }
+        await _answer(send, 429, body, headers)
 
     def _count(self, scope: str) -> None:
         self.rate_limited[scope] = self.rate_limited.get(scope, 0) + 1

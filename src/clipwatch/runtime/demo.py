@@ -25,7 +25,7 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from clipwatch.accounts import service as accounts
-from clipwatch.accounts.service import Principal
+from clipwatch.accounts.service import operator
 from clipwatch.config import DEMO_DATABASE_URL, Settings
 from clipwatch.db.engine import session_scope
 from clipwatch.discord import routes
@@ -42,7 +42,7 @@ DEMO_CHANNELS = (("clipwatchdemo", 1_600, 1), ("speedrunner", 400, 0), ("quietst
 FRESH_CLIPS = 6  # clips from the last hours, posted by the first sync
 NEW_CLIP_EVERY_S = 20.0  # how often the simulated Twitch gains a clip
 DEMO_SYNC_INTERVAL_S = 15
-OPERATOR = Principal(0, "demo", "admin", frozenset({"read", "write", "admin"}), "token", 0)
+OPERATOR = operator("demo")
 
 
 @dataclass
@@ -57,12 +57,6 @@ class DemoWorld:
     def sink_url(self) -> str:
         """Where the messages posted to Discord can be read back."""
         return f"{self.discord_base}/_sim/messages"
-
-    @property
-    def webhook_url(self) -> str:
-        """The route's webhook as a user would paste it (the host is Discord's; deliveries
-        go to CLIPWATCH_DISCORD_API_URL, which points at the simulator)."""
-        return f"https://discord.com/api/webhooks/{self.hook.id}/{self.hook.token}"
 
 
 def reset_demo_database(settings: Settings) -> None:
@@ -141,7 +135,7 @@ async def seed_demo(
         await routes.create_route(
             session,
             OPERATOR,
-            {"name": "demo: every new clip", "webhook_url": world.webhook_url},
+            {"name": "demo: every new clip", "webhook_url": world.hook.pasted_url},
             key=settings.signing_key,
             allowed_hosts=settings.webhook_allowed_hosts.split(","),
             owner_id=user.id,
