@@ -62,21 +62,29 @@ class TwitchProcess:
 
 
 @contextmanager
-def twitch_simulator(*args: str) -> Iterator[TwitchProcess]:
-    """`clipwatch simulate twitch` on a spare port, stopped by its handle afterwards."""
+def simulator(kind: str, *args: str) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """`clipwatch simulate twitch|discord` on a spare port, answering; stopped by its handle
+    afterwards. Yields its base URL and the process."""
     port = free_port()
     process = subprocess.Popen(
-        [CLIPWATCH, "simulate", "twitch", "--port", str(port), *args],
+        [CLIPWATCH, "simulate", kind, "--port", str(port), *args],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
     base = f"http://127.0.0.1:{port}"
+    ready = "/_sim/channels" if kind == "twitch" else "/_sim/messages"
     try:
-        wait_until_up(f"{base}/_sim/channels", process, "the Twitch simulator")
-        yield TwitchProcess(base, process)
+        wait_until_up(base + ready, process, f"the {kind} simulator")
+        yield base, process
     finally:
         process.terminate()
         process.wait(timeout=15)
+
+
+@contextmanager
+def twitch_simulator(*args: str) -> Iterator[TwitchProcess]:
+    with simulator("twitch", *args) as (base, process):
+        yield TwitchProcess(base, process)
 
 
 @contextmanager

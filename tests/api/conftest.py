@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,10 +14,9 @@ from clipwatch.accounts import service
 from clipwatch.clips.importer import import_clips
 from clipwatch.config import load_settings
 from clipwatch.db.engine import create_engine, create_sessionmaker, session_scope
-from clipwatch.twitch.simulator import CLIENT_ID, CLIENT_SECRET
 from clipwatch.twitch.synthetic import World
-from tests.conftest import TEST_SECRET, empty_tables, free_port
-from tests.processes import serving
+from tests.conftest import TEST_SECRET, empty_tables
+from tests.processes import serving, simulator, twitch_simulator
 
 SEED_CLIPS = 400
 
@@ -63,64 +59,35 @@ def live_server(
     url: str = request.getfixturevalue(f"{request.param}_url")
     token = asyncio.run(seed(url))
     workdir: Path = tmp_path_factory.mktemp("server")
-    twitch_port = free_port()
-    # Twitch is the simulator: POST /channels really resolves logins.
-    twitch = subprocess.Popen(
-        [
-            str(Path(sys.executable).parent / "clipwatch"),
-            "simulate",
-            "twitch",
-            "--port",
-            str(twitch_port),
-            "--channel",
-            "fuzzchannel:20",
-            "--years",
-            "0.1",
-            "--points-per-minute",
-            "1000000",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+    twitch_args = (
+        "--channel",
+        "fuzzchannel:20",
+        "--years",
+        "0.1",
+        "--points-per-minute",
+        "1000000",
     )
-    discord_port = free_port()
-    discord = subprocess.Popen(
-        [
-            str(Path(sys.executable).parent / "clipwatch"),
-            "simulate",
-            "discord",
-            "--port",
-            str(discord_port),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    env = {
-        **os.environ,
-        "CLIPWATCH_DISCORD_API_URL": f"http://127.0.0.1:{discord_port}/api/v10",
-        "CLIPWATCH_DATABASE_URL": url,
-        "CLIPWATCH_SECRET_KEY": TEST_SECRET,
-        "CLIPWATCH_TWITCH_CLIENT_ID": CLIENT_ID,
-        "CLIPWATCH_TWITCH_CLIENT_SECRET": CLIENT_SECRET,
-        "CLIPWATCH_TWITCH_API_URL": f"http://127.0.0.1:{twitch_port}/helix",
-        "CLIPWATCH_TWITCH_AUTH_URL": f"http://127.0.0.1:{twitch_port}/oauth2",
-        "CLIPWATCH_LOG_LEVEL": "warning",
-        "CLIPWATCH_LOG_FORMAT": "json",
-        # The fuzzer must reach the handlers; the limiter has its own tests.
-        "CLIPWATCH_RATE_LIMIT_ANONYMOUS": "1000000/minute",
-        "CLIPWATCH_RATE_LIMIT_AUTH": "1000000/minute",
-        "CLIPWATCH_RATE_LIMIT_TOKEN": "1000000/minute",
-        "CLIPWATCH_RATE_LIMIT_USER": "1000000/minute",
-    }
-    try:
+    with (
+        # Twitch is the simulator: POST /channels really resolves logins.
+        twitch_simulator(*twitch_args) as twitch,
+        simulator("discord") as (discord_base, _discord),
+    ):
+        env = {
+            **twitch.env(url),
+            "CLIPWATCH_DISCORD_API_URL": f"{discord_base}/api/v10",
+            "CLIPWATCH_LOG_LEVEL": "warning",
+            "CLIPWATCH_LOG_FORMAT": "json",
+            # The fuzzer must reach the handlers; the limiter has its own tests.
+            "CLIPWATCH_RATE_LIMIT_ANONYMOUS": "1000000/minute",
+            "CLIPWATCH_RATE_LIMIT_AUTH": "1000000/minute",
+            "CLIPWATCH_RATE_LIMIT_TOKEN": "1000000/minute",
+            "CLIPWATCH_RATE_LIMIT_USER": "1000000/minute",
+        }
         # The fuzzer is for the API: the worker (syncing the simulator) is left out.
         with serving(workdir, env, "--no-access-log", "--no-worker", log_name="server.log") as (
             base,
             _server,
         ):
             yield LiveServer(base, token)
-    finally:
-        for helper in (twitch, discord):
-            helper.terminate()
-            helper.wait(timeout=15)
         errors = (workdir / "server.log").read_text()
         assert "unhandled_error" not in errors, errors

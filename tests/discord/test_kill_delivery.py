@@ -19,9 +19,9 @@ import orjson
 from clipwatch.clips.importer import parse_line, store_batch
 from clipwatch.config import load_settings
 from clipwatch.db.engine import create_engine, create_sessionmaker, session_scope
-from tests.conftest import TEST_SECRET, free_port
+from tests.conftest import TEST_SECRET
 from tests.factories import helix_clip
-from tests.processes import CLIPWATCH, wait_until_up
+from tests.processes import CLIPWATCH, simulator
 from tests.twitch.test_kill_resume import empty
 
 CLIPS = 250
@@ -44,15 +44,7 @@ async def _store_fresh(url: str) -> None:
 
 def test_kill_9_mid_burst_then_restart(database_url: str, tmp_path: Path) -> None:
     empty(database_url)
-    port = free_port()
-    sim = subprocess.Popen(
-        [CLIPWATCH, "simulate", "discord", "--port", str(port), "--webhooks", "0"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_up(f"{base}/_sim/messages", sim, "the Discord simulator")
+    with simulator("discord", "--webhooks", "0") as (base, _sim):
         hook = httpx.post(f"{base}/_sim/webhooks").json()
         env = {
             **os.environ,
@@ -107,6 +99,3 @@ def test_kill_9_mid_burst_then_restart(database_url: str, tmp_path: Path) -> Non
         assert set(delivered) == {f"Burst{i:04d}" for i in range(CLIPS)}
         duplicates = sum(n - 1 for n in delivered.values())
         assert duplicates <= 10  # at most the one message in flight at the kill
-    finally:
-        sim.terminate()
-        sim.wait(timeout=15)
