@@ -38,6 +38,9 @@ POSTGRES_ADMIN_URL = os.environ.get(
 )
 TEST_SECRET = "test-secret-key-for-cursors"
 TABLES = (
+    "worker_task",
+    "clip_absence",
+    "clip_quarantine",
     "delivery",
     "notification_route",
     "channel_sync",

@@ -200,6 +200,46 @@ class ChannelSync(Base):
     refresh_marks: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
     lease_owner: Mapped[str | None] = mapped_column(String(64))
     lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # How the channel's last steps went: a failing channel costs itself, never the pass.
+    last_success_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    last_error_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    consecutive_failures: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    next_try_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # backoff after failures
+
+
+class ClipQuarantine(Base):
+    """A clip Twitch sent that could not be stored even after cleaning, kept as received.
+
+    `key` is the clip id when it has a usable one, else a hash of the payload, so a clip
+    that comes back every pass is one row (`times_seen` counts)."""
+
+    __tablename__ = "clip_quarantine"
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    key: Mapped[str] = mapped_column(String(160), unique=True)
+    clip_id: Mapped[str | None] = mapped_column(String(128))
+    broadcaster_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    reason: Mapped[str] = mapped_column(Text)
+    payload: Mapped[str] = mapped_column(Text)  # JSON text, escaped and bounded
+    first_seen_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    times_seen: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+
+
+class ClipAbsence(Base):
+    """A stored clip a Twitch answer left out: a suspect, not yet a deletion.
+
+    It becomes a deletion only after lookups of that clip alone answered empty
+    `confirmations` times, minutes apart; any answer that lists it again removes the row."""
+
+    __tablename__ = "clip_absence"
+
+    clip_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    broadcaster_id: Mapped[str] = mapped_column(String(64), index=True)
+    first_missing_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_checked_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    confirmations: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 # --- Discord notifications --------------------------------------------------------------------
@@ -222,6 +262,10 @@ class NotificationRoute(Base):
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     disabled_reason: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, server_default=func.now())
+    # The last problem the route's own settings caused (a template failing on a clip).
+    last_error: Mapped[str | None] = mapped_column(Text)
+    last_error_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    error_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class Delivery(Base):
@@ -243,3 +287,27 @@ class Delivery(Base):
     message_id: Mapped[str | None] = mapped_column(String(32))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+# --- the worker -------------------------------------------------------------------------------
+
+
+class WorkerTask(Base):
+    """One task (sync, deliveries, hot data, ...) of one worker process, as it last reported.
+
+    Every process writes its own rows, so `/api/v1/status` and `clipwatch status` show the
+    workers of the scaled setup too; a row whose heartbeat is old belongs to a dead process."""
+
+    __tablename__ = "worker_task"
+
+    worker: Mapped[str] = mapped_column(String(128), primary_key=True)
+    task: Mapped[str] = mapped_column(String(32), primary_key=True)
+    state: Mapped[str] = mapped_column(String(16))
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    heartbeat_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_success_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    last_error_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    consecutive_failures: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    restarts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    detail: Mapped[dict[str, Any] | None] = mapped_column(JSON)
