@@ -1,15 +1,17 @@
 """The worker: sync passes over every tracked channel, and Discord deliveries beside them.
 
 `clipwatch worker` runs it alone; `clipwatch serve` runs it inside the API process unless
-`--no-worker`. A failed pass is logged and retried at the next interval: the worker outlives
-an unreachable Twitch or Discord.
+`--no-worker`. Its tasks run under a `Supervisor` (runtime/supervisor.py): each reports its
+state, last success and last error, and one that dies is restarted with a backoff. A failed
+pass (Twitch, Discord or the database unreachable) is retried with a backoff that starts
+short and grows to the pass interval: the worker outlives an unreachable Twitch or Discord.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 import httpx
@@ -25,6 +27,7 @@ from clipwatch.db.repositories import sync_state
 from clipwatch.discord.delivery import deliver_due
 from clipwatch.discord.sender import WebhookSender
 from clipwatch.errors import ClipwatchError
+from clipwatch.runtime.supervisor import Supervisor, TaskState, backoff, wait_for_stop
 from clipwatch.twitch import sync
 from clipwatch.twitch.client import HelixClient
 
@@ -33,6 +36,8 @@ Sessions = async_sessionmaker[AsyncSession]
 # What a pass may fail with that the next pass may not: outside services and the database.
 TRANSIENT = (ClipwatchError, SQLAlchemyError, httpx.HTTPError, OSError)
 DELIVERY_POLL_S = 2.0
+DELIVERY_CAP_S = 60.0  # the longest pause between delivery passes that fail
+SYNC_RETRY_FIRST_S = 10.0  # Twitch's budget: never two passes closer than this
 
 
 @dataclass
@@ -45,32 +50,39 @@ class WorkerStats:
     messages: int = 0
     last_error: str | None = None
     running: bool = False
-
-
-async def _wait(stop: asyncio.Event, seconds: float) -> None:
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stop.wait(), timeout=seconds)
+    supervisor: Supervisor = field(default_factory=lambda: Supervisor(sync.worker_name()))
 
 
 async def deliver_forever(
-    settings: Settings, sessionmaker: Sessions, stop: asyncio.Event, stats: WorkerStats
+    settings: Settings,
+    sessionmaker: Sessions,
+    stop: asyncio.Event,
+    stats: WorkerStats,
+    state: TaskState,
 ) -> None:
     """Deliver due notifications until `stop` is set."""
     sender = WebhookSender(settings.discord_api_url)
     claim = timedelta(seconds=settings.delivery_claim_seconds)
     try:
         while not stop.is_set():
+            state.working()
             try:
                 report = await deliver_due(sessionmaker, sender, settings.signing_key, claim=claim)
             except TRANSIENT as exc:
-                log.warning("delivery_pass_failed", error=f"{type(exc).__name__}: {exc}")
-                await _wait(stop, DELIVERY_POLL_S)
+                if state.failed(exc):
+                    log.warning("delivery_pass_failed", error=state.last_error)
+                failures = state.consecutive_failures
+                await wait_for_stop(
+                    stop, backoff(failures, DELIVERY_POLL_S, DELIVERY_BACKOFF_CAP_S)
+                )
                 continue
             stats.messages += report.messages
+            if state.succeeded(messages=stats.messages):
+                log.info("delivery_pass_recovered")
             if report.messages:
                 log.info("deliveries_sent", **vars(report))
             else:
-                await _wait(stop, DELIVERY_POLL_S)
+                await wait_for_stop(stop, DELIVERY_POLL_S)
     finally:
         await sender.aclose()
 
@@ -80,24 +92,30 @@ async def sync_forever(
     sessionmaker: Sessions,
     stop: asyncio.Event,
     stats: WorkerStats,
+    state: TaskState,
     *,
     interval: float,
     passes: int = 0,
     cache: CacheManager | None = None,
 ) -> None:
     """Sync every tracked channel (backfilling new ones), pass after pass; then recompute
-    the hot data (channel stats) the pass outdated."""
+    the hot data (channel stats) the pass outdated. A failed pass is tried again after
+    10 s, 20 s, 40 s … up to the interval."""
     hot_ttl = max(2 * interval, 60.0)
     while not stop.is_set() and (passes == 0 or stats.passes < passes):
+        state.working()
         try:
             report = await sync.sync_all(client, sessionmaker, backfill=True)
         except TRANSIENT as exc:
             stats.failed_passes += 1
-            stats.last_error = f"{type(exc).__name__}: {exc}"
-            log.warning("sync_pass_failed", error=stats.last_error)
+            if state.failed(exc):
+                log.warning("sync_pass_failed", error=state.last_error)
+            stats.last_error = state.last_error
+            delay = backoff(state.consecutive_failures, SYNC_RETRY_FIRST_S, interval)
         else:
             stats.inserted += report.inserted
             stats.last_error = None
+            state.succeeded(passes=stats.passes + 1, inserted=stats.inserted)
             log.info(
                 "sync_pass_done",
                 inserted=report.inserted,
@@ -107,20 +125,27 @@ async def sync_forever(
                 budget_waited_s=round(client.budget.waited, 1),
             )
             if cache is not None:
-                await _refresh_hot(cache, sessionmaker, hot_ttl)
+                hot = stats.supervisor.task("hot_data")
+                await _refresh_hot(cache, sessionmaker, hot_ttl, hot)
+            delay = interval
         stats.passes += 1
         if passes == 0 or stats.passes < passes:
-            await _wait(stop, interval)
+            await wait_for_stop(stop, delay)
 
 
-async def _refresh_hot(cache: CacheManager, sessionmaker: Sessions, ttl: float) -> None:
+async def _refresh_hot(
+    cache: CacheManager, sessionmaker: Sessions, ttl: float, state: TaskState
+) -> None:
+    state.working()
     try:
         async with session_scope(sessionmaker) as session:
             channel_ids = [c.id for c in await sync_state.tracked_channels(session)]
         refreshed = await refresh_hot_stats(cache, sessionmaker, channel_ids, ttl=ttl)
     except TRANSIENT as exc:
-        log.warning("hot_data_failed", error=f"{type(exc).__name__}: {exc}")
+        if state.failed(exc):
+            log.warning("hot_data_failed", error=state.last_error)
     else:
+        state.succeeded(entries=refreshed)
         if refreshed:
             log.info("hot_data_refreshed", entries=refreshed)
 
@@ -143,15 +168,22 @@ async def run_worker(
     """
     stop = stop or asyncio.Event()
     stats = stats or WorkerStats()
+    supervisor = stats.supervisor
     stats.running = True
     done = asyncio.Event()
-    delivering = asyncio.create_task(deliver_forever(settings, sessionmaker, done, stats))
-    try:
-        syncing = asyncio.create_task(
-            sync_forever(
-                client, sessionmaker, stop, stats, interval=interval, passes=passes, cache=cache
-            )
+
+    async def deliveries(state: TaskState) -> None:
+        await deliver_forever(settings, sessionmaker, done, stats, state)
+
+    async def syncing_body(state: TaskState) -> None:
+        await sync_forever(
+            client, sessionmaker, stop, stats, state, interval=interval, passes=passes, cache=cache
         )
+
+    delivering = asyncio.create_task(supervisor.run("deliveries", deliveries, done))
+    reporting = asyncio.create_task(supervisor.report_forever(sessionmaker, done))
+    try:
+        syncing = asyncio.create_task(supervisor.run("sync", syncing_body, stop))
         stopped = asyncio.create_task(stop.wait())
         await asyncio.wait({syncing, stopped}, return_when=asyncio.FIRST_COMPLETED)
         for task in (syncing, stopped):
@@ -161,5 +193,7 @@ async def run_worker(
     finally:
         done.set()
         await delivering
+        await reporting
         stats.running = False
+        await supervisor.try_report(sessionmaker)  # the tasks now say "stopped"
     return stats
