@@ -71,10 +71,8 @@ async def deliver_forever(
             except TRANSIENT as exc:
                 if state.failed(exc):
                     log.warning("delivery_pass_failed", error=state.last_error)
-                failures = state.consecutive_failures
-                await wait_for_stop(
-                    stop, backoff(failures, DELIVERY_POLL_S, DELIVERY_BACKOFF_CAP_S)
-                )
+                delay = backoff(state.consecutive_failures, DELIVERY_POLL_S, DELIVERY_CAP_S)
+                await wait_for_stop(stop, delay)
                 continue
             stats.messages += report.messages
             if state.succeeded(messages=stats.messages):
