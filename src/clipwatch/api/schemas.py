@@ -194,13 +194,37 @@ class DeliveryStatus(BaseModel):
     dead: int
 
 
+class TaskStatus(BaseModel):
+    task: str = Field(description="`sync`, `deliveries`, `hot_data`, …")
+    state: str = Field(
+        description="`starting`, `running` (a pass is under way), `idle` (waiting for the "
+        "next), `failing` (the last pass failed), `restarting` (it died; restarts after a "
+        "backoff) or `stopped`"
+    )
+    started_at: datetime
+    last_success_at: datetime | None
+    last_error: str | None
+    last_error_at: datetime | None
+    consecutive_failures: int
+    restarts: int = Field(description="Times it died and was restarted")
+    detail: dict[str, Any]
+
+
 class WorkerStatus(BaseModel):
     running: bool
     passes: int = Field(description="Sync passes since start")
     failed_passes: int
     inserted: int = Field(description="Clips the worker stored since start")
     messages: int = Field(description="Discord messages the worker sent since start")
-    last_error: str | None
+    last_error: str | None = Field(description="The last sync pass's error (null after a success)")
+    tasks: list[TaskStatus]
+
+
+class WorkerProcessStatus(BaseModel):
+    worker: str = Field(description="host:pid")
+    alive: bool = Field(description="Reported within the last 30 s and not stopped")
+    heartbeat_at: datetime
+    tasks: list[TaskStatus]
 
 
 class CacheStatus(BaseModel):
@@ -235,6 +259,12 @@ class StatusRead(BaseModel):
     deliveries: DeliveryStatus
     worker: WorkerStatus | None = Field(
         description="The worker in this process (null when it runs elsewhere: `--no-worker`)"
+    )
+    workers: list[WorkerProcessStatus] = Field(
+        description="Every worker process (this one and others) that reported in the last hour"
+    )
+    problems: list[str] = Field(
+        description="One line per thing an operator should look at (empty: all is well)"
     )
 
 

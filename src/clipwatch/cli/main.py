@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from clipwatch.cli import accounts, clips, db, discord, serve, twitch
+from clipwatch.cli import accounts, clips, db, discord, serve, status, twitch
 
 app = typer.Typer(
     help="clipwatch: a searchable archive of Twitch clips.",
@@ -20,6 +20,7 @@ app.add_typer(accounts.tokens_app, name="tokens")
 app.add_typer(twitch.channels_app, name="channels")
 app.command("sync")(twitch.sync_command)
 app.command("worker")(twitch.worker_command)
+app.command("status")(status.status_command)
 app.add_typer(twitch.simulate_app, name="simulate")
 app.add_typer(discord.routes_app, name="routes")
 app.add_typer(discord.deliveries_app, name="deliveries")

@@ -113,9 +113,17 @@ TaskBody = Callable[[TaskState], Awaitable[None]]
 class Supervisor:
     """The tasks of one worker process."""
 
-    def __init__(self, worker: str) -> None:
+    def __init__(
+        self,
+        worker: str,
+        *,
+        restart_s: tuple[float, ...] = RESTART_S,
+        heartbeat_s: float = HEARTBEAT_S,
+    ) -> None:
         self.worker = worker
         self.tasks: dict[str, TaskState] = {}
+        self.restart_s = restart_s
+        self.heartbeat_s = heartbeat_s
         self._report_failing = False
 
     def task(self, name: str) -> TaskState:
@@ -139,7 +147,7 @@ class Supervisor:
                     state.restarts += 1
                     state.state = "restarting"
                     log.exception("worker_task_died", task=name, restarts=state.restarts)
-                delay = RESTART_S[min(state.consecutive_failures, len(RESTART_S)) - 1]
+                delay = self.restart_s[min(state.consecutive_failures, len(self.restart_s)) - 1]
                 await wait_for_stop(stop, delay)
                 if stop.is_set():
                     return
@@ -159,7 +167,7 @@ class Supervisor:
         failing (the database is down, say): the tasks go on regardless."""
         while not stop.is_set():
             await self.try_report(sessionmaker)
-            await wait_for_stop(stop, HEARTBEAT_S)
+            await wait_for_stop(stop, self.heartbeat_s)
 
     async def try_report(self, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
         try:

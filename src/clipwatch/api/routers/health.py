@@ -14,11 +14,15 @@ from clipwatch.api.schemas import (
     DeliveryStatus,
     StatusRead,
     SyncStatus,
+    TaskStatus,
+    WorkerProcessStatus,
     WorkerStatus,
 )
 from clipwatch.cache.health import redis_state
 from clipwatch.cache.manager import CacheManager
 from clipwatch.db.repositories import notifications, sync_state
+from clipwatch.runtime.status import task_fields, worker_problems, worker_reports
+from clipwatch.runtime.worker import WorkerStats
 
 router = APIRouter(tags=["health"])
 status_router = APIRouter(tags=["status"])
@@ -63,10 +67,24 @@ def _cache_status(cache: CacheManager) -> CacheStatus:
     )
 
 
+def _worker_status(stats: WorkerStats) -> WorkerStatus:
+    tasks = [TaskStatus(**task_fields(t)) for t in stats.supervisor.tasks.values()]
+    return WorkerStatus(
+        running=stats.running,
+        passes=stats.passes,
+        failed_passes=stats.failed_passes,
+        inserted=stats.inserted,
+        messages=stats.messages,
+        last_error=stats.last_error,
+        tasks=tasks,
+    )
+
+
 @status_router.get("/status", response_model=StatusRead, summary="Mode, version and health")
 async def status(state: State, session: Session) -> StatusRead:
     demo = state.settings.demo_mode
     worker = state.worker
+    reports = await worker_reports(session)
     return StatusRead(
         mode="demo" if demo else "live",
         banner=DEMO_BANNER if demo else None,
@@ -74,9 +92,17 @@ async def status(state: State, session: Session) -> StatusRead:
         cache=_cache_status(state.cache),
         sync=SyncStatus.model_validate(await sync_state.sync_summary(session)),
         deliveries=DeliveryStatus.model_validate(await notifications.delivery_counts(session)),
-        worker=None
-        if worker is None
-        else WorkerStatus.model_validate(worker, from_attributes=True),
+        worker=None if worker is None else _worker_status(worker),
+        workers=[
+            WorkerProcessStatus(
+                worker=r.worker,
+                alive=r.alive,
+                heartbeat_at=r.heartbeat_at,
+                tasks=[TaskStatus(**t) for t in r.tasks],
+            )
+            for r in reports
+        ],
+        problems=worker_problems(reports),
         version=version("clipwatch"),
         database="postgresql" if state.settings.is_postgres else "sqlite",
         redis=await redis_state(state.settings.redis_url),

@@ -1,0 +1,84 @@
+"""`clipwatch status`: what `/api/v1/status` says, read from the database by any process."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from clipwatch.cli.common import in_transaction, run, settings_or_exit
+from clipwatch.db.repositories import notifications, sync_state
+from clipwatch.runtime.status import WorkerReport, worker_problems, worker_reports
+
+
+@dataclass
+class _Status:
+    sync: dict[str, Any]
+    deliveries: dict[str, Any]
+    workers: list[WorkerReport]
+
+
+def _when(moment: Any) -> str:
+    return f"{moment:%Y-%m-%d %H:%M:%S}" if moment else "never"
+
+
+def _workers_table(reports: list[WorkerReport]) -> Table:
+    table = Table("worker", "alive", "task", "state", "last success", "failures", "restarts")
+    table.add_column("last error", overflow="fold")
+    for report in reports:
+        for task in report.tasks:
+            table.add_row(
+                report.worker,
+                "yes" if report.alive else "no",
+                task["task"],
+                task["state"],
+                _when(task["last_success_at"]),
+                str(task["consecutive_failures"]),
+                str(task["restarts"]),
+                task["last_error"] or "",
+            )
+    return table
+
+
+def _facts(title: str, values: dict[str, Any]) -> Table:
+    table = Table(title=title, show_header=False)
+    for key, value in values.items():
+        if isinstance(value, list):
+            value = len(value)
+        table.add_row(key, _when(value) if key.endswith("_at") else str(value))
+    return table
+
+
+def status_command(
+    check: Annotated[
+        bool, typer.Option("--check", help="Exit 1 when there is a problem (for cron, probes)")
+    ] = False,
+) -> None:
+    """Sync, deliveries and every worker's tasks, with the problems worth a look."""
+    settings = settings_or_exit()
+
+    async def work(session: AsyncSession) -> _Status:
+        return _Status(
+            sync=await sync_state.sync_summary(session),
+            deliveries=await notifications.delivery_counts(session),
+            workers=await worker_reports(session),
+        )
+
+    status = run(in_transaction(settings, work))
+    console = Console()
+    console.print(f"mode: {'demo' if settings.demo_mode else 'live'}")
+    console.print(_facts("sync", status.sync))
+    console.print(_facts("deliveries", status.deliveries))
+    if status.workers:
+        console.print(_workers_table(status.workers))
+    else:
+        console.print("no worker has reported in the last hour")
+    problems = worker_problems(status.workers)
+    for problem in problems:
+        console.print(f"[red]problem:[/red] {problem}", highlight=False, soft_wrap=True)
+    if check and problems:
+        raise typer.Exit(code=1)

@@ -1,0 +1,80 @@
+"""What the workers of every process last reported, as `/api/v1/status` and `clipwatch
+status` show it (both read `worker_task`, so a worker in another process is seen too)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from clipwatch.db.models import WorkerTask
+from clipwatch.db.repositories import workers
+from clipwatch.runtime.supervisor import ALIVE_S, TaskState, now
+
+# Workers that stopped reporting are still shown for this long (then only in the database).
+SHOWN_FOR = timedelta(hours=1)
+TASK_FIELDS = (
+    "task",
+    "state",
+    "started_at",
+    "last_success_at",
+    "last_error",
+    "last_error_at",
+    "consecutive_failures",
+    "restarts",
+    "detail",
+)
+
+
+@dataclass
+class WorkerReport:
+    worker: str
+    alive: bool
+    heartbeat_at: datetime
+    tasks: list[dict[str, Any]]
+
+
+def task_fields(task: WorkerTask | TaskState) -> dict[str, Any]:
+    values = {name: getattr(task, name, None) for name in TASK_FIELDS}
+    values["task"] = getattr(task, "task", None) or getattr(task, "name", "")
+    values["detail"] = dict(values["detail"] or {})
+    return values
+
+
+async def worker_reports(session: AsyncSession) -> list[WorkerReport]:
+    moment = now()
+    by_worker: dict[str, list[WorkerTask]] = {}
+    for row in await workers.worker_tasks(session, moment - SHOWN_FOR):
+        by_worker.setdefault(row.worker, []).append(row)
+    reports = []
+    for worker, rows in by_worker.items():
+        heartbeat = max(r.heartbeat_at for r in rows)
+        stopped = all(r.state == "stopped" for r in rows)
+        alive = not stopped and (moment - heartbeat).total_seconds() <= ALIVE_S
+        reports.append(WorkerReport(worker, alive, heartbeat, [task_fields(r) for r in rows]))
+    return sorted(reports, key=lambda r: (not r.alive, r.worker))
+
+
+def worker_problems(reports: list[WorkerReport]) -> list[str]:
+    """One line per thing an operator should look at."""
+    problems = []
+    for report in reports:
+        if not report.alive and any(t["state"] != "stopped" for t in report.tasks):
+            problems.append(
+                f"worker {report.worker} stopped reporting at {report.heartbeat_at:%H:%M:%S} UTC"
+            )
+            continue
+        if not report.alive:
+            continue
+        for task in report.tasks:
+            if task["state"] in ("failing", "restarting"):
+                since = task["last_error_at"]
+                problems.append(
+                    f"worker {report.worker}: {task['task']} failing "
+                    f"({task['consecutive_failures']} in a row"
+                    + (f", last at {since:%H:%M:%S} UTC" if since else "")
+                    + f"): {task['last_error']}"
+                )
+    return problems
