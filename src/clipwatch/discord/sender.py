@@ -1,9 +1,11 @@
-"""Posting one message to one webhook, following Discord's rate-limit headers.
+"""Posting one message to one webhook, following Discord's rate limits.
 
-Waiting for a rate limit is not a failed attempt: a bucket with no requests left is waited
-out *before* sending (`X-RateLimit-Remaining: 0` + `Reset-After`), and a 429 is waited out
-(`retry_after`) and sent again. What is not the sender's to decide comes back as an outcome
-for the delivery worker: `RetryLater` (5xx, timeouts, a wait too long to hold a worker),
+Waiting for a rate limit is not a failed attempt: the sender reserves each send from the
+webhook's bucket view (`buckets.py`: shared by every process through Redis when configured)
+and waits as long as it says — an empty bucket, the channel's pace, the pause after a 429,
+the global limit — then sends; a 429 is recorded and the send reserved again. What is not
+the sender's to decide comes back as an outcome for the delivery worker: `RetryLater` (5xx,
+timeouts, a wait too long to hold a worker, a ban or too many invalid requests lately),
 `Gone` (the webhook was deleted or its token is wrong: disable the route), `Rejected` (the
 payload breaks Discord's limits: retrying cannot help).
 """
@@ -11,26 +13,31 @@ payload breaks Discord's limits: retrying cannot help).
 from __future__ import annotations
 
 import asyncio
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import orjson
 import structlog
 
+from clipwatch.config import Settings
+from clipwatch.discord.buckets import (
+    BAN_PAUSE_S,
+    CHANNEL_PACE_S,
+    INVALID_STOP,
+    Answer,
+    Buckets,
+    Grant,
+    LocalBuckets,
+    process_view,
+)
 from clipwatch.discord.webhook_url import WebhookTarget
+
+__all__ = ["BAN_PAUSE_S", "CHANNEL_PACE_S", "MAX_WAIT_S", "WebhookSender", "sender_from_settings"]
 
 log = structlog.get_logger("clipwatch.discord")
 
-MAX_WAIT_S = 30.0  # a rate-limit wait longer than this goes back to the queue instead
-# Discord's hidden per-channel limit (~30 messages a minute, no headers): after a 429 with
-# scope "shared", that webhook sends at most one message every CHANNEL_PACE_S seconds.
-CHANNEL_PACE_S = 2.1  # a little over 60 s / 30, so timing jitter does not meet the limit
-# A 429 whose body is not Discord's JSON comes from Cloudflare: this address is banned for
-# making too many invalid requests. Every send pauses this long (asking again would only
-# prolong the ban), and the deliveries wait in the outbox.
-BAN_PAUSE_S = 900.0
+MAX_WAIT_S = 30.0  # waits longer than this (in all, for one send) go back to the queue instead
 
 
 @dataclass(frozen=True)
@@ -59,16 +66,6 @@ Outcome = Sent | RetryLater | Gone | Rejected
 
 
 @dataclass
-class _Bucket:
-    remaining: int | None = None
-    reset_at: float = 0.0  # monotonic
-    pace: float = 0.0  # seconds between messages once the channel limit showed itself
-    last_sent: float = 0.0
-    blocked_until: float = 0.0  # monotonic; after a 429, nothing is sent before this
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-
-
-@dataclass
 class SenderStats:
     sent: int = 0
     rate_limited: int = 0
@@ -76,93 +73,150 @@ class SenderStats:
 
 
 class WebhookSender:
+    """`redis_url`: draw from the view every process shares; `local`: the view used without
+    Redis (and while it fails), this sender's own unless given."""
+
     def __init__(
-        self, api_url: str, *, http: httpx.AsyncClient | None = None, timeout: float = 10.0
+        self,
+        api_url: str,
+        *,
+        http: httpx.AsyncClient | None = None,
+        timeout: float = 10.0,
+        redis_url: str = "",
+        key_prefix: str = "clipwatch",
+        local: LocalBuckets | None = None,
     ) -> None:
         self.api_url = api_url.rstrip("/")
         self._http = http or httpx.AsyncClient(timeout=timeout)
-        self._buckets: dict[str, _Bucket] = {}
-        self._global_until = 0.0
+        self.buckets = Buckets(redis_url, key_prefix=key_prefix, local=local)
+        # One coroutine per webhook asks the view at a time (the view's lease does the same
+        # between processes); the others wait their turn in order.
+        self._locks: dict[str, asyncio.Lock] = {}
         self.banned = False  # seen a Cloudflare ban (logged once)
+        self._stopped = False  # stopped for too many invalid requests (logged once)
         self.stats = SenderStats()
 
     async def aclose(self) -> None:
         await self._http.aclose()
+        await self.buckets.aclose()
 
     async def _wait(self, seconds: float) -> None:
         self.stats.waited_s += seconds
         await asyncio.sleep(seconds)
 
-    async def send(self, target: WebhookTarget, payload: dict[str, Any]) -> Outcome:
-        bucket = self._buckets.setdefault(target.webhook_id, _Bucket())
-        async with bucket.lock:  # one request at a time per webhook: the headers stay true
+    async def send(
+        self, target: WebhookTarget, payload: dict[str, Any], *, max_wait: float = MAX_WAIT_S
+    ) -> Outcome:
+        async with self._locks.setdefault(target.webhook_id, asyncio.Lock()):
+            waited = 0.0
             while True:
-                now = time.monotonic()
-                wait = max(
-                    self._global_until - now,
-                    bucket.last_sent + bucket.pace - now,
-                    bucket.blocked_until - now,
-                    0.0,
-                )
-                if bucket.remaining == 0:
-                    wait = max(wait, bucket.reset_at - now)
-                if wait > MAX_WAIT_S:
-                    return RetryLater("rate limited for long", after=wait, rate_limited=True)
-                if wait > 0:
-                    await self._wait(wait)
-                bucket.last_sent = time.monotonic()
-                try:
-                    answer = await self._http.post(
-                        f"{self.api_url}/webhooks/{target.webhook_id}/{target.token}",
-                        params={"wait": "true"},
-                        content=orjson.dumps(payload),
-                        headers={"Content-Type": "application/json"},
-                    )
-                except httpx.TransportError as exc:
-                    return RetryLater(f"Discord did not answer ({type(exc).__name__})")
-                self._update(bucket, answer.headers)
-                outcome = await self._outcome(bucket, answer)
+                grant = await self.buckets.reserve(target.webhook_id)
+                if grant.stop:
+                    return self._stopped_outcome(grant)
+                if grant.wait > 0:
+                    if waited + grant.wait > max_wait:
+                        return RetryLater("rate limited for long", grant.wait, rate_limited=True)
+                    waited += grant.wait
+                    await self._wait(grant.wait)
+                    continue
+                outcome = await self._post(target, payload, grant)
                 if outcome is not None:
                     return outcome
 
-    def _update(self, bucket: _Bucket, headers: httpx.Headers) -> None:
+    async def _post(
+        self, target: WebhookTarget, payload: dict[str, Any], grant: Grant
+    ) -> Outcome | None:
         try:
-            bucket.remaining = int(headers["x-ratelimit-remaining"])
-            bucket.reset_at = time.monotonic() + float(headers["x-ratelimit-reset-after"])
-        except (KeyError, ValueError):
-            pass  # no headers (some 429s have none): keep what we knew
+            answer = await self._http.post(
+                f"{self.api_url}/webhooks/{target.webhook_id}/{target.token}",
+                params={"wait": "true"},
+                content=orjson.dumps(payload),
+                headers={"Content-Type": "application/json"},
+            )
+        except httpx.TransportError as exc:
+            await self.buckets.settle(target.webhook_id, grant, Answer(0))
+            return RetryLater(f"Discord did not answer ({type(exc).__name__})")
+        facts = read_answer(answer)
+        await self.buckets.settle(target.webhook_id, grant, facts)
+        return self._outcome(answer, facts)
 
-    async def _outcome(self, bucket: _Bucket, answer: httpx.Response) -> Outcome | None:
+    def _stopped_outcome(self, grant: Grant) -> RetryLater:
+        if grant.stop == "ban":
+            self._log_ban()
+            return RetryLater("Discord's Cloudflare ban", after=grant.wait, rate_limited=True)
+        if not self._stopped:
+            self._stopped = True
+            log.error(
+                "discord_invalid_requests_high",
+                detail=f"{INVALID_STOP} invalid requests in 10 minutes: sending paused",
+                resume_in_s=round(grant.wait, 1),
+            )
+        return RetryLater(
+            "too many invalid requests to Discord lately: sending paused",
+            after=grant.wait,
+            rate_limited=True,
+        )
+
+    def _log_ban(self) -> None:
+        if not self.banned:
+            log.error("discord_ban", detail="429 from Cloudflare: too many invalid requests")
+        self.banned = True
+
+    def _outcome(self, answer: httpx.Response, facts: Answer) -> Outcome | None:
         status = answer.status_code
         body = _json(answer)
         if status in (200, 204):
             self.stats.sent += 1
+            self._stopped = False
             return Sent(str(body.get("id", "")))
-        if status == 429 and not _discord_json(answer):
-            self.stats.rate_limited += 1
-            self._global_until = time.monotonic() + BAN_PAUSE_S
-            if not self.banned:
-                log.error("discord_ban", detail="429 from Cloudflare: too many invalid requests")
-            self.banned = True
-            return RetryLater("Discord's Cloudflare ban", after=BAN_PAUSE_S, rate_limited=True)
         if status == 429:
             self.stats.rate_limited += 1
-            retry = _float(body.get("retry_after")) or _float(answer.headers.get("retry-after"))
-            retry = retry if retry is not None else 1.0
-            if body.get("global") or answer.headers.get("x-ratelimit-global"):
-                self._global_until = time.monotonic() + retry
-            if answer.headers.get("x-ratelimit-scope") == "shared":
-                bucket.pace = CHANNEL_PACE_S
-            bucket.blocked_until = time.monotonic() + retry
+            if facts.cloudflare:
+                self._log_ban()
+                return RetryLater("Discord's Cloudflare ban", after=BAN_PAUSE_S, rate_limited=True)
+            retry = 1.0 if facts.retry_after is None else facts.retry_after
             if retry > MAX_WAIT_S:
                 return RetryLater("rate limited for long", after=retry, rate_limited=True)
-            await self._wait(retry)
-            return None  # send again: a rate limit is not a failed attempt
+            return None  # send again once the view allows: a rate limit is not a failed attempt
         if status in (401, 404):
             return Gone(f"Discord says {body.get('message', status)} (code {body.get('code')})")
         if status == 400:
             return Rejected(f"Discord refused the message: {body.get('message', 'bad request')}")
         return RetryLater(f"Discord answered {status}")
+
+
+def read_answer(answer: httpx.Response) -> Answer:
+    """What an answer says about the limits. A 429 whose body is not Discord's JSON comes
+    from Cloudflare: this address is banned for making too many invalid requests."""
+    headers = answer.headers
+    status = answer.status_code
+    body = _json(answer)
+    remaining = _float(headers.get("x-ratelimit-remaining"))
+    reset_after = _float(headers.get("x-ratelimit-reset-after"))
+    if status != 429:
+        return Answer(status, None if remaining is None else int(remaining), reset_after)
+    retry = _float(body.get("retry_after"))
+    return Answer(
+        status,
+        None if remaining is None else int(remaining),
+        reset_after,
+        retry_after=retry if retry is not None else _float(headers.get("retry-after")),
+        shared=headers.get("x-ratelimit-scope") == "shared",
+        is_global=bool(body.get("global") or headers.get("x-ratelimit-global")),
+        cloudflare=not _discord_json(answer),
+    )
+
+
+def sender_from_settings(settings: Settings) -> WebhookSender:
+    """The service's sender: the shared view through Redis when configured; this process's
+    one view of Discord's limits otherwise (so the API's route tests and the worker's
+    deliveries in one process respect each other)."""
+    return WebhookSender(
+        settings.discord_api_url,
+        redis_url=settings.redis_url,
+        key_prefix=settings.redis_key_prefix,
+        local=process_view(settings.discord_api_url),
+    )
 
 
 def _discord_json(answer: httpx.Response) -> bool:
