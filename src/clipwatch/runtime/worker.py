@@ -25,7 +25,7 @@ from clipwatch.config import Settings
 from clipwatch.db.engine import session_scope
 from clipwatch.db.repositories import sync_state
 from clipwatch.discord.delivery import deliver_due
-from clipwatch.discord.sender import WebhookSender
+from clipwatch.discord.sender import sender_from_settings
 from clipwatch.errors import ClipwatchError
 from clipwatch.runtime.supervisor import Supervisor, TaskState, backoff, wait_for_stop
 from clipwatch.twitch import sync
@@ -61,7 +61,7 @@ async def deliver_forever(
     state: TaskState,
 ) -> None:
     """Deliver due notifications until `stop` is set."""
-    sender = WebhookSender(settings.discord_api_url)
+    sender = sender_from_settings(settings)
     claim = timedelta(seconds=settings.delivery_claim_seconds)
     try:
         while not stop.is_set():
