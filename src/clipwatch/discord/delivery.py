@@ -5,8 +5,12 @@ LOCKED` on PostgreSQL), groups them per route, packs them into as few messages a
 Discord's limits allow (one clip a message when the route does not batch), sends, and
 records each outcome:
 - sent: done, with Discord's message id;
-- retry later (5xx, timeouts): the next attempt on `SCHEDULE` (Svix's: at once, 5 s,
-  5 min, 30 min, 2 h, 5 h, 10 h, 10 h), with jitter; after the last, dead;
+- retry later (5xx, connection errors, timeouts): the next attempt on `SCHEDULE` — quick
+  at first, as a chat post wants (2 s, 10 s, 30 s, 1 min, 5 min), then the long tail (30 min,
+  2 h, 5 h, 10 h, 10 h) — plus up to 20% jitter; after the last (about 28 h), dead. The
+  route's deliveries that failed and those that waited behind them get one due time (the
+  jitter is drawn once per group), so the next pass packs them into messages as it packs
+  fresh ones;
 - gone (webhook deleted, token wrong): the route is disabled with the reason, its
   deliveries dead, and nothing retries;
 - rejected (Discord refused the payload): dead, with Discord's reason.
@@ -32,9 +36,13 @@ from clipwatch.discord.messages import ClipView, CustomTemplate, Template, build
 from clipwatch.discord.sender import Rejected, RetryLater, Sent, WebhookSender
 from clipwatch.discord.webhook_url import WebhookTarget
 
+# SCHEDULE[n]: the wait before attempt n + 1 (the first is at once).
 SCHEDULE = (
     timedelta(0),
-    timedelta(seconds=5),
+    timedelta(seconds=2),
+    timedelta(seconds=10),
+    timedelta(seconds=30),
+    timedelta(minutes=1),
     timedelta(minutes=5),
     timedelta(minutes=30),
     timedelta(hours=2),
@@ -42,6 +50,7 @@ SCHEDULE = (
     timedelta(hours=10),
     timedelta(hours=10),
 )
+JITTER = 0.2  # up to this share of the wait is added, so routes do not all retry at once
 CLAIM = timedelta(minutes=5)
 
 
@@ -54,12 +63,32 @@ class DeliveryReport:
     messages: int = 0
 
 
-def next_attempt(attempts: int, now: datetime) -> datetime | None:
-    """When attempt number `attempts + 1` is due, or None when there is none left."""
+def next_attempt(attempts: int, now: datetime, jitter: float | None = None) -> datetime | None:
+    """When attempt number `attempts + 1` is due, or None when there is none left.
+    `jitter` (0 to 1) is drawn here unless given: one draw serves a whole group."""
     if attempts >= len(SCHEDULE):
         return None
     delay = SCHEDULE[attempts]
-    return now + delay + delay * random.uniform(0, 0.1)
+    share = random.random() if jitter is None else jitter
+    return now + delay + delay * JITTER * share
+
+
+def retry_due(
+    attempts: list[int], outcome: RetryLater, now: datetime, jitter: float | None = None
+) -> tuple[datetime, list[bool]]:
+    """One due time for a route's deliveries met by one outcome, and which of them are dead.
+
+    `attempts`: each delivery's attempts after this outcome. A rate-limit wait is due when
+    the wait ends; a failure is due on the schedule of the most-tried delivery still alive
+    (the others join it, so the group stays together), or of the second attempt when every
+    tried one is dead."""
+    dead = [not outcome.rate_limited and next_attempt(n, now, 0) is None for n in attempts]
+    if outcome.rate_limited:
+        return now + timedelta(seconds=outcome.after), dead
+    alive = [n for n, gone in zip(attempts, dead, strict=True) if not gone]
+    due = next_attempt(max(alive, default=1), now, jitter)
+    assert due is not None  # alive means a wait is left; 1 is always in the schedule
+    return max(due, now + timedelta(seconds=outcome.after)), dead
 
 
 def template_of(route: NotificationRoute) -> Template:
@@ -133,9 +162,7 @@ async def deliver_due(
             elif isinstance(outcome, RetryLater):
                 # The rest of this route waits too (sending on would only meet the same limit
                 # or error); a rate-limit wait costs none of them an attempt.
-                await _retry(sessionmaker, part, outcome, report)
-                rest = RetryLater(outcome.reason, after=outcome.after, rate_limited=True)
-                await _retry(sessionmaker, pending, rest, report)
+                await _retry(sessionmaker, part, outcome, report, waiting=pending)
                 break
             else:  # Gone: the route stops here, and nothing of it is retried
                 await _disable(sessionmaker, route, outcome.reason, report)
@@ -174,25 +201,34 @@ async def _retry(
     deliveries: list[Delivery],
     outcome: RetryLater,
     report: DeliveryReport,
+    *,
+    waiting: list[Delivery] | None = None,
 ) -> None:
+    """`deliveries` met `outcome` (an attempt spent unless it is a rate-limit wait); the
+    route's `waiting` ones were not tried and spend none. All become due together."""
     now = datetime.now(UTC)
+    group = deliveries + (waiting or [])
+    tried = {d.id for d in deliveries}
+    spent = 0 if outcome.rate_limited else 1
+    attempts = [d.attempts + (spent if d.id in tried else 0) for d in group]
+    # Only the tried ones can run out of attempts; the waiting ones keep theirs.
+    due, dead = retry_due(attempts[: len(deliveries)], outcome, now)
+    dead += [False] * (len(group) - len(deliveries))
     async with session_scope(sessionmaker) as session:
-        for delivery in deliveries:
-            # Waiting for a rate limit is not a failed attempt.
-            attempts = delivery.attempts + (0 if outcome.rate_limited else 1)
-            due = next_attempt(attempts, now) if not outcome.rate_limited else now
-            if due is None:
-                values = {"status": "dead", "attempts": attempts, "last_error": outcome.reason}
-                report.dead += 1
-            else:
-                due = max(due, now + timedelta(seconds=outcome.after))
-                values = {
-                    "attempts": attempts,
-                    "next_attempt_at": due,
-                    "last_error": outcome.reason,
-                }
-                report.retried += 1
-            await notifications.update_deliveries(session, [delivery.id], **values)
+        for n in sorted(set(attempts)):
+            for is_dead in (False, True):
+                ids = [
+                    d.id
+                    for d, a, gone in zip(group, attempts, dead, strict=True)
+                    if a == n and gone is is_dead
+                ]
+                if not ids:
+                    continue
+                values: dict[str, object] = {"attempts": n, "last_error": outcome.reason}
+                values |= {"status": "dead"} if is_dead else {"next_attempt_at": due}
+                await notifications.update_deliveries(session, ids, **values)
+    report.dead += sum(dead)
+    report.retried += len(group) - sum(dead)
 
 
 async def _disable(
