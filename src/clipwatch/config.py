@@ -44,6 +44,9 @@ class Settings(BaseSettings):
     sync_interval_seconds: int = Field(default=300, ge=10, le=86_400)
     # Twitch's points bucket (800 a minute for an app token); shared through Redis.
     twitch_points_per_minute: int = Field(default=800, ge=1, le=100_000)
+    # Minutes between the lookups (of one clip alone) that must answer empty before a clip
+    # missing from a batch lookup is marked deleted (docs/twitch.md, Deletions).
+    deletion_confirm_minutes: int = Field(default=5, ge=0, le=7 * 24 * 60)
 
     # Discord
     discord_api_url: str = "https://discord.com/api/v10"

@@ -74,11 +74,17 @@ async def test_incremental_finds_new_clips_and_refresh_follows_views_and_deletio
     recent[0].view_count += 12_345
     sim.twitch.delete_clip(recent[1].id)
     async with sim.client() as client:
-        report = await sync.sync_all(client, sessionmaker)
+        report = await sync.sync_all(client, sessionmaker, deletion_wait=timedelta(0))
     clips = await stored(sessionmaker)
     assert fresh.id in clips
     assert report.inserted == 1
     assert clips[recent[0].id].view_count == recent[0].view_count
+    # Missing once, and once alone: a suspect. The second lookup alone marks it deleted.
+    assert clips[recent[1].id].deleted_at is None
+    assert report.deleted == 0
+    async with sim.client() as client:
+        report = await sync.sync_all(client, sessionmaker, deletion_wait=timedelta(0))
+    clips = await stored(sessionmaker)
     assert clips[recent[1].id].deleted_at is not None
     live = {i for i, c in clips.items() if c.deleted_at is None}
     assert live == truth(sim, channel)

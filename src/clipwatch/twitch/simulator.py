@@ -15,7 +15,8 @@ than Twitch:
 - One points bucket per client id (800 a minute by default) with `Ratelimit-*` headers;
   an empty bucket answers 429.
 - Faults can be switched on: 5xx, slow answers, dropped connections, malformed JSON, a
-  cursor that repeats itself, a 429 without headers.
+  cursor that repeats itself, a 429 without headers, lookups by several ids that answer for
+  a random half of them (`partial_lookup`; a lookup of one id stays truthful).
 
 It is a plain ASGI application (only `api` may use FastAPI), served by uvicorn:
 `clipwatch simulate twitch --port N`. `/_sim/*` endpoints let tests steer it.
@@ -46,7 +47,15 @@ DEFAULT_CAP = 1_000
 WIDE_WINDOW = timedelta(days=31)
 WIDE_OMITS = 20
 GROWTH_HOURS = 72.0  # with `views_grow`, a clip gains views for its first three days
-FAULT_MODES = ("5xx", "slow", "drop", "malformed", "repeat_cursor", "429_no_headers")
+FAULT_MODES = (
+    "5xx",
+    "slow",
+    "drop",
+    "malformed",
+    "repeat_cursor",
+    "429_no_headers",
+    "partial_lookup",
+)
 
 
 @dataclass
@@ -161,6 +170,7 @@ class TwitchSimulator:
         self.seed = seed
         self.views_grow = views_grow
         self.rng = random.Random(seed)
+        self.fault_rng = random.Random(f"faults:{seed}")  # apart: faults leave the world as is
         self.world = World(seed=seed, channels=50, games=40, vocabulary=2_000, creators=5_000)
         self.channels: dict[str, SimChannel] = {}
         self.clips_by_id: dict[str, SimClip] = {}
@@ -406,7 +416,8 @@ class TwitchSimulator:
         send: Send,
     ) -> None:
         self.requests.append((path, scope.get("query_string", b"").decode()))
-        fault = self._next_fault(paging="after" in query)
+        lookup = path == "/helix/clips" and len(set(query.get("id", []))) > 1
+        fault = self._next_fault(paging="after" in query, lookup=lookup)
         if fault == "drop":
             # Headers out, then the connection dies mid-body.
             await send({"type": "http.response.start", "status": 200, "headers": []})
@@ -435,7 +446,11 @@ class TwitchSimulator:
             return
         try:
             if path == "/helix/clips":
-                status, payload = self._get_clips(query, repeat_cursor=fault == "repeat_cursor")
+                status, payload = self._get_clips(
+                    query,
+                    repeat_cursor=fault == "repeat_cursor",
+                    partial=fault == "partial_lookup",
+                )
             elif path == "/helix/users":
                 status, payload = self._get_users(query)
             elif path == "/helix/games":
@@ -497,6 +512,9 @@ class TwitchSimulator:
                     float(_one(query, "seconds") or 0),
                 )
                 await _answer(send, 200, {})
+            elif path == "/_sim/faults/clear":
+                self.faults.clear()
+                await _answer(send, 200, {})
             elif path == "/_sim/expire-tokens":
                 self.expire_tokens()
                 await _answer(send, 200, {})
@@ -505,7 +523,7 @@ class TwitchSimulator:
         except (KeyError, ValueError, _BadRequest) as exc:
             await _answer(send, 400, _error_body(400, f"bad control request: {exc}"))
 
-    def _next_fault(self, *, paging: bool) -> str | None:
+    def _next_fault(self, *, paging: bool, lookup: bool = False) -> str | None:
         while self.faults and self.faults[0].remaining <= 0:
             self.faults.pop(0)
         if not self.faults:
@@ -513,6 +531,8 @@ class TwitchSimulator:
         fault = self.faults[0]
         if fault.mode == "repeat_cursor" and not paging:
             return None  # only a request for a next page can get its cursor back
+        if fault.mode == "partial_lookup" and not lookup:
+            return None  # only a lookup of several ids can be answered in part
         fault.remaining -= 1
         self._slow_seconds = fault.seconds
         return fault.mode
@@ -520,7 +540,11 @@ class TwitchSimulator:
     # --- endpoints ----------------------------------------------------------------------------
 
     def _get_clips(
-        self, query: dict[str, list[str]], *, repeat_cursor: bool = False
+        self,
+        query: dict[str, list[str]],
+        *,
+        repeat_cursor: bool = False,
+        partial: bool = False,
     ) -> tuple[int, dict[str, Any]]:
         selectors = [k for k in ("broadcaster_id", "game_id", "id") if query.get(k)]
         if len(selectors) != 1:
@@ -530,7 +554,11 @@ class TwitchSimulator:
             ids = query["id"]
             if len(ids) > 100:
                 raise _BadRequest("too many ids: at most 100")
-            found = [self.clips_by_id.get(i) for i in dict.fromkeys(ids)]
+            asked = list(dict.fromkeys(ids))
+            if partial:  # a random half of the ids, the rest silently left out
+                kept = set(self.fault_rng.sample(asked, len(asked) // 2))
+                asked = [i for i in asked if i in kept]
+            found = [self.clips_by_id.get(i) for i in asked]
             data = [c.helix() for c in found if c and not c.deleted and c.visible_at <= now]
             return 200, {"data": data, "pagination": {}}
         first = _int(query, "first", 20)

@@ -13,7 +13,9 @@ so completeness comes from time windows small enough that no query reaches the c
 - Incremental reads from the last pass minus `OVERLAP` (clips appear late and are
   back-dated) to now.
 - Refresh looks the channel's stored clips up by id, 100 per call: views and titles follow;
-  a clip missing from that answer is marked deleted, and that is the only way a clip is.
+  a clip missing from that answer is only a suspect: it is marked deleted after lookups of
+  it alone answered empty twice, minutes apart (twitch/deletions.py), and any answer that
+  lists it again restores it.
   The last day's clips are refreshed every pass, older ones less and less
   often (`REFRESH_BANDS`).
 - Leases in `channel_sync` keep two workers off one channel.
@@ -34,9 +36,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from clipwatch.clips.importer import KnownReferences, store_batch
 from clipwatch.db.engine import session_scope
-from clipwatch.db.repositories import catalog, sync_state
+from clipwatch.db.repositories import absence, catalog, sync_state
 from clipwatch.discord import outbox
 from clipwatch.errors import NotFound
+from clipwatch.twitch import deletions
 from clipwatch.twitch.client import HelixClient
 from clipwatch.twitch.helix import HelixClip
 
@@ -82,6 +85,7 @@ class SyncReport:
     inserted: int = 0
     updated: int = 0
     deleted: int = 0
+    restored: int = 0  # clips marked deleted that Twitch listed again
     skipped_channels: list[str] = field(default_factory=list)
     # (channel id, phase, started, ended) of every step this worker did under its lease
     steps: list[tuple[str, str, datetime, datetime]] = field(default_factory=list)
@@ -134,6 +138,7 @@ async def _store(
         result = await store_batch(session, rows, known=known, notify=True)
         report.inserted += result.inserted
         report.updated += result.updated
+        await deletions.note_listed(session, [r["id"] for r in rows], report, datetime.now(UTC))
 
 
 Progress = Callable[[str, datetime, datetime, SyncReport], None]
@@ -326,20 +331,28 @@ async def refresh_channel(
     created_after: datetime | None = None,
     created_before: datetime | None = None,
 ) -> None:
-    """Re-read stored clips by id: new views and titles; missing ones are marked deleted."""
+    """Re-read stored clips by id: new views and titles, clips marked deleted back when
+    listed; a live clip the answer leaves out becomes a suspect, never a deletion (that
+    takes `deletions.confirm_deletions`)."""
     async with session_scope(sessionmaker) as session:
-        ids = await sync_state.live_clip_ids(
+        stored = await absence.stored_clip_ids(
             session, channel_id, created_after=created_after, created_before=created_before
         )
+    ids = [clip_id for clip_id, _ in stored]
+    deleted = {clip_id for clip_id, marked in stored if marked}
     known = KnownReferences()
     for start in range(0, len(ids), 100):
         chunk = ids[start : start + 100]
-        found = await client.get_clips_by_id(chunk)
-        found_ids = {c.get("id") for c in found}
-        missing = [i for i in chunk if i not in found_ids]
+        answer = deletions.read_batch_lookup(
+            chunk, await client.get("/clips", [("id", i) for i in chunk])
+        )
+        if answer is None:
+            log.warning("twitch_lookup_unreadable", channel_id=channel_id, asked=len(chunk))
+            continue
         async with session_scope(sessionmaker) as session:
-            await _store(session, found, report, known)
-            report.deleted += await sync_state.mark_deleted(session, missing, datetime.now(UTC))
+            await _store(session, answer.listed, report, known)
+            missing = [i for i in answer.missing if i not in deleted]
+            await deletions.note_missing(session, channel_id, missing, datetime.now(UTC))
     async with session_scope(sessionmaker) as session:
         state = await sync_state.get_state(session, channel_id)
         state.last_refresh_at = datetime.now(UTC)
@@ -449,6 +462,7 @@ async def sync_all(
     only: str | None = None,
     owner: str | None = None,
     progress: Progress | None = None,
+    deletion_wait: timedelta = deletions.CONFIRM_WAIT,  # CLIPWATCH_DELETION_CONFIRM_MINUTES
 ) -> SyncReport:
     """One pass over the tracked channels, in the order a short budget is best spent: new
     clips and the last day's refresh for every channel first, then (when asked) backfill.
@@ -478,6 +492,9 @@ async def sync_all(
                 if phase == "recent":
                     await incremental_channel(client, sessionmaker, channel_id, report, owner=owner)
                     await refresh_due(client, sessionmaker, channel_id, report)
+                    await deletions.confirm_deletions(
+                        client, sessionmaker, channel_id, report, wait=deletion_wait
+                    )
                 else:
                     await backfill_channel(
                         client, sessionmaker, channel_id, report, progress=progress, owner=owner
