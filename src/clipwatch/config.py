@@ -71,6 +71,8 @@ class Settings(BaseSettings):
     rate_limit_token: str = "600/minute"
     rate_limit_user: str = "1200/minute"
     rate_limit_auth: str = "10/minute"
+    # Test messages through a route (POST /routes/{id}/test), per user: each is a real post.
+    rate_limit_route_test: str = "5/minute"
     redis_key_prefix: str = Field(default="clipwatch", min_length=1, max_length=64)
     cors_origins: str = ""
 
@@ -112,7 +114,11 @@ class Settings(BaseSettings):
         return value.rstrip("/")
 
     @field_validator(
-        "rate_limit_anonymous", "rate_limit_token", "rate_limit_user", "rate_limit_auth"
+        "rate_limit_anonymous",
+        "rate_limit_token",
+        "rate_limit_user",
+        "rate_limit_auth",
+        "rate_limit_route_test",
     )
     @classmethod
     def _check_rate_limit(cls, value: str) -> str:

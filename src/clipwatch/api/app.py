@@ -23,6 +23,7 @@ from clipwatch.api.routers import auth, catalog, clips, health, interactions, me
 from clipwatch.cache.manager import CacheManager, cache_from_settings
 from clipwatch.config import Settings
 from clipwatch.db.engine import attach_cache, create_engine, create_sessionmaker
+from clipwatch.discord.sender import sender_from_settings
 from clipwatch.runtime.worker import WorkerStats
 from clipwatch.twitch.client import client_from_settings
 
@@ -72,9 +73,12 @@ def create_app(
             demo_sink,
             app_cache,
         )
+        # Route tests post through the delivery's sender: its view of Discord's limits.
+        app.state.discord_sender = sender_from_settings(settings)
         try:
             yield
         finally:
+            await app.state.discord_sender.aclose()
             if app.state.clipwatch.twitch is not None:
                 await app.state.clipwatch.twitch.aclose()
             if own_cache:

@@ -113,6 +113,14 @@ class RouteTestResult(BaseModel):
     sent: bool
     message_id: str | None
     detail: str
+    clip_id: str | None = Field(
+        default=None,
+        description="The stored clip the test showed (the newest the route would post); "
+        "null: none matches, so the built-in sample",
+    )
+    route_enabled: bool = Field(
+        default=True, description="False when Discord said the webhook is gone: now disabled"
+    )
 
 
 class DeliveryRead(BaseModel):

@@ -15,15 +15,11 @@ from rich.table import Table
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from clipwatch.accounts import service as accounts
-from clipwatch.accounts.secrets import unseal
 from clipwatch.cli.common import fail, in_transaction, run, settings_or_exit
 from clipwatch.db.engine import create_engine, create_sessionmaker
 from clipwatch.db.migrate import upgrade_database
 from clipwatch.discord import routes as service
-from clipwatch.discord.delivery import template_of
-from clipwatch.discord.messages import SAMPLE, build_messages
-from clipwatch.discord.sender import Sent, WebhookSender
-from clipwatch.discord.webhook_url import WebhookTarget
+from clipwatch.discord.sender import sender_from_settings
 
 routes_app = typer.Typer(help="Discord notification routes.", no_args_is_help=True)
 deliveries_app = typer.Typer(help="The Discord delivery outbox.", no_args_is_help=True)
@@ -109,24 +105,24 @@ def remove_route(route_id: Annotated[int, typer.Argument(min=1)]) -> None:
 
 @routes_app.command("test")
 def test_route(route_id: Annotated[int, typer.Argument(min=1)]) -> None:
-    """Send a sample message through a route now."""
+    """Post a message marked as a test through a route, showing the newest stored clip it
+    would post (the sample when none). A gone webhook disables the route."""
     settings = settings_or_exit()
 
-    async def work(session: AsyncSession) -> str:
-        route = await service.visible_route(session, OPERATOR, route_id)
-        target = WebhookTarget(
-            route.webhook_id, unseal(settings.signing_key, route.webhook_token_sealed)
-        )
-        sender = WebhookSender(settings.discord_api_url)
+    async def work(session: AsyncSession) -> service.TestSend:
+        sender = sender_from_settings(settings)
         try:
-            outcome = await sender.send(target, build_messages(template_of(route), [SAMPLE])[0])
+            return await service.send_test_message(
+                session, OPERATOR, route_id, sender, key=settings.signing_key
+            )
         finally:
             await sender.aclose()
-        if not isinstance(outcome, Sent):
-            fail(f"not sent: {outcome.reason}")
-        return f"sent (message {outcome.message_id})"
 
-    typer.echo(run(in_transaction(settings, work)))
+    result = run(in_transaction(settings, work))  # committed: a gone webhook's route disabled
+    if not result.sent:
+        fail(f"not sent: {result.detail}")
+    shown = f"clip {result.clip_id}" if result.clip_id else "the sample clip (none matches)"
+    typer.echo(f"sent (message {result.message_id}, {shown})")
 
 
 @deliveries_app.command("list")
@@ -172,7 +168,7 @@ def run_deliveries(
 
     async def work() -> int:
         engine = create_engine(settings)
-        sender = WebhookSender(settings.discord_api_url)
+        sender = sender_from_settings(settings)
         sent = 0
         try:
             await upgrade_database(engine)

@@ -3,19 +3,27 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from clipwatch.accounts.secrets import seal
+from clipwatch.accounts.secrets import seal, unseal
 from clipwatch.accounts.service import Principal
-from clipwatch.db.models import Delivery, NotificationRoute
+from clipwatch.db.models import Clip, Delivery, NotificationRoute
+from clipwatch.db.repositories import catalog
 from clipwatch.db.repositories import notifications as repo
-from clipwatch.discord.delivery import template_of
-from clipwatch.discord.messages import validate_template
-from clipwatch.discord.webhook_url import parse_webhook_url
+from clipwatch.discord.delivery import template_of, view_of
+from clipwatch.discord.messages import SAMPLE, ClipView, build_messages, escape, validate_template
+from clipwatch.discord.outbox import filters_of
+from clipwatch.discord.routing import ClipFacts, route_matches
+from clipwatch.discord.sender import Gone, Sent, WebhookSender
+from clipwatch.discord.webhook_url import WebhookTarget, parse_webhook_url
 from clipwatch.errors import Conflict, NotFound
+
+TEST_MAX_WAIT_S = 5.0  # a test waits this long for the webhook's bucket, not a worker's 30 s
+TEST_CANDIDATES = 500  # newest clips looked at for one that the route's filters accept
 
 
 async def routes_of(session: AsyncSession, principal: Principal) -> Sequence[NotificationRoute]:
@@ -123,3 +131,87 @@ async def retry_delivery(session: AsyncSession, principal: Principal, delivery_i
     delivery.next_attempt_at = datetime.now(UTC)
     await session.flush()
     return delivery
+
+
+@dataclass(frozen=True)
+class TestSend:
+    sent: bool
+    detail: str
+    message_id: str | None = None
+    clip_id: str | None = None  # the stored clip shown; None: the built-in sample
+    route_enabled: bool = True
+
+
+def test_message(route_name: str, message: dict[str, Any]) -> dict[str, Any]:
+    """`message` marked as a test of the route (the clip stays as a post would show it)."""
+    marker = f"Test message from clipwatch for route “{escape(route_name)}”"
+    content = message.get("content")
+    return {**message, "content": f"{marker}\n{content}" if content else marker}
+
+
+def _facts(clip: Clip) -> ClipFacts:
+    return ClipFacts(
+        broadcaster_id=clip.broadcaster_id,
+        broadcaster_login=clip.broadcaster_name.lower() or None,
+        game_id=clip.game_id,
+        language=clip.language,
+        view_count=clip.view_count,
+        title=clip.title,
+        creator_id=clip.creator_id,
+        creator_name=clip.creator_name,
+        is_featured=clip.is_featured,
+    )
+
+
+async def example_clip(session: AsyncSession, route: NotificationRoute) -> ClipView | None:
+    """The newest stored clip the route would post, or None when none of the newest does."""
+    filters = filters_of(route)
+    candidates = await repo.newest_clips(
+        session,
+        channels=sorted(filters.channels),
+        min_views=filters.min_views,
+        limit=TEST_CANDIDATES,
+    )
+    clip = next((c for c in candidates if route_matches(filters, _facts(c))), None)
+    if clip is None:
+        return None
+    names = await catalog.game_names(session, [clip.game_id] if clip.game_id else [])
+    return view_of(clip, names.get(clip.game_id or ""))
+
+
+async def send_test_message(
+    session: AsyncSession,
+    principal: Principal,
+    route_id: int,
+    sender: WebhookSender,
+    *,
+    key: bytes,
+) -> TestSend:
+    """A message marked as a test, through the route's webhook, showing the newest stored clip
+    the route would post (the sample when there is none). It goes through the delivery's
+    sender: its buckets, bans and pauses hold; a gone webhook disables the route as a
+    delivery would, and a disabled route sends nothing (Conflict)."""
+    route = await visible_route(session, principal, route_id)
+    if not route.enabled:
+        raise Conflict(
+            f"route {route.id} is disabled ({route.disabled_reason or 'by its owner'}): "
+            "nothing was sent; enable it (after fixing its webhook) to test it"
+        )
+    view = await example_clip(session, route)
+    try:
+        built = build_messages(template_of(route), [view or SAMPLE])[0]
+    except Exception:  # a custom template failing on this clip: deliveries show a card too
+        built = build_messages("card", [view or SAMPLE])[0]
+    message = test_message(route.name, built)
+    target = WebhookTarget(route.webhook_id, unseal(key, route.webhook_token_sealed))
+    outcome = await sender.send(target, message, max_wait=TEST_MAX_WAIT_S)
+    clip_id = view.id if view else None
+    if isinstance(outcome, Sent):
+        return TestSend(True, "sent", outcome.message_id, clip_id)
+    if isinstance(outcome, Gone):
+        # As a delivery does: the route stops at once, so nothing asks the gone webhook again.
+        route.enabled = False
+        route.disabled_reason = outcome.reason
+        await session.flush()
+        return TestSend(False, f"{outcome.reason}; the route is now disabled", None, clip_id, False)
+    return TestSend(False, outcome.reason, None, clip_id)

@@ -6,14 +6,16 @@ Never kinder than Discord:
   (50 requests a second); 429 bodies carry `retry_after`;
 - 404 with code 10015 for a deleted webhook, 401 with code 50027 for a wrong token;
 - payloads that break Discord's limits get Discord's 400 shape (code 50035 + `errors`);
-- faults on demand: 5xx, and 429s without any headers;
+- faults on demand: 5xx, and 429s without any headers; an outage (every execute-webhook
+  answers a 5xx for some seconds; to refuse connections, stop its server instead);
 - the invalid-request limit: an address that earns 10,000 answers 401, 403 or 429 (not
   counting 429s of scope `shared`) within 10 minutes is banned, Cloudflare-style, and so is
   one that keeps calling a webhook that answered 404 (the reference gives no number; here the
   tenth such call): every request then gets a 429 with an HTML body and no `Via` header, for
   an hour.
-It records every message it accepted (`GET /_sim/messages`). A plain ASGI app, served by
-uvicorn: `clipwatch simulate discord --port N`.
+It records every message it accepted (`GET /_sim/messages`) and every execute-webhook request
+with its answer's status (`GET /_sim/requests`). A plain ASGI app, served by uvicorn:
+`clipwatch simulate discord --port N`.
 """
 
 from __future__ import annotations
@@ -62,6 +64,13 @@ class SimWebhook:
         """The URL a user would paste into a route: Discord's host; deliveries reach the
         simulator through CLIPWATCH_DISCORD_API_URL."""
         return f"https://discord.com/api/webhooks/{self.id}/{self.token}"
+
+
+@dataclass(frozen=True)
+class Request:
+    webhook_id: str
+    status: int
+    at: float
 
 
 @dataclass
@@ -145,6 +154,9 @@ class DiscordSimulator:
         self.global_hits: deque[float] = deque()
         self.rate_limited: dict[str, int] = {}  # scope -> 429s sent
         self.faults: list[str] = []
+        self.requests: list[Request] = []  # every execute-webhook call, with its status
+        self.down_until = 0.0  # an outage: execute-webhook answers `down_status` until then
+        self.down_status = 503
         self.bot_token = "sim-bot-token"
         # Registered slash commands: (application id, guild id or None) -> commands.
         self.commands: dict[tuple[str, str | None], list[dict[str, Any]]] = {}
@@ -156,6 +168,11 @@ class DiscordSimulator:
         hook = SimWebhook(str(next(self._ids)), secrets.token_urlsafe(51), channel_id)
         self.webhooks[hook.id] = hook
         return hook
+
+    def outage(self, seconds: float, status: int = 503) -> None:
+        """Every execute-webhook answers `status` for the next `seconds`."""
+        self.down_until = time.time() + seconds
+        self.down_status = status
 
     def url(self, base: str, hook: SimWebhook) -> str:
         """The webhook on this simulator (what `clipwatch simulate discord` prints)."""
@@ -189,6 +206,8 @@ class DiscordSimulator:
                 if status in (401, 403) or (status == 429 and not shared):
                     self._invalid(address)
                 execute = _EXECUTE.match(path)
+                if execute is not None:
+                    self.requests.append(Request(execute.group(1), status, time.time()))
                 if status == 404 and execute is not None:
                     key = (address, execute.group(1))
                     self.gone_calls[key] = self.gone_calls.get(key, 0) + 1
@@ -244,6 +263,9 @@ class DiscordSimulator:
         self, hook_id: str, token: str, query: dict[str, list[str]], body: bytes, send: Send
     ) -> None:
         now = time.time()
+        if now < self.down_until:
+            await _answer(send, self.down_status, {"message": "Service Unavailable", "code": 0})
+            return
         fault = self.faults.pop(0) if self.faults else None
         if fault == "5xx":
             await _answer(send, 502, {"message": "Bad Gateway", "code": 0})
@@ -376,6 +398,17 @@ class DiscordSimulator:
                     "banned": sorted(a for a, t in self.banned_until.items() if t > time.time()),
                 },
             )
+        elif path == "/_sim/requests":
+            rows = [
+                {"webhook_id": r.webhook_id, "status": r.status, "at": r.at} for r in self.requests
+            ]
+            await _answer(send, 200, {"requests": rows})
+        elif path == "/_sim/outage" and method == "POST":
+            self.outage(
+                float((query.get("seconds") or ["30"])[0]),
+                int((query.get("status") or ["503"])[0]),
+            )
+            await _answer(send, 200, {"down_until": self.down_until})
         elif path == "/_sim/fault" and method == "POST":
             mode = (query.get("mode") or [""])[0]
             count = int((query.get("count") or ["1"])[0])

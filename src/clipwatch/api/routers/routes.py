@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Query, Request, Response
 
-from clipwatch.accounts.secrets import unseal
 from clipwatch.api.auth import Reader, Writer
 from clipwatch.api.deps import Session, State
 from clipwatch.api.errors import problem_responses
@@ -20,10 +19,8 @@ from clipwatch.api.route_schemas import (
 from clipwatch.api.routers.me import MINE, WRITE, Id
 from clipwatch.api.schemas import ListOf
 from clipwatch.discord import routes as service
-from clipwatch.discord.delivery import template_of
-from clipwatch.discord.messages import SAMPLE, build_messages
-from clipwatch.discord.sender import Sent, WebhookSender
-from clipwatch.discord.webhook_url import WebhookTarget
+from clipwatch.discord.sender import WebhookSender
+from clipwatch.errors import RateLimited
 
 router = APIRouter(tags=["notifications"])
 
@@ -82,27 +79,46 @@ async def delete_route(session: Session, principal: Writer, route_id: Id) -> Res
     return Response(status_code=204)
 
 
+def _sender(request: Request) -> WebhookSender:
+    sender: WebhookSender = request.app.state.discord_sender
+    return sender
+
+
 @router.post(
     "/routes/{route_id}/test",
     response_model=RouteTestResult,
-    responses=MINE,
-    summary="Send a sample message through the route now",
+    responses=problem_responses(
+        {
+            404: "Not yours or absent",
+            409: "The route is disabled (its webhook is gone, or by its owner): nothing sent",
+            429: "Too many route tests: see Retry-After",
+        }
+    ),
+    summary="Post a message marked as a test, showing the newest clip the route would post",
 )
 async def test_route(
-    state: State, session: Session, principal: Writer, route_id: Id
+    request: Request, state: State, session: Session, principal: Writer, route_id: Id
 ) -> RouteTestResult:
-    route = await service.visible_route(session, principal, route_id)
-    target = WebhookTarget(
-        route.webhook_id, unseal(state.settings.signing_key, route.webhook_token_sealed)
+    await service.visible_route(session, principal, route_id)  # another's route: 404 first
+    decision = await state.limiter.hit(
+        state.settings.rate_limit_route_test, "route-test", str(principal.user_id)
     )
-    sender = WebhookSender(state.settings.discord_api_url)
-    try:
-        outcome = await sender.send(target, build_messages(template_of(route), [SAMPLE])[0])
-    finally:
-        await sender.aclose()
-    if isinstance(outcome, Sent):
-        return RouteTestResult(sent=True, message_id=outcome.message_id, detail="sent")
-    return RouteTestResult(sent=False, message_id=None, detail=outcome.reason)
+    if not decision.allowed:
+        raise RateLimited(
+            f"too many route tests; try again in {decision.reset_after} s",
+            retry_after=max(decision.reset_after, 1),
+            headers={"Retry-After": decision.headers()["Retry-After"]},
+        )
+    result = await service.send_test_message(
+        session, principal, route_id, _sender(request), key=state.settings.signing_key
+    )
+    return RouteTestResult(
+        sent=result.sent,
+        message_id=result.message_id,
+        detail=result.detail,
+        clip_id=result.clip_id,
+        route_enabled=result.route_enabled,
+    )
 
 
 @router.get(

@@ -99,3 +99,23 @@ async def delivery_counts(session: AsyncSession) -> dict[str, int]:
     counts = {"pending": 0, "sent": 0, "dead": 0}
     counts.update({status: int(n) for status, n in (await session.execute(stmt)).all()})
     return counts
+
+
+async def newest_clips(
+    session: AsyncSession,
+    *,
+    channels: Sequence[str] = (),
+    min_views: int = 0,
+    limit: int = 500,
+) -> Sequence[Clip]:
+    """The newest stored clips (not deleted), narrowed by channel ids or logins and views:
+    candidates for a route's test message, matched in full by the caller."""
+    stmt = select(Clip).where(Clip.deleted_at.is_(None))
+    if channels:
+        stmt = stmt.where(
+            Clip.broadcaster_id.in_(channels) | func.lower(Clip.broadcaster_name).in_(channels)
+        )
+    if min_views:
+        stmt = stmt.where(Clip.view_count >= min_views)
+    stmt = stmt.order_by(Clip.created_at.desc(), Clip.seq.desc()).limit(limit)
+    return (await session.scalars(stmt)).all()
