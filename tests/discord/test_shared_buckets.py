@@ -149,3 +149,33 @@ async def test_the_shared_view_stops_near_the_invalid_request_line(
     assert outcome.rate_limited
     assert outcome.after > INVALID_WINDOW_S - 5
     assert discord_sim.discord.received == []
+
+
+def test_the_local_view_waits_for_the_bucket_the_lease_and_a_429() -> None:
+    view = LocalBuckets()
+    grant = view.reserve("1", now=10.0)
+    assert grant.wait == 0
+    assert view.reserve("1", now=10.001).wait > 0  # one request in flight per webhook
+    view.settle("1", grant.lease, Answer(200, remaining=0, reset_after=1.5), now=10.1)
+    assert view.reserve("1", now=10.2).wait == pytest.approx(1.4)
+    assert view.reserve("2", now=10.2).wait == 0  # another webhook, another bucket
+    late = view.reserve("1", now=11.7)
+    view.settle("1", late.lease, Answer(429, retry_after=3.0, shared=True), now=11.8)
+    assert view.reserve("1", now=12.0).wait == pytest.approx(2.8)
+    after = view.reserve("1", now=14.9)
+    assert after.wait == 0
+    assert view.reserve("1", now=14.95).wait > 0  # lease held
+    view.settle("1", after.lease, Answer(200, remaining=4, reset_after=2.0), now=15.0)
+    assert view.reserve("1", now=15.0).wait == pytest.approx(CHANNEL_PACE_S - 0.1)
+
+
+def test_the_local_view_pauses_everything_for_a_global_429_and_a_ban() -> None:
+    view = LocalBuckets()
+    grant = view.reserve("1", now=0.0)
+    view.settle("1", grant.lease, Answer(429, retry_after=0.5, is_global=True), now=0.0)
+    assert view.reserve("2", now=0.1).wait == pytest.approx(0.4)
+    grant = view.reserve("2", now=1.0)
+    view.settle("2", grant.lease, Answer(429, cloudflare=True), now=1.0)
+    banned = view.reserve("3", now=2.0)
+    assert banned.stop == "ban"
+    assert banned.wait > 800

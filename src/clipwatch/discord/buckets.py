@@ -313,6 +313,11 @@ class Buckets:
             except (RedisError, OSError) as exc:
                 self._fail(exc)
 
+    def abandon(self, webhook_id: str, grant: Grant) -> None:
+        """The send was cancelled: free a local lease now (a shared one lapses by itself)."""
+        if not grant.shared:
+            self.local.settle(webhook_id, grant.lease, Answer(0))
+
     async def aclose(self) -> None:
         if self._shared is not None:
             await self._shared.aclose()

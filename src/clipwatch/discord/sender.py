@@ -136,6 +136,9 @@ class WebhookSender:
         except httpx.TransportError as exc:
             await self.buckets.settle(target.webhook_id, grant, Answer(0))
             return RetryLater(f"Discord did not answer ({type(exc).__name__})")
+        except asyncio.CancelledError:
+            self.buckets.abandon(target.webhook_id, grant)  # a stopping worker frees its lease
+            raise
         facts = read_answer(answer)
         await self.buckets.settle(target.webhook_id, grant, facts)
         return self._outcome(answer, facts)
