@@ -59,21 +59,6 @@ async def release(session: AsyncSession, channel_id: str, owner: str) -> None:
     )
 
 
-async def live_clip_ids(
-    session: AsyncSession,
-    channel_id: str,
-    *,
-    created_after: datetime | None = None,
-    created_before: datetime | None = None,
-) -> list[str]:
-    stmt = select(Clip.id).where(Clip.broadcaster_id == channel_id, Clip.deleted_at.is_(None))
-    if created_after is not None:
-        stmt = stmt.where(Clip.created_at >= created_after)
-    if created_before is not None:
-        stmt = stmt.where(Clip.created_at < created_before)
-    return list((await session.scalars(stmt.order_by(Clip.created_at.desc()))).all())
-
-
 async def mark_deleted(session: AsyncSession, clip_ids: Sequence[str], now: datetime) -> int:
     if not clip_ids:
         return 0
