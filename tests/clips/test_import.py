@@ -9,22 +9,25 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from clipwatch.clips.importer import ImportReport, import_clips, parse_lines
 from clipwatch.db.models import Channel, Clip, Game
+from clipwatch.twitch.helix import TITLE_MAX
 from tests.factories import helix_clip, store_clips
 
 
 def test_bad_lines_are_reported_by_number_and_good_ones_kept() -> None:
     good = orjson.dumps(helix_clip())
-    no_tz = orjson.dumps(helix_clip(created_at="2025-01-01T10:00:00"))
-    negative = orjson.dumps(helix_clip(view_count=-3))
+    no_tz = orjson.dumps(helix_clip(created_at="2025-01-01 10:00:00"))  # read as UTC
+    negative = orjson.dumps(helix_clip(view_count=-3))  # read as 0
     no_id = orjson.dumps({k: v for k, v in helix_clip().items() if k != "id"})
-    lines = [good, b"{not json", b"", no_tz, good, negative, no_id, b"   "]
+    no_time = orjson.dumps(helix_clip(created_at="yesterday"))
+    lines = [good, b"{not json", b"", no_tz, good, negative, no_id, b"   ", no_time]
     report = ImportReport()
     rows = [row for batch in parse_lines(lines, report) for row in batch]
-    assert len(rows) == 2
-    assert report.bad_lines == 4
-    assert [number for number, _ in report.errors] == [2, 4, 6, 7]
-    assert "created_at" in report.errors[1][1]
-    assert "view_count" in report.errors[2][1]
+    assert len(rows) == 4
+    assert [row["view_count"] for row in rows if row["view_count"] <= 0] == [0]
+    assert report.bad_lines == 3
+    assert [number for number, _ in report.errors] == [2, 7, 9]
+    assert report.errors[1][1].startswith("id:")
+    assert "created_at" in report.errors[2][1]
 
 
 def test_tolerant_parsing_of_helix_quirks() -> None:
@@ -36,6 +39,24 @@ def test_tolerant_parsing_of_helix_quirks() -> None:
     assert row["language"] == ""
     assert row["duration"] == 0
     assert "surprise" not in row
+
+
+async def test_hostile_text_is_cleaned_and_cut_before_it_is_stored(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    """NUL (PostgreSQL refuses it; SQLite would keep it) and other controls are dropped, a
+    100,000-character title is cut, and a lone surrogate escape still reads."""
+    hostile = helix_clip(
+        id="Hostile", title="a\x00b\x07c " + "t" * 100_000, creator_name="cre\x00ator\x1b"
+    )
+    surrogate = orjson.dumps(helix_clip(id="Surrogate")).replace(b"test clip", b"x\\ud800y")
+    report = await import_clips(sessionmaker, [orjson.dumps(hostile), surrogate])
+    assert (report.inserted, report.bad_lines) == (2, 0)
+    async with sessionmaker() as session:
+        rows = {c.id: c for c in (await session.scalars(select(Clip))).all()}
+    assert rows["Hostile"].title == ("abc " + "t" * 100_000)[:TITLE_MAX]
+    assert rows["Hostile"].creator_name == "creator"
+    assert rows["Surrogate"].title.startswith("xy ")
 
 
 async def test_upsert_counts_and_leaves_unchanged_rows_alone(

@@ -182,10 +182,29 @@ class GamePage(BaseModel):
     next_cursor: str | None
 
 
+class FailingChannel(BaseModel):
+    channel_id: str
+    login: str | None
+    last_error: str | None = Field(description="One line: what went wrong at the last try")
+    last_error_at: datetime | None
+    consecutive_failures: int
+    last_success_at: datetime | None = Field(
+        description="The channel's last good step: it has been failing since (null: never)"
+    )
+    next_try_at: datetime | None = Field(description="Workers leave it alone until then")
+
+
 class SyncStatus(BaseModel):
     channels: int = Field(description="Tracked channels")
     backfilling: int = Field(description="Tracked channels whose history is still being read")
     last_synced_at: datetime | None = Field(description="The newest incremental sync")
+    failing: int = Field(description="Tracked channels whose last sync step failed")
+    failing_channels: list[FailingChannel] = Field(
+        description="Those channels (up to 100), the longest failing first"
+    )
+    quarantined: int = Field(
+        description="Clips Twitch sent that could not be stored (`clipwatch sync --quarantine`)"
+    )
 
 
 class DeliveryStatus(BaseModel):

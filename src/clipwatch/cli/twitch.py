@@ -14,11 +14,11 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from clipwatch.cli.common import fail, in_transaction, open_engine, run, settings_or_exit
 from clipwatch.config import Settings
-from clipwatch.db.engine import create_sessionmaker
+from clipwatch.db.engine import create_sessionmaker, session_scope
 from clipwatch.db.migrate import upgrade_database
-from clipwatch.db.repositories import catalog, sync_state
+from clipwatch.db.repositories import catalog, quarantine, sync_state
 from clipwatch.monitoring.logging import configure_logging
-from clipwatch.twitch import sync
+from clipwatch.twitch import channel_health, sync
 from clipwatch.twitch.client import HelixClient, client_from_settings
 
 channels_app = typer.Typer(help="The Twitch channels clipwatch archives.", no_args_is_help=True)
@@ -69,7 +69,9 @@ def list_channels() -> None:
     settings = settings_or_exit()
 
     async def work(session: AsyncSession) -> Table:
-        table = Table("login", "id", "backfill", "last incremental", "last refresh")
+        table = Table(
+            "login", "id", "backfill", "last incremental", "last refresh", "last error", "next try"
+        )
         for channel in await sync_state.tracked_channels(session):
             state = await sync_state.get_state(session, channel.id)
             if state.backfill_completed_at:
@@ -84,6 +86,8 @@ def list_channels() -> None:
                 backfill,
                 _when(state.last_incremental_at),
                 _when(state.last_refresh_at),
+                _error(state.last_error, state.consecutive_failures),
+                _when(state.next_try_at) if state.next_try_at else "",
             )
         return table
 
@@ -92,6 +96,12 @@ def list_channels() -> None:
 
 def _when(moment: datetime | None) -> str:
     return f"{moment:%Y-%m-%d %H:%M}" if moment else "never"
+
+
+def _error(error: str | None, failures: int) -> str:
+    if not error:
+        return ""
+    return f"{error} ({failures} in a row)" if failures > 1 else error
 
 
 @channels_app.command("remove")
@@ -110,9 +120,21 @@ def remove(login: Annotated[str, typer.Argument(help="Twitch login or id")]) -> 
 def sync_command(
     channel: Annotated[str | None, typer.Option(help="Only this channel (login or id)")] = None,
     backfill: Annotated[bool, typer.Option(help="Also fetch each channel's whole history")] = False,
+    quarantine_list: Annotated[
+        bool,
+        typer.Option(
+            "--quarantine", help="List the clips that could not be stored (and sync nothing)"
+        ),
+    ] = False,
 ) -> None:
-    """One sync pass: new clips, refreshed views and deletions, and (--backfill) history."""
+    """One sync pass: new clips, refreshed views and deletions, and (--backfill) history.
+
+    Every channel is tried, those waiting out a backoff too; a failed channel does not stop
+    the others, and makes the command exit 1 after the pass."""
     settings = settings_or_exit()
+    if quarantine_list:
+        Console().print(run(in_transaction(settings, _quarantine_table)))
+        return
     configure_logging(settings.log_level, settings.log_format, settings.log_file)
     with Progress(
         TextColumn("[bold]{task.description}"),
@@ -140,19 +162,50 @@ def sync_command(
 
         async def work(
             client: HelixClient, sm: async_sessionmaker[AsyncSession]
-        ) -> sync.SyncReport:
+        ) -> tuple[sync.SyncReport, dict[str, str]]:
             clients.append(client)
-            return await sync.sync_all(
-                client, sm, backfill=backfill, only=channel, progress=progress
+            report = await sync.sync_all(
+                client, sm, backfill=backfill, only=channel, progress=progress, ignore_backoff=True
             )
+            async with session_scope(sm) as session:
+                logins = {c.id: c.login or c.id for c in await sync_state.tracked_channels(session)}
+            return report, logins
 
-        report = run(_with_twitch(settings, work))
+        try:
+            report, logins = run(_with_twitch(settings, work))
+        except typer.Exit:
+            raise
+        except Exception as exc:  # anything unforeseen: still one line, not a traceback
+            fail(f"sync failed: {channel_health.describe_failure(exc)}")
     typer.echo(
         f"{report.inserted:,} new clips, {report.updated:,} updated, {report.deleted:,} deleted "
         f"({report.windows:,} windows, {report.splits:,} splits)"
     )
     if report.skipped_channels:
-        typer.echo(f"skipped (another worker holds them): {', '.join(report.skipped_channels)}")
+        names = ", ".join(logins.get(c, c) for c in report.skipped_channels)
+        typer.echo(f"skipped (another worker holds them): {names}")
+    if report.quarantined:
+        typer.echo(f"{report.quarantined:,} clips quarantined (see `clipwatch sync --quarantine`)")
+    if report.failed_channels:
+        failures = "; ".join(
+            f"{logins.get(c, c)}: {error}" for c, error in report.failed_channels.items()
+        )
+        fail(f"{len(report.failed_channels)} channel(s) failed: {failures}")
+
+
+async def _quarantine_table(session: AsyncSession) -> Table:
+    table = Table("clip", "channel", "reason", "times seen", "last seen", title="Quarantined clips")
+    for row, login in await quarantine.list_quarantined(session, limit=500):
+        table.add_row(
+            row.clip_id or f"(no id) {row.key[:19]}",
+            login or row.broadcaster_id or "",
+            row.reason,
+            str(row.times_seen),
+            _when(row.last_seen_at),
+        )
+    if not table.row_count:
+        table.caption = "none"
+    return table
 
 
 @simulate_app.command("twitch")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -14,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from clipwatch.db.engine import session_scope
 from clipwatch.db.repositories import catalog, clip_writes
 from clipwatch.discord import outbox
-from clipwatch.twitch.helix import HelixClip
+from clipwatch.twitch.helix import HelixClip, explain_invalid
 
 BATCH_SIZE = 5_000
 MAX_REPORTED_ERRORS = 1_000
@@ -36,15 +37,21 @@ class ImportReport:
 
 
 def parse_line(line: str | bytes) -> dict[str, Any]:
-    """One Helix clip from one JSON line, as a row for the clip table."""
-    clip = HelixClip.model_validate_json(line)
+    """One Helix clip from one JSON line, as a row for the clip table: read as the sync
+    reads it (HelixClip cleans and bounds its text), so import stores what sync would."""
+    try:
+        clip = HelixClip.model_validate_json(line)
+    except ValidationError as exc:
+        # The fast parser refuses lone surrogate escapes ("\ud800"), which JSON allows:
+        # such a line is read again by the standard one (HelixClip drops the surrogates).
+        if exc.errors()[0]["type"] != "json_invalid":
+            raise
+        try:
+            payload = json.loads(line)
+        except ValueError:
+            raise exc from None
+        clip = HelixClip.model_validate(payload)
     return dict(vars(clip))
-
-
-def _explain(exc: ValidationError) -> str:
-    first = exc.errors()[0]
-    where = ".".join(str(p) for p in first["loc"])
-    return f"{where}: {first['msg']}" if where else str(first["msg"])
 
 
 def parse_lines(
@@ -61,7 +68,7 @@ def parse_lines(
         except ValidationError as exc:
             report.bad_lines += 1
             if len(report.errors) < MAX_REPORTED_ERRORS:
-                report.errors.append((number, _explain(exc)))
+                report.errors.append((number, explain_invalid(exc)))
             continue
         if len(batch) >= BATCH_SIZE:
             yield batch

@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import json
 import random
 import secrets
 import string
@@ -77,6 +78,10 @@ class SimClip:
     is_featured: bool
     deleted: bool = False
     views_per_hour: float = 0.0  # growth over its first GROWTH_HOURS (`views_grow`)
+    # What a broken or hostile server sends instead: fields replaced as given (any JSON
+    # value, NUL and control characters included) and keys left out, in Get Clips answers.
+    raw: dict[str, Any] = field(default_factory=dict)
+    drop: set[str] = field(default_factory=set)
 
     def views(self, now: datetime | None = None) -> int:
         if not self.views_per_hour:
@@ -85,6 +90,13 @@ class SimClip:
         return self.view_count + int(self.views_per_hour * min(max(age, 0.0), GROWTH_HOURS))
 
     def helix(self) -> dict[str, Any]:
+        data = self._helix()
+        data.update(self.raw)
+        for key in self.drop:
+            data.pop(key, None)
+        return data
+
+    def _helix(self) -> dict[str, Any]:
         return {
             "id": self.id,
             "url": f"https://clips.twitch.tv/{self.id}",
@@ -515,6 +527,15 @@ class TwitchSimulator:
             elif path == "/_sim/faults/clear":
                 self.faults.clear()
                 await _answer(send, 200, {})
+            elif path == "/_sim/raw":
+                # ?id=CLIP&fields={"title": "a\u0000b"}&drop=created_at,id
+                clip = self.clips_by_id[_one(query, "id") or ""]
+                fields = json.loads(_one(query, "fields") or "{}")
+                if not isinstance(fields, dict):
+                    raise ValueError("fields must be a JSON object")
+                clip.raw.update(fields)
+                clip.drop.update(k for k in (_one(query, "drop") or "").split(",") if k)
+                await _answer(send, 200, clip.helix())
             elif path == "/_sim/expire-tokens":
                 self.expire_tokens()
                 await _answer(send, 200, {})

@@ -34,14 +34,14 @@ import structlog
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from clipwatch.clips.importer import KnownReferences, store_batch
+from clipwatch.clips.importer import KnownReferences
 from clipwatch.db.engine import session_scope
 from clipwatch.db.repositories import absence, catalog, sync_state
 from clipwatch.discord import outbox
 from clipwatch.errors import NotFound
-from clipwatch.twitch import deletions
+from clipwatch.twitch import channel_health, deletions, intake
 from clipwatch.twitch.client import HelixClient
-from clipwatch.twitch.helix import HelixClip
+from clipwatch.twitch.helix import HelixGame, HelixUser, explain_invalid
 
 log = structlog.get_logger(__name__)
 
@@ -86,6 +86,10 @@ class SyncReport:
     updated: int = 0
     deleted: int = 0
     restored: int = 0  # clips marked deleted that Twitch listed again
+    unreadable: int = 0  # clips Twitch sent that could not be read (quarantined)
+    quarantined: int = 0  # unreadable clips and clips the database refused
+    failed_channels: dict[str, str] = field(default_factory=dict)  # channel id -> error
+    backing_off: list[str] = field(default_factory=list)  # failed before; their retry is due later
     skipped_channels: list[str] = field(default_factory=list)
     # (channel id, phase, started, ended) of every step this worker did under its lease
     steps: list[tuple[str, str, datetime, datetime]] = field(default_factory=list)
@@ -98,8 +102,10 @@ class WindowCut(Exception):
 async def read_window(
     client: HelixClient, broadcaster_id: str, start: datetime, end: datetime
 ) -> list[dict[str, Any]]:
-    """Every clip of the window, or WindowCut."""
+    """Every clip of the window as Twitch sent it, or WindowCut. Elements without a string
+    id are kept too (after the others): they are quarantined, not lost unseen."""
     clips: dict[str, dict[str, Any]] = {}
+    odd: list[Any] = []
     after: str | None = None
     seen: set[str] = set()
     while True:
@@ -109,36 +115,48 @@ async def read_window(
         for clip in page:
             if isinstance(clip, dict) and isinstance(clip.get("id"), str):
                 clips[clip["id"]] = clip
-        if len(clips) >= CAP_GUARD:
+            else:
+                odd.append(clip)
+        if len(clips) + len(odd) >= CAP_GUARD:
             raise WindowCut
         if not cursor:
-            return list(clips.values())
+            return [*clips.values(), *odd]
         if cursor == after or cursor in seen:
             raise WindowCut  # a stuck cursor: smaller windows need fewer pages
         seen.add(cursor)
         after = cursor
 
 
-def _rows(clips: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    rows = []
-    for clip in clips:
-        try:
-            rows.append(dict(vars(HelixClip.model_validate(clip))))
-        except ValidationError as exc:
-            log.warning("twitch_clip_unreadable", clip_id=clip.get("id"), error=str(exc)[:200])
-    return rows
-
-
 async def _store(
-    session: AsyncSession, clips: list[dict[str, Any]], report: SyncReport, known: KnownReferences
+    session: AsyncSession,
+    clips: list[dict[str, Any]],
+    report: SyncReport,
+    known: KnownReferences,
+    *,
+    channel_id: str | None = None,
 ) -> None:
-    rows = _rows(clips)
-    report.clips_seen += len(rows)
-    if rows:
-        result = await store_batch(session, rows, known=known, notify=True)
-        report.inserted += result.inserted
-        report.updated += result.updated
-        await deletions.note_listed(session, [r["id"] for r in rows], report, datetime.now(UTC))
+    """Store the clips Twitch sent; the ones that cannot be stored go to quarantine."""
+    await _store_read(session, intake.read_clips(clips), report, known, channel_id=channel_id)
+
+
+async def _store_read(
+    session: AsyncSession,
+    read: intake.ClipsRead,
+    report: SyncReport,
+    known: KnownReferences,
+    *,
+    channel_id: str | None = None,
+) -> None:
+    report.clips_seen += len(read.rows)
+    report.unreadable += len(read.unreadable)
+    stored = await intake.store_clips(
+        session, read, channel_id=channel_id, known=known, notify=True
+    )
+    report.inserted += stored.inserted
+    report.updated += stored.updated
+    report.quarantined += stored.quarantined
+    if read.rows:
+        await deletions.note_listed(session, list(read.rows), report, datetime.now(UTC))
 
 
 Progress = Callable[[str, datetime, datetime, SyncReport], None]
@@ -175,13 +193,14 @@ async def walk_windows(
             if window_end - cursor <= MIN_WINDOW:
                 raise RuntimeError(f"more than a query's worth of clips in {MIN_WINDOW}") from None
             continue
-        games = await _new_games(client, sessionmaker, clips, named)
+        read = intake.read_clips(clips)
+        games = await _new_games(client, sessionmaker, list(read.rows.values()), named)
         async with session_scope(sessionmaker) as session:
             if owner is not None and not await sync_state.claim(
                 session, channel_id, owner, datetime.now(UTC), LEASE
             ):
                 raise LeaseLost(channel_id)
-            await _store(session, clips, report, known)
+            await _store_read(session, read, report, known, channel_id=channel_id)
             if games:
                 await catalog.name_games(session, games)
             if mark is not None:
@@ -358,35 +377,28 @@ async def refresh_channel(
         state.last_refresh_at = datetime.now(UTC)
 
 
-def _created(clip: dict[str, Any]) -> datetime | None:
-    try:
-        return datetime.fromisoformat(str(clip.get("created_at")).replace("Z", "+00:00"))
-    except ValueError:
-        return None
-
-
 def _game_rows(games: list[dict[str, Any]]) -> list[tuple[str, str, str]]:
-    return [
-        (str(g["id"]), str(g.get("name") or ""), str(g.get("box_art_url") or ""))
-        for g in games
-        if g.get("id")
-    ]
+    rows = []
+    for payload in games:
+        try:
+            game = HelixGame.model_validate(payload)
+        except ValidationError as exc:
+            log.warning("twitch_game_unreadable", error=explain_invalid(exc))
+            continue
+        rows.append((game.id, game.name, game.box_art_url))
+    return rows
 
 
 async def _new_games(
     client: HelixClient,
     sessionmaker: Sessionmaker,
-    clips: list[dict[str, Any]],
+    rows: list[dict[str, Any]],
     named: set[str],
 ) -> list[tuple[str, str, str]]:
-    """The games of fresh `clips` without a name yet, described by Twitch (`named`
-    remembers the ones seen named, across the windows of one walk)."""
+    """The games of fresh clips (`rows` read by HelixClip) without a name yet, described by
+    Twitch (`named` remembers the ones seen named, across the windows of one walk)."""
     fresh_after = datetime.now(UTC) - outbox.FRESH
-    ids = {
-        str(c["game_id"])
-        for c in clips
-        if c.get("game_id") and (_created(c) or fresh_after) >= fresh_after
-    } - named
+    ids = {r["game_id"] for r in rows if r["game_id"] and r["created_at"] >= fresh_after} - named
     if not ids:
         return []
     async with session_scope(sessionmaker) as session:
@@ -425,18 +437,22 @@ async def add_channels(
 async def track_users(session: AsyncSession, users: list[dict[str, Any]]) -> list[str]:
     """Store Get Users records as tracked channels; their logins."""
     added = []
-    for user in users:
-        created = user.get("created_at")
+    for payload in users:
+        try:
+            user = HelixUser.model_validate(payload)
+        except ValidationError as exc:
+            log.warning("twitch_user_unreadable", error=explain_invalid(exc))
+            continue
         await catalog.track_channel(
             session,
-            channel_id=str(user["id"]),
-            login=str(user["login"]),
-            display_name=str(user.get("display_name") or user["login"]),
-            profile_image_url=user.get("profile_image_url") or None,
-            account_created_at=datetime.fromisoformat(created) if created else None,
+            channel_id=user.id,
+            login=user.login,
+            display_name=user.display_name or user.login,
+            profile_image_url=user.profile_image_url or None,
+            account_created_at=user.created_at,
         )
-        await sync_state.get_state(session, str(user["id"]))
-        added.append(str(user["login"]))
+        await sync_state.get_state(session, user.id)
+        added.append(user.login)
     return added
 
 
@@ -463,12 +479,16 @@ async def sync_all(
     owner: str | None = None,
     progress: Progress | None = None,
     deletion_wait: timedelta = deletions.CONFIRM_WAIT,  # CLIPWATCH_DELETION_CONFIRM_MINUTES
+    ignore_backoff: bool = False,
 ) -> SyncReport:
     """One pass over the tracked channels, in the order a short budget is best spent: new
     clips and the last day's refresh for every channel first, then (when asked) backfill.
 
     Each channel is claimed for its step and released after it, so several workers share
     the channels between them; a channel another worker holds is skipped this pass.
+    A channel's failure costs that channel only (channel_health): it is recorded, the
+    channel waits out its backoff (unless `ignore_backoff`: an operator's own pass), and
+    the other channels go on.
     """
     owner = owner or worker_name()
     report = SyncReport()
@@ -481,13 +501,20 @@ async def sync_all(
     if only is not None and not channels:
         raise NotFound(f"{only} is not a tracked channel")
     skipped: set[str] = set()
+    due = channels
+    if not ignore_backoff:
+        due = await channel_health.due_channels(sessionmaker, channels, datetime.now(UTC))
+        report.backing_off = [c for c in channels if c not in due]
     phases = ["recent", "backfill"] if backfill else ["recent"]
     for phase in phases:
-        for channel_id in channels:
+        for channel_id in due:
+            if channel_id in report.failed_channels:
+                continue  # its backfill waits for its backoff too
             if not await _claim(sessionmaker, channel_id, owner):
                 skipped.add(channel_id)
                 continue
             started = datetime.now(UTC)
+            readable, unreadable = report.clips_seen, report.unreadable
             try:
                 if phase == "recent":
                     await incremental_channel(client, sessionmaker, channel_id, report, owner=owner)
@@ -499,9 +526,31 @@ async def sync_all(
                     await backfill_channel(
                         client, sessionmaker, channel_id, report, progress=progress, owner=owner
                     )
+                if report.unreadable > unreadable and report.clips_seen == readable:
+                    raise channel_health.UnreadableChannel(
+                        f"every clip Twitch returned was unreadable "
+                        f"({report.unreadable - unreadable} quarantined)"
+                    )
+            except LeaseLost:
+                # Another worker took the channel over: its step, not a failure of ours.
+                log.warning("sync_lease_lost", channel_id=channel_id, phase=phase, owner=owner)
+                skipped.add(channel_id)
+                continue
+            except Exception as exc:  # one channel's failure, whatever it is, costs that channel
+                report.failed_channels[channel_id] = channel_health.describe_failure(exc)
+                log.warning(
+                    "sync_channel_failed",
+                    channel_id=channel_id,
+                    phase=phase,
+                    error=report.failed_channels[channel_id],
+                )
+                log.debug("sync_channel_failed_trace", channel_id=channel_id, exc_info=True)
             finally:
                 ended = datetime.now(UTC)
                 await _release(sessionmaker, channel_id, owner)
+            await channel_health.record_outcome(
+                sessionmaker, channel_id, report.failed_channels.get(channel_id)
+            )
             report.steps.append((channel_id, phase, started, ended))
             log.info(
                 "sync_channel_done",
@@ -511,6 +560,9 @@ async def sync_all(
                 started=started.isoformat(),
                 ended=ended.isoformat(),
             )
-    await name_games(client, sessionmaker)
+    try:
+        await name_games(client, sessionmaker)
+    except Exception as exc:  # the names follow next pass; the clips are stored
+        log.warning("games_naming_failed", error=channel_health.describe_failure(exc))
     report.skipped_channels = sorted(skipped)
     return report

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from clipwatch.db.engine import touch
 from clipwatch.db.models import Channel, ChannelSync, Clip, Game
+from clipwatch.db.repositories import quarantine
 from clipwatch.db.repositories._dialect import insert_for
 
 
@@ -108,4 +109,35 @@ async def sync_summary(session: AsyncSession) -> dict[str, Any]:
         .where(Channel.tracked.is_(True))
     )
     channels, backfilling, last = (await session.execute(stmt)).one()
-    return {"channels": int(channels), "backfilling": int(backfilling), "last_synced_at": last}
+    failing = await failing_channels(session)
+    return {
+        "channels": int(channels),
+        "backfilling": int(backfilling),
+        "last_synced_at": last,
+        "failing": len(failing),
+        "failing_channels": failing,
+        "quarantined": await quarantine.count_quarantined(session),
+    }
+
+
+async def failing_channels(session: AsyncSession, limit: int = 100) -> list[dict[str, Any]]:
+    """Tracked channels whose last step failed, the longest failing first."""
+    stmt = (
+        select(Channel.id, Channel.login, ChannelSync)
+        .join(ChannelSync, ChannelSync.channel_id == Channel.id)
+        .where(Channel.tracked.is_(True), ChannelSync.consecutive_failures > 0)
+        .order_by(ChannelSync.consecutive_failures.desc(), Channel.id)
+        .limit(limit)
+    )
+    return [
+        {
+            "channel_id": channel_id,
+            "login": login,
+            "last_error": state.last_error,
+            "last_error_at": state.last_error_at,
+            "consecutive_failures": state.consecutive_failures,
+            "last_success_at": state.last_success_at,
+            "next_try_at": state.next_try_at,
+        }
+        for channel_id, login, state in (await session.execute(stmt)).all()
+    ]
