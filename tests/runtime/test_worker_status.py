@@ -84,14 +84,17 @@ async def test_a_dying_delivery_task_is_restarted_and_status_tells(
             body = await until(
                 lambda: _when(
                     status(),
-                    lambda b: tasks_of(b, name).get("deliveries", {}).get("restarts", 0) >= 2,
+                    lambda b: (
+                        tasks_of(b, name).get("deliveries", {}).get("restarts", 0) >= 2
+                        and tasks_of(b, name)["sync"]["last_success_at"] is not None
+                    ),
                 ),
                 "restarts in status",
             )
             deliveries = tasks_of(body, name)["deliveries"]
             assert deliveries["last_error"] == "ZeroDivisionError: a bug in one pass"
             assert deliveries["state"] in ("restarting", "running")
-            assert tasks_of(body, name)["sync"]["last_success_at"] is not None
+            assert tasks_of(body, name)["sync"]["consecutive_failures"] == 0
             assert any(name in p and "deliveries" in p for p in body["problems"]), body
             assert stats.running
 
