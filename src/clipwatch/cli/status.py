@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from clipwatch.cli.common import in_transaction, run, settings_or_exit
 from clipwatch.db.repositories import notifications, sync_state
-from clipwatch.runtime.status import WorkerReport, worker_problems, worker_reports
+from clipwatch.runtime.status import WorkerReport, sync_problems, worker_problems, worker_reports
 
 
 @dataclass
@@ -77,7 +77,7 @@ def status_command(
         console.print(_workers_table(status.workers))
     else:
         console.print("no worker has reported in the last hour")
-    problems = worker_problems(status.workers)
+    problems = worker_problems(status.workers) + sync_problems(status.sync)
     for problem in problems:
         console.print(f"[red]problem:[/red] {problem}", highlight=False, soft_wrap=True)
     if check and problems:

@@ -57,6 +57,32 @@ async def worker_reports(session: AsyncSession) -> list[WorkerReport]:
     return sorted(reports, key=lambda r: (not r.alive, r.worker))
 
 
+SHOWN_CHANNELS = 10
+
+
+def sync_problems(summary: dict[str, Any]) -> list[str]:
+    """Failing channels (the first few by name) and quarantined clips."""
+    problems = []
+    failing = summary.get("failing_channels") or []
+    for channel in failing[:SHOWN_CHANNELS]:
+        name = channel.get("login") or channel.get("channel_id")
+        retry = channel.get("next_try_at")
+        problems.append(
+            f"channel {name}: sync failing ({channel.get('consecutive_failures')} in a row"
+            + (f", next try {retry:%H:%M:%S} UTC" if retry else "")
+            + f"): {channel.get('last_error')}"
+        )
+    more = int(summary.get("failing") or 0) - len(failing[:SHOWN_CHANNELS])
+    if more > 0:
+        problems.append(f"{more} more channels failing (clipwatch channels list)")
+    quarantined = int(summary.get("quarantined") or 0)
+    if quarantined:
+        problems.append(
+            f"{quarantined} clips from Twitch could not be stored (clipwatch sync --quarantine)"
+        )
+    return problems
+
+
 def worker_problems(reports: list[WorkerReport]) -> list[str]:
     """One line per thing an operator should look at."""
     problems = []

@@ -113,12 +113,23 @@ async def sync_forever(
         else:
             stats.inserted += report.inserted
             stats.last_error = None
-            state.succeeded(passes=stats.passes + 1, inserted=stats.inserted)
+            # A pass with failing channels is still a pass: each channel's failure is on
+            # its own sync state (and in status), and the others were synced.
+            state.succeeded(
+                passes=stats.passes + 1,
+                inserted=stats.inserted,
+                failed_channels=len(report.failed_channels),
+                quarantined=report.quarantined,
+            )
             log.info(
                 "sync_pass_done",
                 inserted=report.inserted,
                 updated=report.updated,
                 deleted=report.deleted,
+                restored=report.restored,
+                quarantined=report.quarantined,
+                failed_channels=len(report.failed_channels),
+                backing_off=len(report.backing_off),
                 skipped=len(report.skipped_channels),
                 budget_waited_s=round(client.budget.waited, 1),
             )

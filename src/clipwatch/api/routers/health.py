@@ -21,7 +21,7 @@ from clipwatch.api.schemas import (
 from clipwatch.cache.health import redis_state
 from clipwatch.cache.manager import CacheManager
 from clipwatch.db.repositories import notifications, sync_state
-from clipwatch.runtime.status import task_fields, worker_problems, worker_reports
+from clipwatch.runtime.status import sync_problems, task_fields, worker_problems, worker_reports
 from clipwatch.runtime.worker import WorkerStats
 
 router = APIRouter(tags=["health"])
@@ -85,12 +85,13 @@ async def status(state: State, session: Session) -> StatusRead:
     demo = state.settings.demo_mode
     worker = state.worker
     reports = await worker_reports(session)
+    sync = await sync_state.sync_summary(session)
     return StatusRead(
         mode="demo" if demo else "live",
         banner=DEMO_BANNER if demo else None,
         discord_sink=state.demo_sink,
         cache=_cache_status(state.cache),
-        sync=SyncStatus.model_validate(await sync_state.sync_summary(session)),
+        sync=SyncStatus.model_validate(sync),
         deliveries=DeliveryStatus.model_validate(await notifications.delivery_counts(session)),
         worker=None if worker is None else _worker_status(worker),
         workers=[
@@ -102,7 +103,7 @@ async def status(state: State, session: Session) -> StatusRead:
             )
             for r in reports
         ],
-        problems=worker_problems(reports),
+        problems=worker_problems(reports) + sync_problems(sync),
         version=version("clipwatch"),
         database="postgresql" if state.settings.is_postgres else "sqlite",
         redis=await redis_state(state.settings.redis_url),
