@@ -11,15 +11,20 @@ from clipwatch.discord.messages import (
     EMBEDS_PER_MESSAGE,
     MESSAGE_EMBED_CHARS,
     SAMPLE,
+    TEXT_VARIABLE_MAX,
     ClipView,
     CustomTemplate,
+    TemplateFailures,
     build_messages,
     cut,
     embed_chars,
+    embed_for,
     escape,
+    iter_messages,
     message_problems,
     validate_template,
 )
+from clipwatch.discord.templates import TemplateProblem
 from clipwatch.errors import InvalidInput
 
 
@@ -76,11 +81,49 @@ def test_custom_templates_are_sandboxed_and_validated() -> None:
     validate_template(good)
     [message] = build_messages(good, [clip(1, title="@here _x_")])
     assert message["embeds"][0]["title"] == "@\u200bhere \\_x\\_"
-    for bad in [
-        CustomTemplate(title="{{ title", description=""),  # syntax
-        CustomTemplate(title="{{ ''.__class__.__mro__ }}", description=""),  # sandbox
+    for bad, field, reason in [
+        (CustomTemplate(title="{{ title", description=""), "template.title", "Syntax"),
+        (CustomTemplate(title="{{ ''.__class__ }}", description=""), "template.title", "attrib"),
+        (CustomTemplate(title="", description="{{ range(9) }}"), "template.description", "call"),
+        (CustomTemplate(title="{{ views / duration }}", description=""), "template.title", "0 s"),
     ]:
-        with pytest.raises(InvalidInput):
+        with pytest.raises(InvalidInput) as raised:
             validate_template(bad)
+        assert raised.value.field == field
+        assert reason in str(raised.value)
     with pytest.raises(InvalidInput):
         build_messages("fancy", [clip(1)])
+
+
+def test_a_template_failing_on_a_clip_gives_that_clip_a_card() -> None:
+    template = CustomTemplate(title="{{ title }}", description="{{ 100 // views }}%")
+    clips = [clip(1, view_count=0), clip(2, view_count=50), clip(3, view_count=0)]
+    with pytest.raises(TemplateProblem):
+        build_messages(template, clips)
+    failures: TemplateFailures = []
+    [message] = build_messages(template, clips, template_failures=failures)
+    assert [c.id for c, _ in failures] == ["Clip1", "Clip3"]
+    assert all("ZeroDivisionError" in str(problem) for _, problem in failures)
+    embeds = message["embeds"]
+    assert [e["description"] for e in embeds[1:2]] == ["2%"]
+    assert [e == embed_for("card", c) for e, c in zip(embeds, clips, strict=True)] == [
+        True,
+        False,
+        True,
+    ]
+
+
+def test_what_a_template_sees_of_a_clip_is_bounded_and_always_renders() -> None:
+    huge = clip(1, title="@everyone " * 10_000, duration=float("nan"), view_count=2**60)
+    variables = huge.variables()
+    assert len(variables["title"]) <= TEXT_VARIABLE_MAX
+    assert variables["title"].endswith("…")
+    assert variables["duration"] == 0
+    for name in ("card", "compact", "link"):
+        assert message_problems(build_messages(name, [huge])[0]) == []
+
+
+def test_unbatched_messages_hold_one_clip_each() -> None:
+    sizes = [n for _, n in iter_messages("card", [clip(i) for i in range(3)], batching=False)]
+    assert sizes == [1, 1, 1]
+    assert [n for _, n in iter_messages("compact", [clip(i) for i in range(12)])] == [10, 2]

@@ -86,6 +86,12 @@ class RouteRead(BaseModel):
     enabled: bool
     disabled_reason: str | None
     created_at: datetime
+    last_error: str | None = Field(
+        description="The last problem the route's settings caused, e.g. its template failing "
+        "on a clip (that clip was sent with the card template)"
+    )
+    last_error_at: datetime | None
+    error_count: int = Field(description="Problems since the template was last changed")
 
     @classmethod
     def from_route(cls, route: NotificationRoute) -> RouteRead:
@@ -106,6 +112,9 @@ class RouteRead(BaseModel):
             enabled=route.enabled,
             disabled_reason=route.disabled_reason,
             created_at=route.created_at,
+            last_error=route.last_error,
+            last_error_at=route.last_error_at,
+            error_count=route.error_count or 0,
         )
 
 

@@ -12,6 +12,7 @@ from typing import Annotated, TypeVar
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from clipwatch.accounts import service as accounts
@@ -75,9 +76,13 @@ def list_routes() -> None:
     settings = settings_or_exit()
 
     async def work(session: AsyncSession) -> Table:
-        table = Table("id", "owner", "name", "webhook", "filters", "enabled")
+        table = Table("id", "owner", "name", "webhook", "filters", "enabled", "last error")
         for route in await service.routes_of(session, OPERATOR):
             state = "yes" if route.enabled else f"no: {route.disabled_reason}"
+            error = ""
+            if route.last_error:
+                when = f"{route.last_error_at:%Y-%m-%d %H:%M}" if route.last_error_at else "?"
+                error = f"{when} ({route.error_count} in all): {route.last_error}"
             table.add_row(
                 str(route.id),
                 str(route.user_id),
@@ -85,6 +90,7 @@ def list_routes() -> None:
                 f"{route.webhook_id} (token hidden)",
                 str(route.filters or {}),
                 state,
+                Text(error),  # as written: a template's [brackets] are not Rich markup
             )
         return table
 

@@ -26,13 +26,20 @@ from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from clipwatch.accounts.secrets import unseal
 from clipwatch.db.engine import session_scope
 from clipwatch.db.models import Clip, Delivery, NotificationRoute
 from clipwatch.db.repositories import catalog, notifications
-from clipwatch.discord.messages import ClipView, CustomTemplate, Template, build_messages
+from clipwatch.discord.messages import (
+    ClipView,
+    CustomTemplate,
+    Template,
+    TemplateFailures,
+    iter_messages,
+)
 from clipwatch.discord.sender import Rejected, RetryLater, Sent, WebhookSender
 from clipwatch.discord.webhook_url import WebhookTarget
 
@@ -52,6 +59,7 @@ SCHEDULE = (
 )
 JITTER = 0.2  # up to this share of the wait is added, so routes do not all retry at once
 CLAIM = timedelta(minutes=5)
+log = structlog.get_logger("clipwatch.discord")
 
 
 @dataclass
@@ -139,20 +147,36 @@ async def deliver_due(
         if not route.enabled:
             await _finish(sessionmaker, deliveries, "dead", report, error="route disabled")
             continue
-        views = {
-            d.id: view_of(clips[d.clip_id], names.get(clips[d.clip_id].game_id or ""))
-            for d in deliveries
-            if d.clip_id in clips
-        }
-        pending = [d for d in deliveries if d.id in views]
-        target = WebhookTarget(route.webhook_id, unseal(key, route.webhook_token_sealed))
-        template = template_of(route)
+        failures: TemplateFailures = []
+        try:
+            target = WebhookTarget(route.webhook_id, unseal(key, route.webhook_token_sealed))
+            views = {
+                d.id: view_of(clips[d.clip_id], names.get(clips[d.clip_id].game_id or ""))
+                for d in deliveries
+                if d.clip_id in clips
+            }
+            pending = [d for d in deliveries if d.id in views]
+            # One message at a time: as many clips as it holds when batching, else one; a
+            # clip the route's template fails on is sent as a card (and the route told).
+            batches = iter_messages(
+                template_of(route),
+                [views[d.id] for d in pending],
+                batching=route.batching,
+                template_failures=failures,
+            )
+        except Exception as exc:  # odd data or a bug costs this route's pass, never the pass
+            await _route_failed(sessionmaker, route, deliveries, exc, report)
+            continue
         while pending:
-            # One message: as many clips as it holds when batching, else one.
-            group = pending if route.batching else pending[:1]
-            message = build_messages(template, [views[d.id] for d in group])[0]
-            part = group[: len(message.get("embeds") or []) or 1]
+            try:
+                message, count = next(batches)
+            except Exception as exc:
+                await _route_failed(sessionmaker, route, pending, exc, report, target.token)
+                break
+            part = pending[:count]
             pending = pending[len(part) :]
+            if failures:
+                await _record_template_failures(sessionmaker, route, failures, target.token)
             outcome = await sender.send(target, message)
             report.messages += 1
             if isinstance(outcome, Sent):
@@ -169,6 +193,46 @@ async def deliver_due(
                 await _finish(sessionmaker, part + pending, "dead", report, error=outcome.reason)
                 break
     return report
+
+
+def _route_error(text: str, *secrets: str) -> str:
+    """An error as the route's owner sees it: bounded, and never holding a secret."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "[hidden]")
+    return text[:500]
+
+
+async def _record_template_failures(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    route: NotificationRoute,
+    failures: TemplateFailures,
+    token: str,
+) -> None:
+    clip, problem = failures[-1]
+    text = f"{problem} (clip {clip.id}; sent with the card template instead)"
+    async with session_scope(sessionmaker) as session:
+        await notifications.record_route_error(
+            session, route.id, _route_error(text, token), datetime.now(UTC), len(failures)
+        )
+    failures.clear()
+
+
+async def _route_failed(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    route: NotificationRoute,
+    deliveries: list[Delivery],
+    exc: Exception,
+    report: DeliveryReport,
+    token: str = "",
+) -> None:
+    """Building this route's messages failed unexpectedly: its deliveries are retried on the
+    schedule (then dead), the error is recorded on the route, other routes go on."""
+    log.error("route_messages_failed", route_id=route.id, error=type(exc).__name__)
+    text = _route_error(f"{type(exc).__name__}: {exc}", token, route.webhook_token_sealed)
+    async with session_scope(sessionmaker) as session:
+        await notifications.record_route_error(session, route.id, text, datetime.now(UTC))
+    await _retry(sessionmaker, deliveries, RetryLater(text), report)
 
 
 async def _finish(

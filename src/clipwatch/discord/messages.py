@@ -6,21 +6,22 @@ Rules (reference/discord-api.md §1-2, §6):
 - Each field is cut to its limit at a word boundary with "…"; a message holds at most 10
   embeds and 6,000 characters of embed text (title, description, field names and values,
   footer, author), counted after trimming.
-- Templates: three built in (`card`, `compact`, `link`) and custom ones, which are Jinja2
-  templates rendered in a sandbox over a fixed set of clip variables.
+- Templates: three built in (`card`, `compact`, `link`) and custom ones, written in a small
+  Jinja dialect over a fixed set of clip variables and rendered under a budget
+  (`templates.py`). A custom template that fails on one clip can fall back to `card` for it.
 """
 
 from __future__ import annotations
 
+import math
 import re
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from jinja2 import TemplateError, Undefined
-from jinja2.sandbox import SandboxedEnvironment
-
+from clipwatch.discord.templates import TemplateProblem, compile_template, render
 from clipwatch.errors import InvalidInput
 
 TITLE_MAX = 256
@@ -32,6 +33,8 @@ AUTHOR_MAX = 256
 CONTENT_MAX = 2000
 EMBEDS_PER_MESSAGE = 10
 MESSAGE_EMBED_CHARS = 6000
+TEXT_VARIABLE_MAX = 1024  # what a template sees of a clip's text (Twitch titles are ~100)
+VALIDATE_SECONDS = 0.05  # every sample's render together, when a template is saved
 TWITCH_PURPLE = 0x9146FF
 NO_PINGS: dict[str, list[str]] = {"parse": []}
 _MARKDOWN = re.compile(r"([\\*_~|>`\[\]()#-])")
@@ -58,12 +61,13 @@ class ClipView:
         return {
             "id": self.id,
             "url": self.url,
-            "title": escape(self.title),
-            "channel": escape(self.broadcaster_name),
-            "creator": escape(self.creator_name),
-            "game": escape(self.game_name),
+            "title": _text(self.title),
+            "channel": _text(self.broadcaster_name),
+            "creator": _text(self.creator_name),
+            "game": _text(self.game_name),
             "views": self.view_count,
-            "duration": round(self.duration),
+            # round() of NaN or infinity raises, and would break even the card.
+            "duration": round(self.duration) if math.isfinite(self.duration) else 0,
             "created_at": self.created_at.strftime("%Y-%m-%d %H:%M UTC"),
             "language": self.language,
         }
@@ -82,6 +86,11 @@ SAMPLE = ClipView(
     thumbnail_url="https://clips-media-assets2.twitch.tv/preview-480x272.jpg",
     language="en",
 )
+
+
+def _text(text: str) -> str:
+    """Escaped and cut: a 100 KB title costs no more than a short one from here on."""
+    return cut(escape(text[: TEXT_VARIABLE_MAX + 1]), TEXT_VARIABLE_MAX)
 
 
 def escape(text: str) -> str:
@@ -149,23 +158,22 @@ class CustomTemplate:
     description: str
 
 
-_jinja = SandboxedEnvironment(autoescape=False, undefined=Undefined)
-
-
-def _render(source: str, clip: ClipView) -> str:
+def _render(source: str, part: str, clip: ClipView, deadline: float | None) -> str:
     try:
-        return _jinja.from_string(source).render(clip.variables())
-    except TemplateError as exc:
-        raise InvalidInput(
-            f"template: {exc.message or type(exc).__name__}", field="template"
-        ) from None
+        return render(compile_template(source), clip.variables(), deadline=deadline)
+    except TemplateProblem as problem:
+        raise TemplateProblem(f"{part}: {problem.reason}", field=f"template.{part}") from None
 
 
-def _embed_custom(template: CustomTemplate, clip: ClipView) -> dict[str, Any]:
+def _embed_custom(
+    template: CustomTemplate, clip: ClipView, deadline: float | None = None
+) -> dict[str, Any]:
     return {
-        "title": cut(_render(template.title, clip), TITLE_MAX),
+        "title": cut(_render(template.title, "title", clip, deadline), TITLE_MAX),
         "url": clip.url,
-        "description": cut(_render(template.description, clip), DESCRIPTION_MAX),
+        "description": cut(
+            _render(template.description, "description", clip, deadline), DESCRIPTION_MAX
+        ),
         "color": TWITCH_PURPLE,
         "image": {"url": clip.thumbnail_url},
     }
@@ -194,28 +202,108 @@ def embed_chars(embed: dict[str, Any]) -> int:
     return total
 
 
-def build_messages(template: Template, clips: Sequence[ClipView]) -> list[dict[str, Any]]:
+TemplateFailures = list[tuple[ClipView, TemplateProblem]]
+
+
+def build_messages(
+    template: Template,
+    clips: Sequence[ClipView],
+    *,
+    template_failures: TemplateFailures | None = None,
+) -> list[dict[str, Any]]:
     """Execute-webhook payloads for these clips, packed as few as Discord's limits allow."""
+    return [m for m, _ in iter_messages(template, clips, template_failures=template_failures)]
+
+
+def iter_messages(
+    template: Template,
+    clips: Iterable[ClipView],
+    *,
+    batching: bool = True,
+    template_failures: TemplateFailures | None = None,
+) -> Iterator[tuple[dict[str, Any], int]]:
+    """Messages one at a time, each with the number of clips it holds (in order), each built
+    only when asked for: a worker renders a message's clips just before sending it.
+
+    A custom template that fails on a clip raises TemplateProblem, or, given a
+    `template_failures` list, is added there and that clip gets the `card` embed instead.
+    """
     if template == LINK_TEMPLATE:
-        return [{"content": cut(c.url, CONTENT_MAX), "allowed_mentions": NO_PINGS} for c in clips]
-    messages: list[dict[str, Any]] = []
+        for clip in clips:
+            yield {"content": cut(clip.url, CONTENT_MAX), "allowed_mentions": NO_PINGS}, 1
+        return
     embeds: list[dict[str, Any]] = []
     chars = 0
     for clip in clips:
-        embed = embed_for(template, clip)
+        try:
+            embed = embed_for(template, clip)
+        except TemplateProblem as problem:
+            if template_failures is None or not isinstance(template, CustomTemplate):
+                raise
+            template_failures.append((clip, problem))
+            embed = _embed_card(clip)
         size = embed_chars(embed)
         if embeds and (len(embeds) == EMBEDS_PER_MESSAGE or chars + size > MESSAGE_EMBED_CHARS):
-            messages.append({"embeds": embeds, "allowed_mentions": NO_PINGS})
+            yield {"embeds": embeds, "allowed_mentions": NO_PINGS}, len(embeds)
             embeds, chars = [], 0
         embeds.append(embed)
         chars += size
+        if not batching:
+            yield {"embeds": embeds, "allowed_mentions": NO_PINGS}, 1
+            embeds, chars = [], 0
     if embeds:
-        messages.append({"embeds": embeds, "allowed_mentions": NO_PINGS})
-    return messages
+        yield {"embeds": embeds, "allowed_mentions": NO_PINGS}, len(embeds)
+
+
+SAMPLES: tuple[tuple[str, ClipView], ...] = (
+    ("the sample clip", SAMPLE),
+    ("a clip with an empty title", replace(SAMPLE, title="")),
+    (
+        "a clip with a 4 KB title of markdown and @everyone",
+        replace(SAMPLE, title=("@everyone **big** _clip_ [x](y) `z` #1 ~~ " * 100)[:4096]),
+    ),
+    ("a clip without a game", replace(SAMPLE, game_name="")),
+    ("a clip with 0 views and 0 s", replace(SAMPLE, view_count=0, duration=0.0)),
+    ("a clip with 2**53 views", replace(SAMPLE, view_count=2**53, duration=60.0)),
+    ("a clip of 0.4 s", replace(SAMPLE, view_count=1, duration=0.4)),
+    ("a clip of an unreadable length", replace(SAMPLE, duration=float("nan"))),
+    (
+        "a clip with unicode names",
+        replace(
+            SAMPLE,
+            title="ταχύτητα 🚀 — 日本語のクリップ \u200b",
+            broadcaster_name="\uff23hewie\uff2delodies",  # fullwidth letters
+            creator_name="Zoë",
+            game_name="Pokémon™",
+            language="ja",
+        ),
+    ),
+    (
+        "a clip with empty names",
+        replace(SAMPLE, broadcaster_name="", creator_name="", language="", title="x"),
+    ),
+)
 
 
 def validate_template(template: Template) -> None:
-    """Render the sample clip and check the result against Discord's limits (when saved)."""
+    """Check a template when it is saved: a custom one must render every sample clip within
+    its budget; the messages must be within Discord's limits. InvalidInput names the problem."""
+    if isinstance(template, CustomTemplate):
+        for part, source in (("title", template.title), ("description", template.description)):
+            try:
+                compile_template(source)
+            except TemplateProblem as problem:
+                raise TemplateProblem(
+                    f"{part}: {problem.reason}", field=f"template.{part}"
+                ) from None
+        deadline = time.monotonic() + VALIDATE_SECONDS
+        for name, clip in SAMPLES:
+            try:
+                _embed_custom(template, clip, deadline)
+            except TemplateProblem as problem:
+                raise TemplateProblem(
+                    f"{problem.reason} (on {name})", field=problem.field
+                ) from None
     for message in build_messages(template, [SAMPLE] * EMBEDS_PER_MESSAGE):
         problems = message_problems(message)
         if problems:

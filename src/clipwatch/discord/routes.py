@@ -50,6 +50,9 @@ def _apply(
         target = parse_webhook_url(values.pop("webhook_url"), allowed_hosts)
         route.webhook_id = target.webhook_id
         route.webhook_token_sealed = seal(key, target.token)
+    if "template" in values and values["template"] != route.template:
+        # The errors were the old template's: the route's answer speaks of the new one.
+        route.last_error, route.last_error_at, route.error_count = None, None, 0
     for name in ("name", "filters", "template", "delay_seconds", "batching"):
         if name in values:
             setattr(route, name, values[name])

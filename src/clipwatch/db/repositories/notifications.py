@@ -63,6 +63,22 @@ async def update_deliveries(session: AsyncSession, ids: list[int], **values: Any
         await session.execute(update(Delivery).where(Delivery.id.in_(ids)).values(**values))
 
 
+async def record_route_error(
+    session: AsyncSession, route_id: int, error: str, at: datetime, count: int = 1
+) -> None:
+    """The last problem the route's own settings caused (kept); `error_count` adds `count`."""
+    stmt = (
+        update(NotificationRoute)
+        .where(NotificationRoute.id == route_id)
+        .values(
+            last_error=error,
+            last_error_at=at,
+            error_count=NotificationRoute.error_count + count,
+        )
+    )
+    await session.execute(stmt)
+
+
 async def get_route(session: AsyncSession, route_id: int) -> NotificationRoute | None:
     return await session.get(NotificationRoute, route_id)
 
