@@ -249,3 +249,20 @@ async def test_a_batch_the_database_refuses_is_stored_clip_by_clip(
     assert list(kept) == [bad["id"]]
     assert kept[bad["id"]].reason.startswith("database refused the clip:")
     assert kept[bad["id"]].payload == f'{{"id": "{bad["id"]}", "sent": "as is"}}'
+
+
+async def test_a_lone_surrogate_costs_neither_its_page_nor_its_channel(
+    sim: Sim, sessionmaker: Sessions, client: httpx.AsyncClient
+) -> None:
+    # Valid JSON ("\ud800" escaped) that orjson refuses to parse: the whole page once failed.
+    alpha = sim.twitch.add_channel("alpha", clips=20, years=0.05)
+    odd = recent(sim, alpha, title="lone \ud800 surrogate", creator_name="\udfffname")
+    await track(sim, sessionmaker, "alpha")
+    async with sim.client() as helix_client:
+        report = await sync.sync_all(helix_client, sessionmaker, backfill=True)
+    assert report.failed_channels == {}
+    clips = await stored(sessionmaker)
+    assert set(clips) == truth(sim, alpha)
+    assert (clips[odd.id].title, clips[odd.id].creator_name) == ("lone  surrogate", "name")
+    body = (await client.get("/api/v1/status")).json()
+    assert body["problems"] == []

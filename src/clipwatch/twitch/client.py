@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import random
 import time
 from collections.abc import Sequence
@@ -239,7 +240,7 @@ class HelixClient:
                 message = _json(answer).get("message", answer.reason_phrase)
                 raise TwitchError(f"Twitch answered {status}: {message}", status=status)
             try:
-                body = orjson.loads(answer.content)
+                body = _loads(answer.content)
                 if not isinstance(body, dict):
                     raise ValueError("not an object")
             except ValueError:
@@ -362,9 +363,19 @@ def _rfc3339(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def _loads(content: bytes) -> Any:
+    """JSON as Twitch (or a proxy before it) may send it. orjson refuses escaped lone
+    surrogates ("\\ud800"), which are valid JSON: one such title would make its whole page
+    unreadable, so the standard parser gets a second look (HelixClip cleans the text)."""
+    try:
+        return orjson.loads(content)
+    except orjson.JSONDecodeError:
+        return json.loads(content)
+
+
 def _json(answer: httpx.Response) -> dict[str, Any]:
     try:
-        body = orjson.loads(answer.content)
+        body = _loads(answer.content)
     except ValueError:
         return {}
     return body if isinstance(body, dict) else {}
