@@ -26,6 +26,7 @@ DATA = ROOT / "bench" / ".data"
 POSTGRES_ADMIN_URL = os.environ.get(
     "CLIPWATCH_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
+REDIS_URL = os.environ.get("CLIPWATCH_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
 SEED = 42
 
 
@@ -137,10 +138,15 @@ def served(database_url: str, workdir: Path, redis_url: str = "") -> Iterator[Se
             process.wait()
         log.close()
         if redis_url:  # the run's keys (the generations hash has no expiry)
-            client = redis.Redis.from_url(redis_url)
-            for key in client.scan_iter(f"{prefix}:*"):
-                client.delete(key)
-            client.close()
+            drop_redis_keys(redis_url, prefix)
+
+
+def drop_redis_keys(redis_url: str, prefix: str) -> None:
+    """Every key of a run's own prefix."""
+    client = redis.Redis.from_url(redis_url)
+    for key in client.scan_iter(f"{prefix}:*"):
+        client.delete(key)
+    client.close()
 
 
 def percentile(sorted_values: list[float], p: float) -> float:

@@ -5,6 +5,12 @@ schedule that sends each message at the earliest moment both the webhook's bucke
 2 s, and the channel's hidden limit, 30 per 60 s, permit). Also checked: every clip exactly
 once, every message within Discord's limits, and the 429s per scope.
 
+Then the scaled setup: the same burst on PostgreSQL + Redis, sent by 2 and by 4
+`clipwatch deliveries run` processes at once, all to the one webhook. They share its bucket
+through Redis, so the targets are those of one process: at most two 429s in all, time within
+1.2 times the limits' minimum (measured from the first message Discord accepted to the last, as
+the minimum is: the processes' start-up is not the sender's), every clip exactly once.
+
 Then the same burst again, with `clipwatch deliveries run` killed with SIGKILL halfway and
 restarted: every clip must arrive, twice at most for the one message in flight at the kill.
 """
@@ -19,6 +25,7 @@ import signal
 import sys
 import tempfile
 import time
+import uuid
 from collections import deque
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -28,6 +35,7 @@ from typing import Any
 
 import orjson
 
+from bench.common import REDIS_URL, create_database, drop_database, drop_redis_keys
 from clipwatch.accounts import service
 from clipwatch.accounts.secrets import seal
 from clipwatch.clips.importer import parse_line, store_batch
@@ -167,7 +175,7 @@ async def run_killed(clips: int) -> dict[str, Any]:
             "CLIPWATCH_DELIVERY_CLAIM_SECONDS": "5",
             "CLIPWATCH_LOG_LEVEL": "warning",
         }
-        command = [str(Path(sys.executable).parent / "clipwatch"), "deliveries", "run"]
+        command = _command()
         first = await asyncio.create_subprocess_exec(*command, env=env, cwd=tmp)
         try:
             halfway = math.ceil(clips / 10) // 2
@@ -188,10 +196,84 @@ async def run_killed(clips: int) -> dict[str, Any]:
     return {**_summary(discord, clips), "messages_at_kill": at_kill}
 
 
+def _command() -> list[str]:
+    return [str(Path(sys.executable).parent / "clipwatch"), "deliveries", "run"]
+
+
+async def run_processes(clips: int, workers: int) -> dict[str, Any]:
+    """The burst on PostgreSQL + Redis, delivered by `workers` processes at once."""
+    name, url = await create_database()
+    prefix = f"bench-{uuid.uuid4().hex[:8]}"
+    discord = DiscordSimulator()
+    hook = discord.add_webhook()
+    server = LoopbackServer(discord)
+    base = await server.start()
+    try:
+        await _prepare(url, hook, clips)
+        env = {
+            **os.environ,
+            "CLIPWATCH_DATABASE_URL": url,
+            "CLIPWATCH_SECRET_KEY": KEY.decode(),
+            "CLIPWATCH_DISCORD_API_URL": f"{base}/api/v10",
+            "CLIPWATCH_REDIS_URL": REDIS_URL,
+            "CLIPWATCH_REDIS_KEY_PREFIX": prefix,
+            "CLIPWATCH_LOG_LEVEL": "warning",
+        }
+        with tempfile.TemporaryDirectory() as tmp:
+            processes = [
+                await asyncio.create_subprocess_exec(
+                    *_command(), "--until-empty", env=env, cwd=tmp, stdout=asyncio.subprocess.PIPE
+                )
+                for _ in range(workers)
+            ]
+            try:
+                outputs = await asyncio.wait_for(
+                    asyncio.gather(*(p.communicate() for p in processes)), DEADLINE_S
+                )
+            finally:
+                for process in processes:
+                    if process.returncode is None:
+                        process.kill()  # cleanup on failure
+                        await process.wait()
+        if any(p.returncode != 0 for p in processes):
+            raise RuntimeError("a delivery process failed")
+    finally:
+        await server.stop()
+        await drop_database(name)
+        drop_redis_keys(REDIS_URL, prefix)
+    times = [r.at for r in discord.received]
+    return {
+        **_summary(discord, clips),
+        "elapsed_s": max(times) - min(times),
+        "minimum_s": minimum_seconds(len(discord.received)),
+        "per_process": [int(out.split()[0]) for out, _ in outputs],
+    }
+
+
+def _print_processes(workers: int, r: dict[str, Any], one: dict[str, Any]) -> bool:
+    ratio = r["elapsed_s"] / r["minimum_s"] if r["minimum_s"] else float("nan")
+    limited = sum(r["rate_limited"].values())
+    exact = r["delivered"] == r["unique"] == r["clips"] and r["invalid"] == 0
+    print(
+        f"{workers} processes (PostgreSQL + Redis): time {r['elapsed_s']:.1f} s vs the limits' "
+        f"minimum {r['minimum_s']:.1f} s for {r['messages']} messages → ratio {ratio:.2f} "
+        f"(target ≤ 1.20; one process in this run: {one['elapsed_s'] / one['minimum_s']:.2f}); "
+        f"429s in all {limited} (target ≤ 2) {r['rate_limited'] or ''}; "
+        f"{r['unique']:,} of {r['clips']:,} clips, {r['delivered'] - r['unique']} twice; "
+        f"deliveries per process {r['per_process']}"
+    )
+    return exact and limited <= 2 and ratio <= 1.2
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench delivery", description=__doc__)
     parser.add_argument("--clips", type=int, default=1_000)
     parser.add_argument("--no-kill", dest="kill", action="store_false", help="Skip the kill -9 run")
+    parser.add_argument(
+        "--processes",
+        default="2,4",
+        help="Process counts of the PostgreSQL + Redis runs (comma-separated; empty: none)",
+    )
     args = parser.parse_args(argv)
     r = asyncio.run(run(args.clips))
     ratio = r["elapsed_s"] / r["minimum_s"] if r["minimum_s"] else float("nan")
@@ -205,6 +287,9 @@ def main(argv: list[str]) -> int:
         f"{r['invalid']} messages over Discord's limits; 429s by scope {r['rate_limited'] or 0}"
     )
     exact = r["delivered"] == r["unique"] == r["clips"] and r["invalid"] == 0
+    for workers in [int(n) for n in args.processes.split(",") if n.strip()]:
+        scaled = asyncio.run(run_processes(args.clips, workers))
+        exact = _print_processes(workers, scaled, r) and exact
     if not args.kill:
         return 0 if exact else 1
     k = asyncio.run(run_killed(args.clips))
