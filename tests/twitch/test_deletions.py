@@ -376,3 +376,29 @@ async def test_a_clip_listed_by_get_clips_pages_is_restored_and_unsuspected(
     assert report.restored == 1
     assert await deleted_ids(sessionmaker) == set()
     assert await suspects(sessionmaker) == {}
+
+
+async def test_a_confirmation_counts_once_when_two_workers_race(sessionmaker: Sessions) -> None:
+    """Both read the suspect with no confirmation and both got an empty answer: the second
+    write finds the suspect changed and counts nothing (confirmations stay the wait apart)."""
+    from clipwatch.db.repositories import absence
+
+    first = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
+    async with session_scope(sessionmaker) as session:
+        assert await absence.add_suspects(session, "1", ["c1", "c1", "c2"], first) == 2
+        assert await absence.add_suspects(session, "1", ["c1"], first + timedelta(hours=1)) == 0
+    later = first + timedelta(minutes=10)
+    due = later - timedelta(minutes=5)
+    async with session_scope(sessionmaker) as session:
+        counted = await absence.add_confirmation(
+            session, "c1", seen=0, checked_before=due, now=later
+        )
+        again = await absence.add_confirmation(session, "c1", seen=0, checked_before=due, now=later)
+        too_soon = await absence.add_confirmation(
+            session, "c1", seen=1, checked_before=due, now=later
+        )
+    assert (counted, again, too_soon) == (1, None, None)
+    async with session_scope(sessionmaker) as session:
+        listed = await absence.due_suspects(session, "1", checked_before=due, limit=10)
+        assert [s.clip_id for s in listed] == ["c2"]
+        assert await absence.clear_suspects(session, ["c1", "c2", "c3"]) == 2
