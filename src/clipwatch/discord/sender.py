@@ -33,7 +33,19 @@ from clipwatch.discord.buckets import (
 )
 from clipwatch.discord.webhook_url import WebhookTarget
 
-__all__ = ["BAN_PAUSE_S", "CHANNEL_PACE_S", "MAX_WAIT_S", "WebhookSender", "sender_from_settings"]
+__all__ = [
+    "BAN_PAUSE_S",
+    "CHANNEL_PACE_S",
+    "MAX_WAIT_S",
+    "Gone",
+    "Outcome",
+    "Rejected",
+    "RetryLater",
+    "Sent",
+    "WebhookSender",
+    "read_answer",
+    "sender_from_settings",
+]
 
 log = structlog.get_logger("clipwatch.discord")
 
