@@ -86,6 +86,7 @@ def test_custom_templates_are_sandboxed_and_validated() -> None:
         (CustomTemplate(title="{{ ''.__class__ }}", description=""), "template.title", "attrib"),
         (CustomTemplate(title="", description="{{ range(9) }}"), "template.description", "call"),
         (CustomTemplate(title="{{ views / duration }}", description=""), "template.title", "0 s"),
+        (CustomTemplate(title="", description="a\x00b"), "template.description", "control"),
     ]:
         with pytest.raises(InvalidInput) as raised:
             validate_template(bad)
@@ -93,6 +94,8 @@ def test_custom_templates_are_sandboxed_and_validated() -> None:
         assert reason in str(raised.value)
     with pytest.raises(InvalidInput):
         build_messages("fancy", [clip(1)])
+    escaped = CustomTemplate(title="{{ '\\x00\\x1b' ~ title }}", description="")
+    assert build_messages(escaped, [clip(1)])[0]["embeds"][0]["title"] == "clip 1"
 
 
 def test_a_template_failing_on_a_clip_gives_that_clip_a_card() -> None:

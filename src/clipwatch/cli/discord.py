@@ -10,7 +10,7 @@ from enum import StrEnum
 from typing import Annotated, TypeVar
 
 import typer
-from rich.console import Console
+from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -75,14 +75,11 @@ def list_routes() -> None:
     """Every route (webhook tokens hidden)."""
     settings = settings_or_exit()
 
-    async def work(session: AsyncSession) -> Table:
-        table = Table("id", "owner", "name", "webhook", "filters", "enabled", "last error")
+    async def work(session: AsyncSession) -> Group:
+        table = Table("id", "owner", "name", "webhook", "filters", "enabled")
+        errors: list[Text] = []  # under the table: an error is too long for a column
         for route in await service.routes_of(session, OPERATOR):
             state = "yes" if route.enabled else f"no: {route.disabled_reason}"
-            error = ""
-            if route.last_error:
-                when = f"{route.last_error_at:%Y-%m-%d %H:%M}" if route.last_error_at else "?"
-                error = f"{when} ({route.error_count} in all): {route.last_error}"
             table.add_row(
                 str(route.id),
                 str(route.user_id),
@@ -90,9 +87,17 @@ def list_routes() -> None:
                 f"{route.webhook_id} (token hidden)",
                 str(route.filters or {}),
                 state,
-                Text(error),  # as written: a template's [brackets] are not Rich markup
             )
-        return table
+            if route.last_error:
+                when = f"{route.last_error_at:%Y-%m-%d %H:%M}" if route.last_error_at else "?"
+                # Text, not markup: a template's [brackets] are shown as written.
+                errors.append(
+                    Text(
+                        f"route {route.id} last error {when} ({route.error_count} in all): "
+                        f"{route.last_error}"
+                    )
+                )
+        return Group(table, *errors)
 
     Console().print(run(in_transaction(settings, work)))
 

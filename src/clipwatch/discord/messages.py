@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from clipwatch.discord.templates import TemplateProblem, compile_template, render
+from clipwatch.discord.templates import CONTROL, TemplateProblem, compile_template, render
 from clipwatch.errors import InvalidInput
 
 TITLE_MAX = 256
@@ -160,9 +160,10 @@ class CustomTemplate:
 
 def _render(source: str, part: str, clip: ClipView, deadline: float | None) -> str:
     try:
-        return render(compile_template(source), clip.variables(), deadline=deadline)
+        text = render(compile_template(source), clip.variables(), deadline=deadline)
     except TemplateProblem as problem:
         raise TemplateProblem(f"{part}: {problem.reason}", field=f"template.{part}") from None
+    return CONTROL.sub("", text)  # a '\x00' in a string literal, say
 
 
 def _embed_custom(

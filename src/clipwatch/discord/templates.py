@@ -17,6 +17,7 @@ Whatever goes wrong surfaces as `TemplateProblem`, an `InvalidInput` naming the 
 from __future__ import annotations
 
 import operator
+import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -59,6 +60,7 @@ VARIABLES = frozenset(
 )
 
 
+CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _parser = Environment(autoescape=False)  # only its parser is used: nothing is compiled
 _REFUSED = {
     nodes.For: "loops ({% for %})",
@@ -123,6 +125,8 @@ def compile_template(source: str) -> Program:
 def _compile(source: str) -> Program | str:
     if len(source) > SOURCE_MAX:
         return f"over {SOURCE_MAX} characters"
+    if CONTROL.search(source):
+        return "control characters not allowed (line breaks and tabs are)"
     try:
         tree = _parser.parse(source)
         _check(tree)
