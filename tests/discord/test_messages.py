@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
+from clipwatch.discord import messages
 from clipwatch.discord.messages import (
     EMBEDS_PER_MESSAGE,
     MESSAGE_EMBED_CHARS,
@@ -114,6 +115,17 @@ def test_a_template_failing_on_a_clip_gives_that_clip_a_card() -> None:
         False,
         True,
     ]
+
+
+def test_a_messages_renders_share_one_time_budget(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(messages, "MESSAGE_RENDER_SECONDS", -1.0)  # spent before it starts
+    template = CustomTemplate(title="{{ title }}", description="{{ views }}")
+    failures: TemplateFailures = []
+    [message] = build_messages(template, [clip(1), clip(2)], template_failures=failures)
+    assert [str(problem) for _, problem in failures] == [
+        "template: title: ran out of time (at most 20 ms a render)"
+    ] * 2
+    assert message["embeds"] == [embed_for("card", clip(1)), embed_for("card", clip(2))]
 
 
 def test_what_a_template_sees_of_a_clip_is_bounded_and_always_renders() -> None:

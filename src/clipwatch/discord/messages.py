@@ -35,6 +35,7 @@ EMBEDS_PER_MESSAGE = 10
 MESSAGE_EMBED_CHARS = 6000
 TEXT_VARIABLE_MAX = 1024  # what a template sees of a clip's text (Twitch titles are ~100)
 VALIDATE_SECONDS = 0.05  # every sample's render together, when a template is saved
+MESSAGE_RENDER_SECONDS = 0.05  # the renders of one message's clips together
 TWITCH_PURPLE = 0x9146FF
 NO_PINGS: dict[str, list[str]] = {"parse": []}
 _MARKDOWN = re.compile(r"([\\*_~|>`\[\]()#-])")
@@ -183,9 +184,9 @@ def _embed_custom(
 Template = str | CustomTemplate
 
 
-def embed_for(template: Template, clip: ClipView) -> dict[str, Any]:
+def embed_for(template: Template, clip: ClipView, deadline: float | None = None) -> dict[str, Any]:
     if isinstance(template, CustomTemplate):
-        return _embed_custom(template, clip)
+        return _embed_custom(template, clip, deadline)
     if template not in BUILTIN:
         raise InvalidInput(f"unknown template {template!r}", field="template")
     return BUILTIN[template](clip)
@@ -235,9 +236,12 @@ def iter_messages(
         return
     embeds: list[dict[str, Any]] = []
     chars = 0
+    deadline = time.monotonic() + MESSAGE_RENDER_SECONDS
     for clip in clips:
+        if not embeds:  # a message's clips share one time budget: it holds the event loop
+            deadline = time.monotonic() + MESSAGE_RENDER_SECONDS
         try:
-            embed = embed_for(template, clip)
+            embed = embed_for(template, clip, deadline)
         except TemplateProblem as problem:
             if template_failures is None or not isinstance(template, CustomTemplate):
                 raise
@@ -298,14 +302,18 @@ def validate_template(template: Template) -> None:
                     f"{part}: {problem.reason}", field=f"template.{part}"
                 ) from None
         deadline = time.monotonic() + VALIDATE_SECONDS
+        messages = []
         for name, clip in SAMPLES:
             try:
-                _embed_custom(template, clip, deadline)
+                embed = _embed_custom(template, clip, deadline)
             except TemplateProblem as problem:
                 raise TemplateProblem(
                     f"{problem.reason} (on {name})", field=problem.field
                 ) from None
-    for message in build_messages(template, [SAMPLE] * EMBEDS_PER_MESSAGE):
+            messages.append({"embeds": [embed], "allowed_mentions": NO_PINGS})
+    else:
+        messages = build_messages(template, [SAMPLE] * EMBEDS_PER_MESSAGE)
+    for message in messages:
         problems = message_problems(message)
         if problems:
             raise InvalidInput(f"template: {problems[0]}", field="template")

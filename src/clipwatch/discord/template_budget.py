@@ -50,7 +50,9 @@ class Budget:
         if self.steps > STEPS_MAX:
             raise TemplateProblem(f"over {STEPS_MAX} steps")
         if time.monotonic() > self.deadline:
-            raise TemplateProblem(f"took over {RENDER_SECONDS * 1000:.0f} ms")
+            raise TemplateProblem(
+                f"ran out of time (at most {RENDER_SECONDS * 1000:.0f} ms a render)"
+            )
 
     def allow(self, size: int, what: str) -> None:
         """Refuse an operation whose result would be too big, before it runs."""
