@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Annotated, TypeVar
 
 import typer
@@ -165,7 +165,13 @@ def sync_command(
         ) -> tuple[sync.SyncReport, dict[str, str]]:
             clients.append(client)
             report = await sync.sync_all(
-                client, sm, backfill=backfill, only=channel, progress=progress, ignore_backoff=True
+                client,
+                sm,
+                backfill=backfill,
+                only=channel,
+                progress=progress,
+                ignore_backoff=True,
+                deletion_wait=timedelta(minutes=settings.deletion_confirm_minutes),
             )
             async with session_scope(sm) as session:
                 logins = {c.id: c.login or c.id for c in await sync_state.tracked_channels(session)}
@@ -178,8 +184,8 @@ def sync_command(
         except Exception as exc:  # anything unforeseen: still one line, not a traceback
             fail(f"sync failed: {channel_health.describe_failure(exc)}")
     typer.echo(
-        f"{report.inserted:,} new clips, {report.updated:,} updated, {report.deleted:,} deleted "
-        f"({report.windows:,} windows, {report.splits:,} splits)"
+        f"{report.inserted:,} new clips, {report.updated:,} updated, {report.deleted:,} deleted, "
+        f"{report.restored:,} restored ({report.windows:,} windows, {report.splits:,} splits)"
     )
     if report.skipped_channels:
         names = ", ".join(logins.get(c, c) for c in report.skipped_channels)

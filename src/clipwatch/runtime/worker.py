@@ -28,7 +28,7 @@ from clipwatch.discord.delivery import deliver_due
 from clipwatch.discord.sender import sender_from_settings
 from clipwatch.errors import ClipwatchError
 from clipwatch.runtime.supervisor import Supervisor, TaskState, backoff, wait_for_stop
-from clipwatch.twitch import sync
+from clipwatch.twitch import deletions, sync
 from clipwatch.twitch.client import HelixClient
 
 log = structlog.get_logger("clipwatch.worker")
@@ -95,6 +95,7 @@ async def sync_forever(
     interval: float,
     passes: int = 0,
     cache: CacheManager | None = None,
+    deletion_wait: timedelta = deletions.CONFIRM_WAIT,
 ) -> None:
     """Sync every tracked channel (backfilling new ones), pass after pass; then recompute
     the hot data (channel stats) the pass outdated. A failed pass is tried again after
@@ -103,7 +104,9 @@ async def sync_forever(
     while not stop.is_set() and (passes == 0 or stats.passes < passes):
         state.working()
         try:
-            report = await sync.sync_all(client, sessionmaker, backfill=True)
+            report = await sync.sync_all(
+                client, sessionmaker, backfill=True, deletion_wait=deletion_wait
+            )
         except TRANSIENT as exc:
             stats.failed_passes += 1
             if state.failed(exc):
@@ -186,7 +189,15 @@ async def run_worker(
 
     async def syncing_body(state: TaskState) -> None:
         await sync_forever(
-            client, sessionmaker, stop, stats, state, interval=interval, passes=passes, cache=cache
+            client,
+            sessionmaker,
+            stop,
+            stats,
+            state,
+            interval=interval,
+            passes=passes,
+            cache=cache,
+            deletion_wait=timedelta(minutes=settings.deletion_confirm_minutes),
         )
 
     delivering = asyncio.create_task(supervisor.run("deliveries", deliveries, done))
