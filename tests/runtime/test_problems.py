@@ -42,3 +42,11 @@ def test_a_silent_worker_is_a_problem_and_a_stopped_one_is_not() -> None:
     silent = WorkerReport("h:2", False, NOW, running)
     assert worker_problems([silent]) == ["worker h:2 stopped reporting at 12:00:00 UTC"]
     assert worker_problems([WorkerReport("h:3", False, NOW, stopped)]) == []
+
+
+def test_a_paused_sender_is_a_problem() -> None:
+    detail = {"discord_paused": "Discord's Cloudflare ban: sending paused", "discord_429s": 1}
+    report = WorkerReport(
+        "h:4", True, NOW, [{"task": "deliveries", "state": "idle", "detail": detail}]
+    )
+    assert worker_problems([report]) == ["worker h:4: Discord's Cloudflare ban: sending paused"]

@@ -106,6 +106,9 @@ class WebhookSender:
         self._locks: dict[str, asyncio.Lock] = {}
         self.banned = False  # seen a Cloudflare ban (logged once)
         self._stopped = False  # stopped for too many invalid requests (logged once)
+        # Why every send is held back right now (a ban, too many invalid requests), for
+        # status; cleared by the next message Discord accepts.
+        self.paused: str | None = None
         self.stats = SenderStats()
 
     async def aclose(self) -> None:
@@ -159,6 +162,7 @@ class WebhookSender:
         if grant.stop == "ban":
             self._log_ban()
             return RetryLater("Discord's Cloudflare ban", after=grant.wait, rate_limited=True)
+        self.paused = "too many invalid requests to Discord lately: sending paused"
         if not self._stopped:
             self._stopped = True
             log.error(
@@ -173,6 +177,7 @@ class WebhookSender:
         )
 
     def _log_ban(self) -> None:
+        self.paused = "Discord's Cloudflare ban (too many invalid requests): sending paused"
         if not self.banned:
             log.error("discord_ban", detail="429 from Cloudflare: too many invalid requests")
         self.banned = True
@@ -183,6 +188,7 @@ class WebhookSender:
         if status in (200, 204):
             self.stats.sent += 1
             self._stopped = False
+            self.paused = None
             return Sent(str(body.get("id", "")))
         if status == 429:
             self.stats.rate_limited += 1

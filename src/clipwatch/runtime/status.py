@@ -95,6 +95,9 @@ def worker_problems(reports: list[WorkerReport]) -> list[str]:
         if not report.alive:
             continue
         for task in report.tasks:
+            paused = (task.get("detail") or {}).get("discord_paused")
+            if paused:
+                problems.append(f"worker {report.worker}: {paused}")
             if task["state"] in ("failing", "restarting"):
                 since = task["last_error_at"]
                 problems.append(

@@ -75,7 +75,8 @@ async def deliver_forever(
                 await wait_for_stop(stop, delay)
                 continue
             stats.messages += report.messages
-            if state.succeeded(messages=stats.messages):
+            detail = {"discord_paused": sender.paused, "discord_429s": sender.stats.rate_limited}
+            if state.succeeded(messages=stats.messages, **detail):
                 log.info("delivery_pass_recovered")
             if report.messages:
                 log.info("deliveries_sent", **vars(report))
