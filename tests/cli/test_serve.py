@@ -81,6 +81,12 @@ def test_demo_mode_runs_the_whole_pipeline_within_a_minute(tmp_path: Path) -> No
             return deliveries["pending"] == 0 and deliveries["sent"] == len(urls) == len(set(urls))
 
         _until(accounted, deadline, "sent deliveries equal to the clips posted")
+        # The embedded worker's tasks, in this process's view and in every process's view.
+        body = httpx.get(f"{base}/api/v1/status").json()
+        tasks = {t["task"]: t for t in body["worker"]["tasks"]}
+        assert tasks["sync"]["last_success_at"] and tasks["deliveries"]["last_success_at"]
+        assert [w["alive"] for w in body["workers"]] == [True]
+        assert body["problems"] == []
         process.terminate()
         assert process.wait(timeout=30) == 0  # the worker stops with the server
     log = (tmp_path / "serve.log").read_text()
@@ -95,5 +101,13 @@ def test_no_worker_serves_the_api_alone(tmp_path: Path) -> None:
         status = httpx.get(f"{base}/api/v1/status").json()
         assert status["mode"] == "demo"
         assert status["worker"] is None
-        assert status["sync"] == {"channels": 0, "backfilling": 0, "last_synced_at": None}
+        assert status["sync"] == {
+            "channels": 0,
+            "backfilling": 0,
+            "last_synced_at": None,
+            "failing": 0,
+            "failing_channels": [],
+            "quarantined": 0,
+        }
+        assert (status["workers"], status["problems"]) == ([], [])  # no worker anywhere
         assert status["deliveries"] == {"pending": 0, "sent": 0, "dead": 0}
