@@ -53,14 +53,14 @@ _TEXT = st.text(alphabet="abcxyz %sd()*_-@#.", max_size=12)
 _SMALL_LEAVES = st.one_of(
     st.sampled_from(sorted(VARIABLES)),
     st.integers(-100, 100).map(str),
-    st.sampled_from(["0", "-1", "2", "7", "2.5", "1e308", "true", "none"]),
+    st.sampled_from(["0", "-1", "2", "7", "2.5", "true", "none"]),
     _TEXT.map(lambda s: f"'{s}'"),
     st.sampled_from(["[]", "[title, game]", "[views, 1, 'a']"]),
 )
 _LEAVES = st.one_of(
     _SMALL_LEAVES,
     st.integers(-(10**6), 10**6).map(str),
-    st.sampled_from(["10**7", "99**99", "9" * 700, "title * 8"]),
+    st.sampled_from(["10**7", "99**99", "9" * 700, "1e308", "title * 8"]),
 )
 _FILTERS = [
     "upper", "lower", "capitalize", "trim", "string", "length", "count", "wordcount", "abs",
@@ -201,7 +201,8 @@ _jinja = SandboxedEnvironment(autoescape=False)
 def test_what_renders_renders_as_jinja_would(source: str) -> None:
     """The dialect is Jinja, evaluated by our own interpreter: where it renders, Jinja's own
     sandbox renders the same text. (Small numbers and no `**` here: Jinja folds constant
-    expressions when it compiles, even in branches never taken, and 10**6**100 never ends.)"""
+    expressions when it compiles, even in branches never taken: 10**6**100 never ends, and
+    2 * 1e308 compiles to a NameError for `inf`.)"""
     try:
         program = compile_template(source)
     except TemplateProblem:
