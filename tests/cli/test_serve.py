@@ -84,7 +84,8 @@ def test_demo_mode_runs_the_whole_pipeline_within_a_minute(tmp_path: Path) -> No
         # The embedded worker's tasks, in this process's view and in every process's view.
         body = httpx.get(f"{base}/api/v1/status").json()
         tasks = {t["task"]: t for t in body["worker"]["tasks"]}
-        assert tasks["sync"]["last_success_at"] and tasks["deliveries"]["last_success_at"]
+        assert tasks["sync"]["last_success_at"]
+        assert tasks["deliveries"]["last_success_at"]
         assert [w["alive"] for w in body["workers"]] == [True]
         assert body["problems"] == []
         process.terminate()
