@@ -164,3 +164,24 @@ async def test_a_clip_rising_over_a_routes_minimum_is_announced_once(
     await store(sessionmaker, [{**clip, "view_count": 3000}])
     queued = await deliveries(sessionmaker)
     assert [(d.route_id, d.clip_id) for d in queued] == [(wants_popular, "Riser")]
+
+
+async def test_a_delivery_whose_clip_is_gone_is_dead_not_claimed_forever(
+    sessionmaker: async_sessionmaker[AsyncSession], discord_sim: DiscordSim
+) -> None:
+    route_id = await make_route(sessionmaker, discord_sim)
+    await store(sessionmaker, fresh(2))
+    async with session_scope(sessionmaker) as session:
+        session.add(
+            Delivery(
+                route_id=route_id,
+                clip_id="NoSuchClipInTheArchive",
+                next_attempt_at=datetime.now(UTC),
+                created_at=datetime.now(UTC),
+            )
+        )
+    assert await drain(sessionmaker, discord_sim) == [1]
+    by_clip = {d.clip_id: d for d in await deliveries(sessionmaker)}
+    gone = by_clip.pop("NoSuchClipInTheArchive")
+    assert (gone.status, gone.last_error) == ("dead", "clip not in the archive")
+    assert {d.status for d in by_clip.values()} == {"sent"}

@@ -147,6 +147,10 @@ async def deliver_due(
         if not route.enabled:
             await _finish(sessionmaker, deliveries, "dead", report, error="route disabled")
             continue
+        orphans = [d for d in deliveries if d.clip_id not in clips]
+        if orphans:  # its clip row is gone: nothing can ever be sent, so not claimed forever
+            await _finish(sessionmaker, orphans, "dead", report, error="clip not in the archive")
+            deliveries = [d for d in deliveries if d.clip_id in clips]
         failures: TemplateFailures = []
         try:
             target = WebhookTarget(route.webhook_id, unseal(key, route.webhook_token_sealed))
