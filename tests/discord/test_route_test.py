@@ -81,6 +81,11 @@ async def test_a_deleted_webhook_disables_the_route_at_the_first_10015(
             again = await client.post(f"{path}/test", headers=bearer(alice))
             assert again.status_code == 409
             assert "disabled" in again.json()["detail"]
+        problems = (await client.get("/api/v1/status")).json()["problems"]
+        assert problems == [
+            f"route {route['id']} ({route['name']}) disabled: "
+            "Discord says Unknown Webhook (code 10015)"
+        ]
     assert calls_to(discord_sim, hook) == 1  # the simulator's log: one call, then silence
     assert discord_sim.discord.received == []
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from clipwatch.runtime.status import WorkerReport, sync_problems, worker_problems
+from clipwatch.runtime.status import WorkerReport, route_problems, sync_problems, worker_problems
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 
@@ -50,3 +50,28 @@ def test_a_paused_sender_is_a_problem() -> None:
         "h:4", True, NOW, [{"task": "deliveries", "state": "idle", "detail": detail}]
     )
     assert worker_problems([report]) == ["worker h:4: Discord's Cloudflare ban: sending paused"]
+
+
+def test_routes_with_problems_are_named() -> None:
+    gone = {
+        "id": 1,
+        "name": "clips",
+        "enabled": False,
+        "disabled_reason": "Discord says Unknown Webhook (code 10015)",
+        "last_error": None,
+        "last_error_at": None,
+    }
+    template = {
+        "id": 2,
+        "name": "fancy",
+        "enabled": True,
+        "disabled_reason": None,
+        "last_error": "template: ZeroDivisionError",
+        "last_error_at": NOW,
+    }
+    assert route_problems([gone, template]) == [
+        "route 1 (clips) disabled: Discord says Unknown Webhook (code 10015)",
+        "route 2 (fancy): template: ZeroDivisionError (last at 12:00:00 UTC)",
+    ]
+    many = [dict(template, id=i) for i in range(13)]
+    assert route_problems(many)[-1] == "3 more routes with problems (clipwatch routes list)"

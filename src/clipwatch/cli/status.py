@@ -12,7 +12,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from clipwatch.cli.common import in_transaction, run, settings_or_exit
 from clipwatch.db.repositories import notifications, sync_state
-from clipwatch.runtime.status import WorkerReport, sync_problems, worker_problems, worker_reports
+from clipwatch.runtime.status import (
+    ROUTE_ERRORS_SHOWN_FOR,
+    WorkerReport,
+    route_problems,
+    sync_problems,
+    worker_problems,
+    worker_reports,
+)
+from clipwatch.runtime.supervisor import now
 
 
 @dataclass
@@ -20,6 +28,7 @@ class _Status:
     sync: dict[str, Any]
     deliveries: dict[str, Any]
     workers: list[WorkerReport]
+    routes: list[dict[str, Any]]
 
 
 def _when(moment: Any) -> str:
@@ -66,6 +75,7 @@ def status_command(
             sync=await sync_state.sync_summary(session),
             deliveries=await notifications.delivery_counts(session),
             workers=await worker_reports(session),
+            routes=await notifications.troubled_routes(session, now() - ROUTE_ERRORS_SHOWN_FOR),
         )
 
     status = run(in_transaction(settings, work))
@@ -77,7 +87,9 @@ def status_command(
         console.print(_workers_table(status.workers))
     else:
         console.print("no worker has reported in the last hour")
-    problems = worker_problems(status.workers) + sync_problems(status.sync)
+    problems = (
+        worker_problems(status.workers) + sync_problems(status.sync) + route_problems(status.routes)
+    )
     for problem in problems:
         console.print(f"[red]problem:[/red] {problem}", highlight=False, soft_wrap=True)
     if check and problems:

@@ -83,6 +83,29 @@ def sync_problems(summary: dict[str, Any]) -> list[str]:
     return problems
 
 
+ROUTE_ERRORS_SHOWN_FOR = timedelta(days=1)
+
+
+def route_problems(routes: list[dict[str, Any]]) -> list[str]:
+    """Routes disabled because their webhook is gone, and routes whose template failed on a
+    clip in the last day (that clip went out as a card)."""
+    problems = []
+    for route in routes[:SHOWN_CHANNELS]:
+        label = f"route {route['id']} ({route['name']})"
+        if not route["enabled"] and route["disabled_reason"]:
+            problems.append(f"{label} disabled: {route['disabled_reason']}")
+        elif route["last_error"]:
+            at = route["last_error_at"]
+            problems.append(
+                f"{label}: {route['last_error']}" + (f" (last at {at:%H:%M:%S} UTC)" if at else "")
+            )
+    if len(routes) > SHOWN_CHANNELS:
+        problems.append(
+            f"{len(routes) - SHOWN_CHANNELS} more routes with problems (clipwatch routes list)"
+        )
+    return problems
+
+
 def worker_problems(reports: list[WorkerReport]) -> list[str]:
     """One line per thing an operator should look at."""
     problems = []

@@ -21,7 +21,15 @@ from clipwatch.api.schemas import (
 from clipwatch.cache.health import redis_state
 from clipwatch.cache.manager import CacheManager
 from clipwatch.db.repositories import notifications, sync_state
-from clipwatch.runtime.status import sync_problems, task_fields, worker_problems, worker_reports
+from clipwatch.runtime.status import (
+    ROUTE_ERRORS_SHOWN_FOR,
+    route_problems,
+    sync_problems,
+    task_fields,
+    worker_problems,
+    worker_reports,
+)
+from clipwatch.runtime.supervisor import now
 from clipwatch.runtime.worker import WorkerStats
 
 router = APIRouter(tags=["health"])
@@ -86,6 +94,7 @@ async def status(state: State, session: Session) -> StatusRead:
     worker = state.worker
     reports = await worker_reports(session)
     sync = await sync_state.sync_summary(session)
+    routes = await notifications.troubled_routes(session, now() - ROUTE_ERRORS_SHOWN_FOR)
     return StatusRead(
         mode="demo" if demo else "live",
         banner=DEMO_BANNER if demo else None,
@@ -103,7 +112,7 @@ async def status(state: State, session: Session) -> StatusRead:
             )
             for r in reports
         ],
-        problems=worker_problems(reports) + sync_problems(sync),
+        problems=worker_problems(reports) + sync_problems(sync) + route_problems(routes),
         version=version("clipwatch"),
         database="postgresql" if state.settings.is_postgres else "sqlite",
         redis=await redis_state(state.settings.redis_url),

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from clipwatch.db.models import Clip, Delivery, NotificationRoute
@@ -135,3 +135,30 @@ async def newest_clips(
         stmt = stmt.where(Clip.view_count >= min_views)
     stmt = stmt.order_by(Clip.created_at.desc(), Clip.seq.desc()).limit(limit)
     return (await session.scalars(stmt)).all()
+
+
+async def troubled_routes(
+    session: AsyncSession, since: datetime, limit: int = 100
+) -> list[dict[str, Any]]:
+    """Routes disabled by a problem (their webhook is gone) and routes whose own settings
+    failed since `since` (a template failing on a clip): what status lists for operators."""
+    route = NotificationRoute
+    stmt = (
+        select(
+            route.id,
+            route.name,
+            route.enabled,
+            route.disabled_reason,
+            route.last_error,
+            route.last_error_at,
+        )
+        .where(
+            or_(
+                and_(route.enabled.is_(False), route.disabled_reason.is_not(None)),
+                route.last_error_at >= since,
+            )
+        )
+        .order_by(route.id)
+        .limit(limit)
+    )
+    return [dict(row._mapping) for row in (await session.execute(stmt)).all()]
