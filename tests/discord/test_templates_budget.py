@@ -15,7 +15,6 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
-import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -24,7 +23,6 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from clipwatch.api.app import create_app
-from clipwatch.clips.importer import parse_line, store_batch
 from clipwatch.config import Settings
 from clipwatch.db.engine import session_scope
 from clipwatch.db.models import Delivery, NotificationRoute
@@ -36,7 +34,7 @@ from clipwatch.errors import InvalidInput
 from clipwatch.simhttp import LoopbackServer
 from tests.api.test_accounts import bearer, make_user
 from tests.discord.conftest import DiscordSim
-from tests.discord.test_delivery import KEY, fresh, make_route
+from tests.discord.test_delivery import KEY, fresh, make_route, store
 from tests.processes import CLIPWATCH
 
 LOOP_TEMPLATE = "{% for i in range(100000) %}{% for j in range(100) %}{% endfor %}{% endfor %}"
@@ -263,14 +261,6 @@ async def health_watch(base: str) -> AsyncIterator[list[float]]:
     finally:
         stop.set()
         thread.join(timeout=10)
-
-
-async def store(
-    sessionmaker: async_sessionmaker[AsyncSession], clips: list[dict[str, Any]]
-) -> None:
-    rows = [parse_line(orjson.dumps(c)) for c in clips]
-    async with session_scope(sessionmaker) as session:
-        await store_batch(session, rows, notify=True)
 
 
 async def drain(

@@ -15,17 +15,8 @@ from clipwatch.runtime.supervisor import ALIVE_S, TaskState, now
 
 # Workers that stopped reporting are still shown for this long (then only in the database).
 SHOWN_FOR = timedelta(hours=1)
-TASK_FIELDS = (
-    "task",
-    "state",
-    "started_at",
-    "last_success_at",
-    "last_error",
-    "last_error_at",
-    "consecutive_failures",
-    "restarts",
-    "detail",
-)
+# What status shows of a task: what the worker reported but its heartbeat (shown per worker).
+TASK_FIELDS = ("task", *(name for name in workers.REPORTED if name != "heartbeat_at"))
 
 
 @dataclass
