@@ -194,6 +194,8 @@ def test_saving_any_template_answers_fast_with_input_errors_only(title: str, des
 _jinja = SandboxedEnvironment(autoescape=False)
 
 
+# Jinja compiles templates to Python, whose compiler warns about `1[0]`-like code it makes.
+@pytest.mark.filterwarnings("ignore::SyntaxWarning")
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(_templates(_expressions(_FILTERS, [o for o in _OPERATORS if o != "**"], _SMALL_LEAVES)))
 def test_what_renders_renders_as_jinja_would(source: str) -> None:
