@@ -44,4 +44,6 @@ async def get_session(
 
 
 State = Annotated[AppState, Depends(get_state)]
-Session = Annotated[AsyncSession, Depends(get_session)]
+# The transaction commits when the handler returns, before the answer leaves: a client never
+# reads a 2xx for a write that is not yet committed (or that then fails to commit).
+Session = Annotated[AsyncSession, Depends(get_session, scope="function")]
