@@ -170,3 +170,27 @@ async def test_a_route_test_waits_out_a_ban_the_worker_met(
     assert answer.json()["sent"] is False
     assert "ban" in answer.json()["detail"]
     assert calls_to(discord_sim, hook) == 0
+
+
+async def test_a_template_failing_on_the_test_clip_sends_a_card_and_tells_the_route(
+    settings: Settings,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    discord_sim: DiscordSim,
+    redis_url: str,
+    redis_prefix: str,
+) -> None:
+    zero = helix_clip(id="Zero", created_at="2026-03-01T00:00:00Z", view_count=777)
+    await store(sessionmaker, [zero])
+    hook = discord_sim.discord.add_webhook()
+    _, alice = await make_user(sessionmaker, "alice")
+    template = {"custom": True, "title": "{{ title }}", "description": "{{ 1 / (views - 777) }}"}
+    async with served(settings, discord_sim, redis_url, redis_prefix) as client:
+        route = await add_route(client, alice, hook, template=template)
+        tested = await client.post(f"/api/v1/routes/{route['id']}/test", headers=bearer(alice))
+        stored = (await client.get(f"/api/v1/routes/{route['id']}", headers=bearer(alice))).json()
+    assert (tested.json()["sent"], tested.json()["clip_id"]) == (True, "Zero")
+    [embed] = discord_sim.discord.received[0].payload["embeds"]
+    assert "fields" in embed  # the card
+    assert "ZeroDivisionError" in stored["last_error"]
+    assert "clip Zero; sent with the card template instead" in stored["last_error"]
+    assert stored["error_count"] == 1

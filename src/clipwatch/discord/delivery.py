@@ -39,6 +39,7 @@ from clipwatch.discord.messages import (
     Template,
     TemplateFailures,
     iter_messages,
+    template_failure_text,
 )
 from clipwatch.discord.sender import Rejected, RetryLater, Sent, WebhookSender
 from clipwatch.discord.webhook_url import WebhookTarget
@@ -213,8 +214,7 @@ async def _record_template_failures(
     failures: TemplateFailures,
     token: str,
 ) -> None:
-    clip, problem = failures[-1]
-    text = f"{problem} (clip {clip.id}; sent with the card template instead)"
+    text = template_failure_text(failures)
     async with session_scope(sessionmaker) as session:
         await notifications.record_route_error(
             session, route.id, _route_error(text, token), datetime.now(UTC), len(failures)

@@ -207,6 +207,12 @@ def embed_chars(embed: dict[str, Any]) -> int:
 TemplateFailures = list[tuple[ClipView, TemplateProblem]]
 
 
+def template_failure_text(failures: TemplateFailures) -> str:
+    """What a route records when its template failed on clips (the last one named)."""
+    clip, problem = failures[-1]
+    return f"{problem} (clip {clip.id}; sent with the card template instead)"
+
+
 def build_messages(
     template: Template,
     clips: Sequence[ClipView],

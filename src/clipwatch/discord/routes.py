@@ -15,7 +15,15 @@ from clipwatch.db.models import Clip, Delivery, NotificationRoute
 from clipwatch.db.repositories import catalog
 from clipwatch.db.repositories import notifications as repo
 from clipwatch.discord.delivery import template_of, view_of
-from clipwatch.discord.messages import SAMPLE, ClipView, build_messages, escape, validate_template
+from clipwatch.discord.messages import (
+    SAMPLE,
+    ClipView,
+    TemplateFailures,
+    build_messages,
+    escape,
+    template_failure_text,
+    validate_template,
+)
 from clipwatch.discord.outbox import filters_of
 from clipwatch.discord.routing import ClipFacts, route_matches
 from clipwatch.discord.sender import Gone, Sent, WebhookSender
@@ -201,10 +209,15 @@ async def send_test_message(
             "nothing was sent; enable it (after fixing its webhook) to test it"
         )
     view = await example_clip(session, route)
+    failures: TemplateFailures = []
     try:
-        built = build_messages(template_of(route), [view or SAMPLE])[0]
-    except Exception:  # a custom template failing on this clip: deliveries show a card too
+        built = build_messages(template_of(route), [view or SAMPLE], template_failures=failures)[0]
+    except Exception:  # odd route data: the test still shows what a card looks like
         built = build_messages("card", [view or SAMPLE])[0]
+    if failures:  # the template failed on this clip (a card was built): as a delivery records
+        await repo.record_route_error(
+            session, route.id, template_failure_text(failures), datetime.now(UTC)
+        )
     message = test_message(route.name, built)
     target = WebhookTarget(route.webhook_id, unseal(key, route.webhook_token_sealed))
     outcome = await sender.send(target, message, max_wait=TEST_MAX_WAIT_S)
