@@ -155,6 +155,10 @@ async def create_token(
     return token, plaintext
 
 
+def _expired(token: ApiToken, now: datetime) -> bool:
+    return token.expires_at is not None and token.expires_at <= now
+
+
 async def authenticate_token(session: AsyncSession, plaintext: str) -> Principal:
     prefix = token_prefix(plaintext)
     token = await repo.find_token_by_prefix(session, prefix) if prefix else None
@@ -163,7 +167,7 @@ async def authenticate_token(session: AsyncSession, plaintext: str) -> Principal
     now = _now()
     if token.revoked_at is not None:
         raise Unauthenticated("token revoked")
-    if token.expires_at is not None and token.expires_at <= now:
+    if _expired(token, now):
         raise Unauthenticated("token expired")
     user = await repo.get_user(session, token.user_id)
     if user is None:
@@ -188,6 +192,13 @@ async def revoke_token(session: AsyncSession, principal: Principal, token_id: in
         token.revoked_at = _now()
         await session.flush()
     return token
+
+
+async def token_of(session: AsyncSession, principal: Principal) -> ApiToken | None:
+    """The API token a request authenticated with (None for a session)."""
+    if principal.via != "token":
+        return None
+    return await repo.get_token(session, principal.credential_id)
 
 
 async def revoke_token_by_prefix(session: AsyncSession, prefix: str) -> ApiToken:
@@ -219,19 +230,28 @@ async def open_session(
     policy: SessionPolicy,
     user_agent: str = "",
     ip: str = "",
+    token: ApiToken | None = None,
 ) -> tuple[UserSession, str]:
-    """A new session (always a new id: never reuse one from before the login)."""
+    """A new session (always a new id: never reuse one from before the login). Opened with
+    `token`, it has at most the token's scopes and ends when the token ends (expiry or
+    revocation)."""
     now = _now()
     secret = new_session_secret()
+    expires_at = now + policy.absolute
+    if token is not None:
+        scopes = scopes & parse_scopes(token.scopes)
+        if token.expires_at is not None:
+            expires_at = min(expires_at, token.expires_at)
     row = UserSession(
         user_id=user.id,
         secret_hash=digest(secret),
         scopes=format_scopes(scopes),
         created_at=now,
         last_seen_at=now,
-        expires_at=now + policy.absolute,
+        expires_at=expires_at,
         user_agent=user_agent[:256],
         ip=ip[:64],
+        token_id=None if token is None else token.id,
     )
     await repo.add(session, row)
     return row, secret
@@ -252,6 +272,10 @@ async def authenticate_session(
         or row.last_seen_at + policy.idle <= now
     ):
         return None
+    if row.token_id is not None:  # opened with a token: it lives no longer than the token
+        token = await repo.get_token(session, row.token_id)
+        if token is None or token.revoked_at is not None or _expired(token, now):
+            return None
     user = await repo.get_user(session, row.user_id)
     if user is None:
         return None

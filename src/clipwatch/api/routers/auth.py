@@ -137,6 +137,7 @@ async def token_login(
         policy=state.session_policy,
         user_agent=request.headers.get("user-agent", ""),
         ip=client_ip(request),
+        token=await service.token_of(session, principal),
     )
     _set_session_cookie(response, state, secret)
     return LoginRead(
