@@ -80,3 +80,20 @@ async def test_a_session_is_never_wider_than_its_token(
         "/api/v1/me/preferences", json={"languages": ["en"]}, headers=cookie(secret, csrf)
     )
     assert written.status_code == 403  # the token could only read, so can its session
+
+
+async def test_answers_that_carry_a_credential_are_never_stored(
+    client: httpx.AsyncClient, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    _, token = await make_user(sessionmaker, "dave")
+    logged_in = await client.post("/auth/token-login", headers=bearer(token))
+    minted = await client.post(
+        "/api/v1/me/tokens", json={"name": "x", "scopes": ["read"]}, headers=bearer(token)
+    )
+    me = await client.get("/api/v1/me", headers=bearer(token))
+    for answer in (logged_in, minted, me):
+        assert answer.status_code in (200, 201), answer.text
+        assert answer.headers["cache-control"] == "no-store"
+    clips = await client.get("/api/v1/clips")
+    assert clips.status_code == 200
+    assert clips.headers.get("cache-control") != "no-store"  # public answers stay cacheable

@@ -21,6 +21,9 @@ DOCS_CSP = (
     "img-src 'self' data: https://fastapi.tiangolo.com; frame-ancestors 'none'"
 )
 DOCS_PATHS = ("/docs", "/redoc")
+# Answers under these paths carry a credential, a CSRF proof or a person's own data: no
+# cache (a browser's, a proxy's) may keep them. So may no answer that sets a cookie.
+PRIVATE_PATHS = ("/auth/", "/api/v1/me")
 
 
 class ResponseHeaders:
@@ -35,6 +38,7 @@ class ResponseHeaders:
             await self.app(scope, receive, send)
             return
         csp = DOCS_CSP if scope["path"].startswith(DOCS_PATHS) else API_CSP
+        private = scope["path"].startswith(PRIVATE_PATHS)
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -42,6 +46,8 @@ class ResponseHeaders:
                 for name, value in SECURITY_HEADERS.items():
                     headers.setdefault(name, value)
                 headers.setdefault("Content-Security-Policy", csp)
+                if private or "set-cookie" in headers:
+                    headers["Cache-Control"] = "no-store"
                 if self.https:
                     headers.setdefault("Strict-Transport-Security", "max-age=31536000")
                 decision = scope.get("state", {}).get("rate_limit")
