@@ -97,3 +97,17 @@ async def test_answers_that_carry_a_credential_are_never_stored(
     clips = await client.get("/api/v1/clips")
     assert clips.status_code == 200
     assert clips.headers.get("cache-control") != "no-store"  # public answers stay cacheable
+
+
+async def test_path_ids_are_strict_whole_numbers(
+    client: httpx.AsyncClient, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    user_id, token = await make_user(sessionmaker, "erin")
+    token_id = await token_id_of(sessionmaker, user_id)
+    for odd in (f"{token_id}.0", f"%20{token_id}", f"+{token_id}", f"0{token_id}", "1e3", "٣"):
+        answer = await client.delete(f"/api/v1/me/tokens/{odd}", headers=bearer(token))
+        assert answer.status_code == 422, (odd, answer.text)
+        assert "digits only" in answer.text
+    assert (await client.get("/api/v1/me", headers=bearer(token))).status_code == 200  # alive
+    gone = await client.delete(f"/api/v1/me/tokens/{token_id}", headers=bearer(token))
+    assert gone.status_code == 204

@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Response
+from pydantic import BeforeValidator
 
 from clipwatch.accounts import preferences, service
 from clipwatch.api.account_schemas import (
@@ -26,7 +27,16 @@ from clipwatch.api.errors import problem_responses
 from clipwatch.api.schemas import ListOf
 
 router = APIRouter(prefix="/me", tags=["me"])
-Id = Annotated[int, Path(ge=1, le=2**53)]
+
+
+def _whole_number(value: object) -> object:
+    """Path ids are written as digits only: `1.0`, ` 1`, `+1` or `01` name nothing."""
+    if isinstance(value, str) and not (value.isascii() and value.isdigit() and value[0] != "0"):
+        raise ValueError("must be a whole number written with digits only, like 42")
+    return value
+
+
+Id = Annotated[int, Path(ge=1, le=2**53), BeforeValidator(_whole_number)]
 AUTH = problem_responses({401: "No valid credentials", 422: "Invalid input", 429: "Rate limited"})
 WRITE = problem_responses(
     {
