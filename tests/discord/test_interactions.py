@@ -9,11 +9,14 @@ from typing import Any
 import httpx
 import orjson
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from nacl.signing import SigningKey
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from clipwatch.api.routers import interactions as endpoint
 from clipwatch.config import Settings
+from clipwatch.discord.interactions import signed_recently
 from tests.conftest import app_client
 from tests.discord.conftest import DiscordSim
 from tests.factories import helix_clip, store_clips
@@ -22,9 +25,11 @@ SIGNER = SigningKey.generate()
 DEADLINE_S = 10.0
 
 
-def signed(payload: dict[str, Any], signer: SigningKey = SIGNER) -> tuple[bytes, dict[str, str]]:
+def signed(
+    payload: dict[str, Any], signer: SigningKey = SIGNER, *, age_s: float = 0
+) -> tuple[bytes, dict[str, str]]:
     body = orjson.dumps(payload)
-    timestamp = str(int(time.time()))
+    timestamp = str(int(time.time() - age_s))
     signature = signer.sign(timestamp.encode() + body).signature.hex()
     return body, {
         "X-Signature-Ed25519": signature,
@@ -102,6 +107,25 @@ async def test_signatures_are_checked_first(discord_settings: Settings) -> None:
         assert (
             await client.post("/discord/interactions", content=body, headers=garbage)
         ).status_code == 401
+        # Validly signed, but a year ago, or for ten minutes from now: a replay.
+        for age in (365 * 86_400, -600, 301):
+            replayed = await post(client, {"type": 1}, age_s=age)
+            assert replayed.status_code == 401, age
+        assert (await post(client, {"type": 1}, age_s=240)).json() == {"type": 1}
+
+
+@given(st.text(max_size=30))
+def test_only_a_recent_unix_time_is_fresh(timestamp: str) -> None:
+    now = 1_800_000_000.0
+    fresh = signed_recently(timestamp, now)
+    assert fresh == (
+        timestamp.isascii()
+        and timestamp.isdigit()
+        and len(timestamp) <= 20
+        and abs(now - int(timestamp)) <= 300
+    )
+    assert signed_recently(str(int(now) - 299), now)
+    assert not signed_recently(str(int(now) - 301), now)
 
 
 async def test_every_command_answers_from_the_archive(

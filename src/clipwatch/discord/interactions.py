@@ -65,6 +65,18 @@ def verify_signature(public_key_hex: str, signature_hex: str, timestamp: str, bo
     return True
 
 
+# A signed request whose timestamp is further than this from now is a replay, not Discord.
+SIGNATURE_MAX_AGE_S = 300
+
+
+def signed_recently(timestamp: str, now: float, max_age: float = SIGNATURE_MAX_AGE_S) -> bool:
+    """Whether Discord's signed timestamp (Unix seconds) is within `max_age` of `now`, either
+    way: a request signed long ago (or for later) is refused even with a valid signature."""
+    if not (timestamp.isascii() and timestamp.isdigit() and len(timestamp) <= 20):
+        return False
+    return abs(now - int(timestamp)) <= max_age
+
+
 @dataclass(frozen=True)
 class CommandRequest:
     subcommand: str

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import httpx
@@ -31,6 +32,7 @@ from clipwatch.discord.interactions import (
     focused_option,
     message_for,
     parse_command,
+    signed_recently,
     verify_signature,
 )
 from clipwatch.discord.messages import ClipView
@@ -96,6 +98,8 @@ async def interactions(request: Request, state: State) -> JSONResponse:
     timestamp = request.headers.get("x-signature-timestamp", "")
     if not key or not verify_signature(key, signature, timestamp, body):
         return problem(401, "invalid request signature")
+    if not signed_recently(timestamp, time.time()):
+        return problem(401, "request signed more than 5 minutes away from now (a replay?)")
     try:
         interaction = orjson.loads(body)
         kind = interaction["type"]
