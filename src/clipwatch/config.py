@@ -73,6 +73,8 @@ class Settings(BaseSettings):
     rate_limit_auth: str = "10/minute"
     # Test messages through a route (POST /routes/{id}/test), per user: each is a real post.
     rate_limit_route_test: str = "5/minute"
+    # Per address, counted before the signature check: forged floods cost no Ed25519 work.
+    rate_limit_interactions: str = "300/minute"
     redis_key_prefix: str = Field(default="clipwatch", min_length=1, max_length=64)
     cors_origins: str = ""
 
@@ -119,6 +121,7 @@ class Settings(BaseSettings):
         "rate_limit_user",
         "rate_limit_auth",
         "rate_limit_route_test",
+        "rate_limit_interactions",
     )
     @classmethod
     def _check_rate_limit(cls, value: str) -> str:

@@ -229,3 +229,14 @@ def test_register_commands_puts_them_to_discord(tmp_path: Any) -> None:
     finally:
         sim.terminate()
         sim.wait(timeout=15)
+
+
+async def test_interactions_are_rate_limited_per_address(discord_settings: Settings) -> None:
+    limited = discord_settings.model_copy(update={"rate_limit_interactions": "3/minute"})
+    async with app_client(limited) as client:
+        answers = [await post(client, {"type": 1}) for _ in range(3)]
+        assert [a.status_code for a in answers] == [200, 200, 200]
+        forged = await post(client, {"type": 1}, signer=SigningKey.generate())
+        assert forged.status_code == 429  # counted before the signature is even checked
+        assert int(forged.headers["retry-after"]) >= 1
+        assert forged.headers["content-type"] == "application/problem+json"

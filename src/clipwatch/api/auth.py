@@ -97,6 +97,14 @@ async def auth_endpoint_limit(request: Request, state: State) -> None:
     await _limit(request, state, [decision] if previous is None else [previous, decision])
 
 
+async def interactions_limit(request: Request, state: State) -> None:
+    """Discord's slash-command callbacks, per client address."""
+    limit = state.settings.rate_limit_interactions
+    await _limit(
+        request, state, [await state.limiter.hit(limit, "interactions", client_ip(request))]
+    )
+
+
 Caller = Annotated[Principal | None, Depends(caller)]
 
 

@@ -9,9 +9,10 @@ from typing import Any
 import httpx
 import orjson
 import structlog
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
+from clipwatch.api.auth import interactions_limit
 from clipwatch.api.deps import AppState, State
 from clipwatch.api.errors import problem
 from clipwatch.clips.search import ClipSearch, search_clips
@@ -89,7 +90,11 @@ async def _answer_later(
 @router.post(
     "/discord/interactions",
     summary="Discord slash commands (Ed25519-signed by Discord)",
-    responses={401: {"description": "Missing or bad signature"}},
+    responses={
+        401: {"description": "Missing or bad signature, or signed over 5 minutes from now"},
+        429: {"description": "Too many requests from this address: see Retry-After"},
+    },
+    dependencies=[Depends(interactions_limit)],
 )
 async def interactions(request: Request, state: State) -> JSONResponse:
     body = await request.body()
