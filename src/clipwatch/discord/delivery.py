@@ -43,6 +43,7 @@ from clipwatch.discord.messages import (
 )
 from clipwatch.discord.sender import Rejected, RetryLater, Sent, WebhookSender
 from clipwatch.discord.webhook_url import WebhookTarget
+from clipwatch.monitoring.logging import describe_error
 
 # SCHEDULE[n]: the wait before attempt n + 1 (the first is at once).
 SCHEDULE = (
@@ -200,12 +201,14 @@ async def deliver_due(
     return report
 
 
-def _route_error(text: str, *secrets: str) -> str:
-    """An error as the route's owner sees it: bounded, and never holding a secret."""
+def _route_error(error: BaseException | str, *secrets: str) -> str:
+    """An error as the route's owner sees it: one bounded line, never holding a secret
+    (the route's own token too, in whatever form an exception carries it)."""
+    text = describe_error(error)
     for secret in secrets:
         if secret:
             text = text.replace(secret, "[hidden]")
-    return text[:500]
+    return text
 
 
 async def _record_template_failures(
@@ -233,7 +236,7 @@ async def _route_failed(
     """Building this route's messages failed unexpectedly: its deliveries are retried on the
     schedule (then dead), the error is recorded on the route, other routes go on."""
     log.error("route_messages_failed", route_id=route.id, error=type(exc).__name__)
-    text = _route_error(f"{type(exc).__name__}: {exc}", token, route.webhook_token_sealed)
+    text = _route_error(exc, token, route.webhook_token_sealed)
     async with session_scope(sessionmaker) as session:
         await notifications.record_route_error(session, route.id, text, datetime.now(UTC))
     await _retry(sessionmaker, deliveries, RetryLater(text), report)

@@ -19,6 +19,12 @@ SECRET_PATTERNS = [
     (re.compile(r"(/api(?:/v\d+)?/webhooks/\d+/)[\w-]+"), r"\1[redacted]"),
     (re.compile(r"(?i)(bearer\s+)[\w.~+/=-]+"), r"\1[redacted]"),
     (re.compile(r"\bcw_[A-Za-z0-9_-]{8,}"), "cw_[redacted]"),
+    # A password in a URL (a database URL in a driver's error) and credentials in a query.
+    (re.compile(r"(\w+://)[^/\s:@]+:[^/\s@]+@"), r"\1[redacted]@"),
+    (
+        re.compile(r"(?i)\b(client_secret|access_token|refresh_token|token|password|code)=[^&\s]+"),
+        r"\1=[redacted]",
+    ),
 ]
 REDACTED = "[redacted]"
 
@@ -27,6 +33,22 @@ def redact_text(value: str) -> str:
     for pattern, replacement in SECRET_PATTERNS:
         value = pattern.sub(replacement, value)
     return value
+
+
+def describe_error(error: BaseException | str, limit: int = 500) -> str:
+    """One line for operators (status, a channel's or a route's last error): the error's kind
+    and the first line of its message, secrets removed, characters no column holds dropped,
+    at most `limit` characters."""
+    if isinstance(error, str):
+        text = error
+    else:
+        detail = str(getattr(error, "orig", None) or error)  # a driver's error under SQLAlchemy's
+        first = next((line.strip() for line in detail.splitlines() if line.strip()), "")
+        text = f"{type(error).__name__}: {first}" if first else type(error).__name__
+    if not text.isprintable():
+        text = "".join(ch if ch.isprintable() else " " for ch in text)
+    text = " ".join(redact_text(text).split())
+    return text[: limit - 1] + "…" if len(text) > limit else text
 
 
 def redact(_logger: Any, _method: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:

@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from clipwatch.db.engine import session_scope
 from clipwatch.db.repositories import workers
-from clipwatch.monitoring.logging import redact_text
+from clipwatch.monitoring.logging import describe_error
 
 log = structlog.get_logger("clipwatch.worker")
 
@@ -39,10 +39,7 @@ def now() -> datetime:
 
 
 def describe(error: BaseException | str) -> str:
-    """One line, bounded, secrets removed: what an operator reads in status."""
-    text = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
-    text = " ".join(redact_text(text).split())
-    return text[: ERROR_CHARS - 1] + "…" if len(text) > ERROR_CHARS else text
+    return describe_error(error, ERROR_CHARS)
 
 
 def backoff(failures: int, first: float, cap: float) -> float:

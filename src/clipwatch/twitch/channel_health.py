@@ -7,7 +7,6 @@ to 30 minutes. A step that succeeds clears the error.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
@@ -15,19 +14,11 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from clipwatch.db.engine import session_scope
 from clipwatch.db.repositories import sync_state
-from clipwatch.monitoring.logging import redact_text
-from clipwatch.twitch.helix import clean_text
+from clipwatch.monitoring.logging import describe_error
 
 BACKOFF_FIRST = timedelta(minutes=1)
 BACKOFF_MAX = timedelta(minutes=30)
 ERROR_MAX = 300
-_CREDENTIALS = (
-    (re.compile(r"(\w+://)[^/\s:@]+:[^/\s@]+@"), r"\1[redacted]@"),
-    (
-        re.compile(r"(?i)\b(client_secret|access_token|refresh_token|token|password|code)=[^&\s]+"),
-        r"\1=[redacted]",
-    ),
-)
 
 
 class UnreadableChannel(Exception):
@@ -42,14 +33,7 @@ def retry_delay(failures: int) -> timedelta:
 
 
 def describe_failure(exc: BaseException) -> str:
-    """One short line for operators: the error's kind and first line, secrets removed."""
-    text = str(getattr(exc, "orig", None) or exc)
-    first = next((line.strip() for line in text.splitlines() if line.strip()), "")
-    line = f"{type(exc).__name__}: {first}" if first else type(exc).__name__
-    line = redact_text(line)
-    for pattern, replacement in _CREDENTIALS:
-        line = pattern.sub(replacement, line)
-    return clean_text(line, ERROR_MAX)
+    return describe_error(exc, ERROR_MAX)
 
 
 async def due_channels(
