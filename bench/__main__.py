@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import sys
 
-from bench import delivery, search
+from bench import cli, delivery, search
 from bench import sync as sync_bench
 
-BENCHMARKS = {"search": search.main, "sync": sync_bench.main, "delivery": delivery.main}
+BENCHMARKS = {
+    "search": search.main,
+    "sync": sync_bench.main,
+    "delivery": delivery.main,
+    "cli": cli.main,
+}
 
 
 def main() -> int:

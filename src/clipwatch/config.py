@@ -14,7 +14,10 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from clipwatch.errors import ConfigError
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./var/clipwatch.db"
-DEMO_DATABASE_URL = "sqlite+aiosqlite:///./var/demo.db"
+# Demo mode's own database, wiped at every demo start (docs/demo.md); a database the operator
+# configured is never used for demo data.
+DEMO_DATABASE_PATH = "./var/demo.db"
+DEMO_DATABASE_URL = f"sqlite+aiosqlite:///{DEMO_DATABASE_PATH}"
 
 
 class Settings(BaseSettings):

@@ -4,20 +4,18 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
-from rich.table import Table
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from clipwatch.accounts import service
-from clipwatch.cli.common import in_transaction, run, settings_or_exit
-from clipwatch.db.repositories import accounts as repo
+from clipwatch.cli.common import in_transaction, print_table, run, settings_or_exit
+
+if TYPE_CHECKING:
+    from rich.table import Table
+    from sqlalchemy.ext.asyncio import AsyncSession
 
 users_app = typer.Typer(help="People who use clipwatch.", no_args_is_help=True)
 tokens_app = typer.Typer(help="API tokens.", no_args_is_help=True)
-T = TypeVar("T")
 
 
 class ScopeOption(StrEnum):
@@ -32,17 +30,23 @@ def create_user(
     admin: Annotated[bool, typer.Option(help="Make an admin")] = False,
 ) -> None:
     """Create a user (then give them a token with `clipwatch tokens create`)."""
+    from clipwatch.accounts import service
+
+    settings = settings_or_exit(writes=True)
 
     async def work(session: AsyncSession) -> str:
         user = await service.create_user(session, name, admin=admin)
         return f"user {user.name} created (id {user.id}, {user.role})"
 
-    typer.echo(run(in_transaction(settings_or_exit(), work)))
+    typer.echo(run(in_transaction(settings, work)))
 
 
 @users_app.command("list")
 def list_users() -> None:
     """Every user."""
+    from rich.table import Table
+
+    from clipwatch.db.repositories import accounts as repo
 
     async def work(session: AsyncSession) -> Table:
         table = Table("id", "name", "role", "created")
@@ -50,7 +54,7 @@ def list_users() -> None:
             table.add_row(str(user.id), user.name, user.role, f"{user.created_at:%Y-%m-%d}")
         return table
 
-    Console().print(run(in_transaction(settings_or_exit(), work)))
+    print_table(run(in_transaction(settings_or_exit(), work)))
 
 
 @tokens_app.command("create")
@@ -65,6 +69,9 @@ def create_token(
     ] = None,
 ) -> None:
     """Create an API token and print it (this once; only its hash is kept)."""
+    from clipwatch.accounts import service
+
+    settings = settings_or_exit(writes=True)
     scopes = frozenset(s.value for s in scope) if scope else frozenset({"read", "write"})
     expires = datetime.now(UTC) + timedelta(days=expires_days) if expires_days else None
 
@@ -75,12 +82,16 @@ def create_token(
         )
         return plaintext
 
-    typer.echo(run(in_transaction(settings_or_exit(), work)))
+    typer.echo(run(in_transaction(settings, work)))
 
 
 @tokens_app.command("list")
 def list_tokens(user: Annotated[str, typer.Argument(help="The user's name")]) -> None:
     """A user's tokens (prefixes only)."""
+    from rich.table import Table
+
+    from clipwatch.accounts import service
+    from clipwatch.db.repositories import accounts as repo
 
     async def work(session: AsyncSession) -> Table:
         owner = await service.user_by_name(session, user)
@@ -97,7 +108,7 @@ def list_tokens(user: Annotated[str, typer.Argument(help="The user's name")]) ->
             )
         return table
 
-    Console().print(run(in_transaction(settings_or_exit(), work)))
+    print_table(run(in_transaction(settings_or_exit(), work)))
 
 
 @tokens_app.command("revoke")
@@ -105,10 +116,13 @@ def revoke_token(
     prefix: Annotated[str, typer.Argument(help="The token's prefix (cw_xxxxxxxx) or the token")],
 ) -> None:
     """Revoke a token: it stops working at once."""
+    from clipwatch.accounts import service
+
+    settings = settings_or_exit(writes=True)
     key = prefix[:11]
 
     async def work(session: AsyncSession) -> str:
         token = await service.revoke_token_by_prefix(session, key)
         return f"token {token.prefix} ({token.name}) revoked"
 
-    typer.echo(run(in_transaction(settings_or_exit(), work)))
+    typer.echo(run(in_transaction(settings, work)))

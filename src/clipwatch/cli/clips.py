@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+import stat
 import sys
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, BinaryIO
+from typing import TYPE_CHECKING, Annotated, BinaryIO
 
 import typer
-from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 
 from clipwatch.cli.common import err_console, fail, open_engine, run, settings_or_exit
-from clipwatch.clips.importer import ImportReport, import_clips
-from clipwatch.config import Settings
-from clipwatch.db.engine import create_sessionmaker
-from clipwatch.db.migrate import upgrade_database
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from rich.progress import Progress, TaskID
+
+    from clipwatch.clips.importer import ImportReport
+    from clipwatch.config import Settings
 
 app = typer.Typer(help="The clip archive.", no_args_is_help=True)
 
@@ -26,6 +29,12 @@ def _counting_lines(stream: BinaryIO, progress: Progress, task: TaskID) -> Itera
 
 
 async def _import(settings: Settings, stream: BinaryIO, size: int | None) -> ImportReport:
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from clipwatch.clips.importer import import_clips
+    from clipwatch.db.engine import create_sessionmaker
+    from clipwatch.db.migrate import upgrade_database
+
     async with open_engine(settings) as (engine, _cache):
         await upgrade_database(engine)
         sessionmaker = create_sessionmaker(engine)
@@ -35,7 +44,7 @@ async def _import(settings: Settings, stream: BinaryIO, size: int | None) -> Imp
             TextColumn("{task.fields[clips]} clips"),
             TextColumn("{task.fields[bad]} bad lines"),
             TimeRemainingColumn(),
-            console=err_console,
+            console=err_console(),
             transient=False,
         ) as progress:
             task = progress.add_task("import", total=size, clips=0, bad=0)
@@ -47,24 +56,44 @@ async def _import(settings: Settings, stream: BinaryIO, size: int | None) -> Imp
             return await import_clips(sessionmaker, lines, on_progress=on_progress)
 
 
+def _readable(file: str) -> int | None:
+    """The file's size when it is a regular file, None for a pipe or a device (read as a
+    stream, like stdin); one line and exit 1 when it cannot be read at all."""
+    try:
+        mode = Path(file).stat().st_mode
+    except FileNotFoundError:
+        fail(f"{file}: no such file")
+    except OSError as exc:
+        fail(f"{file}: {exc.strerror or exc}")
+    if stat.S_ISDIR(mode):
+        fail(f"{file}: is a directory, not a file")
+    return Path(file).stat().st_size if stat.S_ISREG(mode) else None
+
+
 @app.command("import")
 def import_(
     file: Annotated[str, typer.Argument(help="JSON Lines of Helix clip objects, or - for stdin")],
 ) -> None:
     """Upsert clips from JSON Lines (one Get Clips `data` object per line)."""
-    settings = settings_or_exit()
+    settings = settings_or_exit(writes=True)
     if file == "-":
+        name = "stdin"
         report = run(_import(settings, sys.stdin.buffer, None))
     else:
-        path = Path(file)
-        if not path.is_file():
-            fail(f"{file}: no such file")
-        with path.open("rb") as stream:
-            report = run(_import(settings, stream, path.stat().st_size))
+        size = _readable(file)
+        name = file if size is not None else f"{file} (not a regular file, read as a stream)"
+        try:
+            with Path(file).open("rb") as stream:
+                report = run(_import(settings, stream, size))
+        except OSError as exc:
+            fail(f"{file}: {exc.strerror or exc}")
+    if report.lines == 0:
+        fail(f"{name}: empty input, no clips to import")
+    console = err_console()
     for number, message in report.errors:
-        err_console.print(f"line {number}: {message}", highlight=False, soft_wrap=True)
+        console.print(f"line {number}: {message}", highlight=False, soft_wrap=True)
     if report.bad_lines > len(report.errors):
-        err_console.print(f"… and {report.bad_lines - len(report.errors)} more bad lines")
+        console.print(f"… and {report.bad_lines - len(report.errors)} more bad lines")
     typer.echo(
         f"{report.stored} clips stored ({report.inserted} new, {report.updated} updated, "
         f"{report.unchanged} unchanged), {report.bad_lines} bad lines"

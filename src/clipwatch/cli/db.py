@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
 import typer
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from clipwatch.cli.common import run, settings_or_exit
-from clipwatch.config import Settings
-from clipwatch.db.engine import create_engine
-from clipwatch.db.migrate import reindex_database, upgrade_database
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
+    from clipwatch.config import Settings
 
 app = typer.Typer(help="Database schema and search index.", no_args_is_help=True)
 
 
 async def _on_engine(settings: Settings, work: Callable[[AsyncEngine], Awaitable[None]]) -> None:
+    from clipwatch.db.engine import create_engine
+
     engine = create_engine(settings)
     try:
         await work(engine)
@@ -26,7 +31,9 @@ async def _on_engine(settings: Settings, work: Callable[[AsyncEngine], Awaitable
 @app.command("upgrade")
 def upgrade() -> None:
     """Create or migrate the schema to the newest version."""
-    settings = settings_or_exit()
+    from clipwatch.db.migrate import upgrade_database
+
+    settings = settings_or_exit(writes=True)
     run(_on_engine(settings, upgrade_database))
     typer.echo("database is up to date")
 
@@ -36,7 +43,9 @@ def reindex() -> None:
     """Rebuild the full-text search index from the stored clips."""
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-    settings = settings_or_exit()
+    from clipwatch.db.migrate import reindex_database
+
+    settings = settings_or_exit(writes=True)
     with Progress(
         SpinnerColumn(), TextColumn("rebuilding search index"), TimeElapsedColumn(), transient=True
     ) as progress:

@@ -6,26 +6,46 @@ acts for an admin.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import StrEnum
-from typing import Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console, Group
-from rich.table import Table
-from rich.text import Text
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from clipwatch.accounts import service as accounts
-from clipwatch.cli.common import fail, in_transaction, run, settings_or_exit
-from clipwatch.db.engine import create_engine, create_sessionmaker
-from clipwatch.db.migrate import upgrade_database
-from clipwatch.discord import routes as service
-from clipwatch.discord.sender import sender_from_settings
+from clipwatch.cli.common import (
+    configure_cli_logging,
+    err_console,
+    fail,
+    in_transaction,
+    print_table,
+    run,
+    settings_or_exit,
+    stderr_is_terminal,
+)
+
+if TYPE_CHECKING:
+    from datetime import datetime
+
+    from rich.status import Status
+    from rich.table import Table
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+    from clipwatch.accounts.service import Principal
+    from clipwatch.db.models import NotificationRoute
+    from clipwatch.discord import routes as service
 
 routes_app = typer.Typer(help="Discord notification routes.", no_args_is_help=True)
 deliveries_app = typer.Typer(help="The Discord delivery outbox.", no_args_is_help=True)
-T = TypeVar("T")
-OPERATOR = accounts.operator("cli")
+# `deliveries run` claims this many at a time, so its counts move every few seconds even at
+# Discord's rate limits (the worker claims 200).
+DELIVERIES_PER_ROUND = 25
+
+
+def _operator() -> Principal:
+    """The CLI acts as an admin (routes of any user), as the API does for an admin."""
+    from clipwatch.accounts import service as accounts
+
+    return accounts.operator("cli")
 
 
 class TemplateName(StrEnum):
@@ -47,13 +67,16 @@ def add_route(
     delay: Annotated[int, typer.Option(min=0, max=3600, help="Seconds before posting")] = 0,
 ) -> None:
     """Post new clips that pass the filters to a Discord webhook."""
-    settings = settings_or_exit()
+    from clipwatch.accounts import service as accounts
+    from clipwatch.discord import routes as service
+
+    settings = settings_or_exit(writes=True)
 
     async def work(session: AsyncSession) -> str:
         owner = await accounts.user_by_name(session, user)
         route = await service.create_route(
             session,
-            OPERATOR,
+            _operator(),
             {
                 "name": name,
                 "webhook_url": webhook_url,
@@ -70,45 +93,83 @@ def add_route(
     typer.echo(run(in_transaction(settings, work)))
 
 
+def _when(moment: datetime | None) -> str:
+    return f"{moment:%Y-%m-%d %H:%M}" if moment else ""
+
+
+def _template_name(route: NotificationRoute) -> str:
+    template = route.template or {}
+    return "custom" if template.get("custom") else str(template.get("name") or "card")
+
+
+def _filters_text(filters: dict[str, Any] | None) -> str:
+    """A route's filters in words: only those that narrow anything."""
+    parts = []
+    for key, value in (filters or {}).items():
+        if value in (None, "", 0, False, [], {}):
+            continue
+        shown = ", ".join(map(str, value)) if isinstance(value, list) else str(value)
+        parts.append(shown if value is True else f"{key.replace('_', ' ')}: {shown}")
+    return "; ".join(parts) or "every clip"
+
+
+def _last_error(route: NotificationRoute) -> str:
+    if not route.last_error:
+        return ""
+    times = f", {route.error_count} in all" if route.error_count > 1 else ""
+    return f"{route.last_error} ({_when(route.last_error_at)}{times})"
+
+
+def routes_table(routes: list[NotificationRoute], owners: dict[int, str]) -> Table:
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table("id", "owner", "name", "webhook", "template", "filters", "delay", "enabled")
+    table.add_column("last error", overflow="fold")
+    for route in routes:
+        cells = (
+            str(route.id),
+            owners.get(route.user_id, str(route.user_id)),
+            route.name,
+            f"{route.webhook_id} (token hidden)",
+            _template_name(route),
+            _filters_text(route.filters),
+            f"{route.delay_seconds} s" if route.delay_seconds else "",
+            "yes" if route.enabled else f"no: {route.disabled_reason or ''}",
+            _last_error(route),
+        )
+        # Text, not markup: a name's or a template error's [brackets] are shown as written.
+        table.add_row(*map(Text, cells))
+    if not table.row_count:
+        table.caption = "no routes"
+    return table
+
+
 @routes_app.command("list")
 def list_routes() -> None:
-    """Every route (webhook tokens hidden)."""
+    """Every route (webhook tokens hidden), with its template and last error."""
+    from clipwatch.db.repositories import accounts as users
+    from clipwatch.discord import routes as service
+
     settings = settings_or_exit()
 
-    async def work(session: AsyncSession) -> Group:
-        table = Table("id", "owner", "name", "webhook", "filters", "enabled")
-        errors: list[Text] = []  # under the table: an error is too long for a column
-        for route in await service.routes_of(session, OPERATOR):
-            state = "yes" if route.enabled else f"no: {route.disabled_reason}"
-            table.add_row(
-                str(route.id),
-                str(route.user_id),
-                route.name,
-                f"{route.webhook_id} (token hidden)",
-                str(route.filters or {}),
-                state,
-            )
-            if route.last_error:
-                when = f"{route.last_error_at:%Y-%m-%d %H:%M}" if route.last_error_at else "?"
-                # Text, not markup: a template's [brackets] are shown as written.
-                errors.append(
-                    Text(
-                        f"route {route.id} last error {when} ({route.error_count} in all): "
-                        f"{route.last_error}"
-                    )
-                )
-        return Group(table, *errors)
+    async def work(session: AsyncSession) -> Table:
+        routes = list(await service.routes_of(session, _operator()))
+        owners = {u.id: u.name for u in await users.list_users(session)}
+        return routes_table(routes, owners)
 
-    Console().print(run(in_transaction(settings, work)))
+    print_table(run(in_transaction(settings, work)))
 
 
 @routes_app.command("remove")
 def remove_route(route_id: Annotated[int, typer.Argument(min=1)]) -> None:
     """Remove a route (its undelivered notifications go with it)."""
-    settings = settings_or_exit()
+    from clipwatch.discord import routes as service
+
+    settings = settings_or_exit(writes=True)
 
     async def work(session: AsyncSession) -> None:
-        await service.delete_route(session, OPERATOR, route_id)
+        await service.delete_route(session, _operator(), route_id)
 
     run(in_transaction(settings, work))
     typer.echo(f"route {route_id} removed")
@@ -118,13 +179,16 @@ def remove_route(route_id: Annotated[int, typer.Argument(min=1)]) -> None:
 def test_route(route_id: Annotated[int, typer.Argument(min=1)]) -> None:
     """Post a message marked as a test through a route, showing the newest stored clip it
     would post (the sample when none). A gone webhook disables the route."""
-    settings = settings_or_exit()
+    from clipwatch.discord import routes as service
+    from clipwatch.discord.sender import sender_from_settings
+
+    settings = settings_or_exit(writes=True)
 
     async def work(session: AsyncSession) -> service.TestSend:
         sender = sender_from_settings(settings)
         try:
             return await service.send_test_message(
-                session, OPERATOR, route_id, sender, key=settings.signing_key
+                session, _operator(), route_id, sender, key=settings.signing_key
             )
         finally:
             await sender.aclose()
@@ -142,23 +206,80 @@ def list_deliveries(
     limit: Annotated[int, typer.Option(min=1, max=1000)] = 50,
 ) -> None:
     """The newest deliveries of every route."""
+    from rich.table import Table
+    from rich.text import Text
+
+    from clipwatch.discord import routes as service
+
     settings = settings_or_exit()
 
     async def work(session: AsyncSession) -> Table:
-        table = Table("id", "route", "clip", "status", "attempts", "next attempt", "error")
-        for d in await service.deliveries_of(session, OPERATOR, "dead" if dead else None, limit):
-            table.add_row(
+        table = Table("id", "route", "clip", "status", "attempts", "next attempt", "sent")
+        table.add_column("error", overflow="fold")
+        status = "dead" if dead else None
+        for d in await service.deliveries_of(session, _operator(), status, limit):
+            cells = (
                 str(d.id),
                 str(d.route_id),
                 d.clip_id,
                 d.status,
                 str(d.attempts),
-                f"{d.next_attempt_at:%Y-%m-%d %H:%M:%S}",
+                # Only a pending delivery has a next attempt; a sent or dead one has none.
+                f"{d.next_attempt_at:%Y-%m-%d %H:%M:%S}" if d.status == "pending" else "",
+                f"{d.sent_at:%Y-%m-%d %H:%M:%S}" if d.sent_at else "",
                 d.last_error or "",
             )
+            table.add_row(*map(Text, cells))
+        if not table.row_count:
+            table.caption = "no deliveries"
         return table
 
-    Console().print(run(in_transaction(settings, work)))
+    print_table(run(in_transaction(settings, work)))
+
+
+@dataclass
+class DeliveryCounts:
+    """What one `deliveries run` did so far, and what is left."""
+
+    sent: int = 0
+    retried: int = 0
+    dead: int = 0
+    pending: int = 0
+
+    def line(self) -> str:
+        return (
+            f"{self.sent:,} sent, {self.retried:,} to retry, {self.dead:,} dead, "
+            f"{self.pending:,} pending"
+        )
+
+
+class DeliveryProgress:
+    """Live counts: a Rich status line on a terminal, else a plain line whenever they change."""
+
+    def __init__(self) -> None:
+        self.console = err_console()
+        self.live: Status | None = None
+        self.shown = ""
+
+    def __enter__(self) -> DeliveryProgress:
+        if stderr_is_terminal():
+            self.live = self.console.status("delivering")
+            self.live.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.live is not None:
+            self.live.stop()
+
+    def update(self, counts: DeliveryCounts) -> None:
+        line = f"deliveries: {counts.line()}"
+        if line == self.shown:
+            return
+        self.shown = line
+        if self.live is not None:
+            self.live.update(line)
+        else:
+            self.console.print(line, highlight=False, soft_wrap=True)
 
 
 @deliveries_app.command("run")
@@ -167,45 +288,58 @@ def run_deliveries(
         bool, typer.Option(help="Stop when nothing is pending (else run until stopped)")
     ] = False,
 ) -> None:
-    """Deliver due notifications (what `clipwatch worker` does beside the sync)."""
+    """Deliver due notifications (what `clipwatch worker` does beside the sync), showing the
+    sent, retried, dead and pending counts as it goes."""
     import asyncio
     from datetime import timedelta
 
+    from clipwatch.db.engine import create_engine, create_sessionmaker
+    from clipwatch.db.migrate import upgrade_database
     from clipwatch.discord.delivery import deliver_due, pending_count
-    from clipwatch.monitoring.logging import configure_logging
+    from clipwatch.discord.sender import sender_from_settings
 
-    settings = settings_or_exit()
-    configure_logging(settings.log_level, settings.log_format, settings.log_file)
+    settings = settings_or_exit(writes=True)
+    configure_cli_logging(settings)
+    counts = DeliveryCounts()
 
-    async def work() -> int:
+    async def work(progress: DeliveryProgress) -> None:
         engine = create_engine(settings)
         sender = sender_from_settings(settings)
-        sent = 0
         try:
             await upgrade_database(engine)
             sm = create_sessionmaker(engine)
             claim = timedelta(seconds=settings.delivery_claim_seconds)
             while True:
-                report = await deliver_due(sm, sender, settings.signing_key, claim=claim)
-                sent += report.sent
+                report = await deliver_due(
+                    sm, sender, settings.signing_key, claim=claim, limit=DELIVERIES_PER_ROUND
+                )
+                counts.sent += report.sent
+                counts.retried += report.retried
+                counts.dead += report.dead
+                counts.pending = await pending_count(sm)
+                progress.update(counts)
                 if report.messages == 0:
-                    if until_empty and await pending_count(sm) == 0:
-                        return sent
+                    if until_empty and counts.pending == 0:
+                        return
                     await asyncio.sleep(0.5)
         finally:
             await sender.aclose()
             await engine.dispose()
 
-    typer.echo(f"{run(work())} deliveries sent")
+    with DeliveryProgress() as progress:
+        run(work(progress))
+    typer.echo(f"{counts.sent} deliveries sent ({counts.retried} to retry, {counts.dead} dead)")
 
 
 @deliveries_app.command("retry")
 def retry_delivery(delivery_id: Annotated[int, typer.Argument(min=1)]) -> None:
     """Send a dead delivery again."""
-    settings = settings_or_exit()
+    from clipwatch.discord import routes as service
+
+    settings = settings_or_exit(writes=True)
 
     async def work(session: AsyncSession) -> None:
-        await service.retry_delivery(session, OPERATOR, delivery_id)
+        await service.retry_delivery(session, _operator(), delivery_id)
 
     run(in_transaction(settings, work))
     typer.echo(f"delivery {delivery_id} will be sent again")

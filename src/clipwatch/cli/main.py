@@ -1,10 +1,13 @@
-"""Typer application: wires the command groups together."""
+"""Typer application: wires the command groups together, with the options every command has."""
 
 from __future__ import annotations
+
+from typing import Annotated
 
 import typer
 
 from clipwatch.cli import accounts, clips, db, discord, serve, status, twitch
+from clipwatch.cli.common import options
 
 app = typer.Typer(
     help="clipwatch: a searchable archive of Twitch clips.",
@@ -12,6 +15,28 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
+
+
+@app.callback()
+def global_options(
+    verbose: Annotated[
+        bool,
+        typer.Option("--verbose", "-v", help="Also show other libraries' log lines (Alembic, …)"),
+    ] = False,
+    database: Annotated[
+        str | None,
+        typer.Option(
+            metavar="URL",
+            help="The database to use (default: CLIPWATCH_DATABASE_URL, else ./var/clipwatch.db; "
+            "./var/demo.db without Twitch credentials)",
+        ),
+    ] = None,
+) -> None:
+    """clipwatch: a searchable archive of Twitch clips."""
+    options.verbose = verbose
+    options.database = database
+
+
 app.command("serve")(serve.serve)
 app.add_typer(db.app, name="db")
 app.add_typer(clips.app, name="clips")

@@ -1,4 +1,5 @@
-"""`clipwatch serve`: migrate, then run the API with the worker beside it (unless --no-worker).
+"""What `clipwatch serve` runs: migrate, then the API with the worker beside it (unless
+--no-worker). Imported only by that command (it loads the API, uvicorn and the worker).
 
 In demo mode both simulators start first, in this process, and the settings point at them.
 """
@@ -9,20 +10,16 @@ import asyncio
 import signal
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
-from typing import Annotated
 
 import structlog
-import typer
 import uvicorn
 
 from clipwatch.api.app import create_app
 from clipwatch.api.routers.health import DEMO_BANNER
 from clipwatch.cache.manager import CacheManager, cache_from_settings
-from clipwatch.cli.common import run, settings_or_exit
 from clipwatch.config import Settings
 from clipwatch.db.engine import attach_cache, create_engine, create_sessionmaker
 from clipwatch.db.migrate import upgrade_database
-from clipwatch.monitoring.logging import configure_logging
 from clipwatch.runtime.demo import DemoWorld, demo_world, reset_demo_database, seed_demo
 from clipwatch.runtime.worker import TRANSIENT, WorkerStats, run_worker
 from clipwatch.twitch.client import client_from_settings
@@ -125,7 +122,9 @@ class _Server(uvicorn.Server):
                 signal.signal(sig, handler)
 
 
-async def _serve(settings: Settings, host: str, port: int, access_log: bool, worker: bool) -> None:
+async def serve_api(
+    settings: Settings, host: str, port: int, access_log: bool, worker: bool
+) -> None:
     async with _world(settings) as (settings, world):
         engine = create_engine(settings)
         try:
@@ -155,18 +154,3 @@ async def _serve(settings: Settings, host: str, port: int, access_log: bool, wor
                 await server.serve()
         finally:
             await cache.close()
-
-
-def serve(
-    host: Annotated[str, typer.Option(help="Address to listen on")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on")] = 8000,
-    worker: Annotated[
-        bool, typer.Option(help="Run the sync and delivery worker in this process")
-    ] = True,
-    demo: Annotated[bool, typer.Option(help="Simulated data even with Twitch credentials")] = False,
-    access_log: Annotated[bool, typer.Option(help="Log every request")] = True,
-) -> None:
-    """Run the HTTP API and the worker (migrating the database first)."""
-    settings = settings_or_exit(demo=True) if demo else settings_or_exit()
-    configure_logging(settings.log_level, settings.log_format, settings.log_file)
-    run(_serve(settings, host, port, access_log, worker))

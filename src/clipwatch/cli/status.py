@@ -3,24 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.table import Table
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from clipwatch.cli.common import in_transaction, run, settings_or_exit
-from clipwatch.db.repositories import notifications, sync_state
-from clipwatch.runtime.status import (
-    ROUTE_ERRORS_SHOWN_FOR,
-    WorkerReport,
-    route_problems,
-    sync_problems,
-    worker_problems,
-    worker_reports,
-)
-from clipwatch.runtime.supervisor import now
+
+if TYPE_CHECKING:
+    from rich.table import Table
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+    from clipwatch.runtime.status import WorkerReport
 
 
 @dataclass
@@ -36,6 +29,8 @@ def _when(moment: Any) -> str:
 
 
 def _workers_table(reports: list[WorkerReport]) -> Table:
+    from rich.table import Table
+
     table = Table("worker", "alive", "task", "state", "last success", "failures", "restarts")
     table.add_column("last error", overflow="fold")
     for report in reports:
@@ -54,6 +49,8 @@ def _workers_table(reports: list[WorkerReport]) -> Table:
 
 
 def _facts(title: str, values: dict[str, Any]) -> Table:
+    from rich.table import Table
+
     table = Table(title=title, show_header=False)
     for key, value in values.items():
         if isinstance(value, list):
@@ -68,6 +65,18 @@ def status_command(
     ] = False,
 ) -> None:
     """Sync, deliveries and every worker's tasks, with the problems worth a look."""
+    from rich.console import Console
+
+    from clipwatch.db.repositories import notifications, sync_state
+    from clipwatch.runtime.status import (
+        ROUTE_ERRORS_SHOWN_FOR,
+        route_problems,
+        sync_problems,
+        worker_problems,
+        worker_reports,
+    )
+    from clipwatch.runtime.supervisor import now
+
     settings = settings_or_exit()
 
     async def work(session: AsyncSession) -> _Status:

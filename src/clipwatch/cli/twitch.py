@@ -2,33 +2,44 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from datetime import datetime, timedelta
-from typing import Annotated, TypeVar
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
-from rich.table import Table
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from clipwatch.cli.common import fail, in_transaction, open_engine, run, settings_or_exit
-from clipwatch.config import Settings
-from clipwatch.db.engine import create_sessionmaker, session_scope
-from clipwatch.db.migrate import upgrade_database
-from clipwatch.db.repositories import catalog, quarantine, sync_state
-from clipwatch.monitoring.logging import configure_logging
-from clipwatch.twitch import channel_health, sync
-from clipwatch.twitch.client import HelixClient, client_from_settings
+from clipwatch.cli.common import (
+    configure_cli_logging,
+    fail,
+    in_transaction,
+    open_engine,
+    print_table,
+    run,
+    settings_or_exit,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+    from datetime import datetime
+
+    from rich.progress import Progress, TaskID
+    from rich.table import Table
+    from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+    from clipwatch.config import Settings
+    from clipwatch.twitch import sync
+    from clipwatch.twitch.client import HelixClient
+
+    Sessions = async_sessionmaker[AsyncSession]
+    Work = Callable[[HelixClient, Sessions], Awaitable["T"]]
 
 channels_app = typer.Typer(help="The Twitch channels clipwatch archives.", no_args_is_help=True)
 simulate_app = typer.Typer(help="Local simulators of outside services.", no_args_is_help=True)
 T = TypeVar("T")
-Sessions = async_sessionmaker[AsyncSession]
-Work = Callable[[HelixClient, Sessions], Awaitable[T]]
 
 
 def _client(settings: Settings) -> HelixClient:
+    from clipwatch.twitch.client import client_from_settings
+
     client = client_from_settings(settings)
     if client is None:
         fail(
@@ -39,6 +50,9 @@ def _client(settings: Settings) -> HelixClient:
 
 
 async def _with_twitch(settings: Settings, work: Work[T]) -> T:
+    from clipwatch.db.engine import create_sessionmaker
+    from clipwatch.db.migrate import upgrade_database
+
     async with open_engine(settings) as (engine, _cache):
         await upgrade_database(engine)
         async with _client(settings) as client:
@@ -49,7 +63,9 @@ async def _with_twitch(settings: Settings, work: Work[T]) -> T:
 @channels_app.command("add")
 def add(logins: Annotated[list[str], typer.Argument(help="Twitch logins")]) -> None:
     """Track channels: their clips are synced from now on (backfill with `sync --backfill`)."""
-    settings = settings_or_exit()
+    from clipwatch.twitch import sync
+
+    settings = settings_or_exit(writes=True)
 
     async def work(
         client: HelixClient, sm: async_sessionmaker[AsyncSession]
@@ -66,6 +82,10 @@ def add(logins: Annotated[list[str], typer.Argument(help="Twitch logins")]) -> N
 @channels_app.command("list")
 def list_channels() -> None:
     """Tracked channels and where their sync stands."""
+    from rich.table import Table
+
+    from clipwatch.db.repositories import sync_state
+
     settings = settings_or_exit()
 
     async def work(session: AsyncSession) -> Table:
@@ -91,7 +111,7 @@ def list_channels() -> None:
             )
         return table
 
-    Console().print(run(in_transaction(settings, work)))
+    print_table(run(in_transaction(settings, work)))
 
 
 def _when(moment: datetime | None) -> str:
@@ -107,7 +127,9 @@ def _error(error: str | None, failures: int) -> str:
 @channels_app.command("remove")
 def remove(login: Annotated[str, typer.Argument(help="Twitch login or id")]) -> None:
     """Stop syncing a channel (its clips stay in the archive)."""
-    settings = settings_or_exit()
+    from clipwatch.db.repositories import catalog
+
+    settings = settings_or_exit(writes=True)
 
     async def work(session: AsyncSession) -> bool:
         return await catalog.untrack_channel(session, login) is not None
@@ -131,54 +153,47 @@ def sync_command(
 
     Every channel is tried, those waiting out a backoff too; a failed channel does not stop
     the others, and makes the command exit 1 after the pass."""
-    settings = settings_or_exit()
+    from datetime import timedelta
+
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from clipwatch.db.engine import session_scope
+    from clipwatch.db.repositories import sync_state
+    from clipwatch.twitch import channel_health, sync
+
     if quarantine_list:
-        Console().print(run(in_transaction(settings, _quarantine_table)))
+        settings = settings_or_exit()
+        print_table(run(in_transaction(settings, _quarantine_table)))
         return
-    configure_logging(settings.log_level, settings.log_format, settings.log_file)
+    settings = settings_or_exit(writes=True)
+    configure_cli_logging(settings)
     with Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
         TextColumn("{task.fields[status]}"),
         TimeElapsedColumn(),
     ) as bar:
-        tasks: dict[str, TaskID] = {}
-        spans: dict[str, float] = {}  # seconds of history left at the first stored window
-        clients: list[HelixClient] = []
+        logins: dict[str, str] = {}
+        backfills = BackfillBars(bar, logins)
 
-        def progress(channel_id: str, at: datetime, end: datetime, report: sync.SyncReport) -> None:
-            if channel_id not in tasks:  # the first stored window: measure from here
-                spans[channel_id] = max((end - at).total_seconds(), 1.0)
-                tasks[channel_id] = bar.add_task(
-                    f"backfill {channel_id}", total=spans[channel_id], status=""
+        async def work(client: HelixClient, sm: Sessions) -> sync.SyncReport:
+            async with session_scope(sm) as session:
+                logins.update(
+                    {c.id: c.login or c.id for c in await sync_state.tracked_channels(session)}
                 )
-            budget = clients[0].budget if clients else None
-            left = f", budget {budget.remaining}/{budget.limit}" if budget and budget.limit else ""
-            bar.update(
-                tasks[channel_id],
-                completed=spans[channel_id] - (end - at).total_seconds(),
-                status=f"{at:%Y-%m-%d} · {report.clips_seen:,} clips{left}",
-            )
-
-        async def work(
-            client: HelixClient, sm: async_sessionmaker[AsyncSession]
-        ) -> tuple[sync.SyncReport, dict[str, str]]:
-            clients.append(client)
-            report = await sync.sync_all(
+            backfills.client = client
+            return await sync.sync_all(
                 client,
                 sm,
                 backfill=backfill,
                 only=channel,
-                progress=progress,
+                progress=backfills.update,
                 ignore_backoff=True,
                 deletion_wait=timedelta(minutes=settings.deletion_confirm_minutes),
             )
-            async with session_scope(sm) as session:
-                logins = {c.id: c.login or c.id for c in await sync_state.tracked_channels(session)}
-            return report, logins
 
         try:
-            report, logins = run(_with_twitch(settings, work))
+            report = run(_with_twitch(settings, work))
         except typer.Exit:
             raise
         except Exception as exc:  # anything unforeseen: still one line, not a traceback
@@ -199,7 +214,46 @@ def sync_command(
         fail(f"{len(report.failed_channels)} channel(s) failed: {failures}")
 
 
+@dataclass
+class _ChannelBar:
+    task: TaskID
+    span_s: float  # seconds of history the channel's backfill has left at its start
+    clips_before: int  # the pass's clip count when the channel's backfill started
+
+
+class BackfillBars:
+    """One bar per channel, named by login, with that channel's own clip count (the report
+    the sync hands over counts the whole pass)."""
+
+    def __init__(self, bar: Progress, logins: dict[str, str]) -> None:
+        self.bar = bar
+        self.logins = logins
+        self.channels: dict[str, _ChannelBar] = {}
+        self.client: HelixClient | None = None
+
+    def update(self, channel_id: str, at: datetime, end: datetime, report: sync.SyncReport) -> None:
+        left_s = (end - at).total_seconds()
+        channel = self.channels.get(channel_id)
+        if channel is None:  # the backfill's start (or the first window of a resumed one)
+            span = max(left_s, 1.0)
+            name = self.logins.get(channel_id, channel_id)
+            task = self.bar.add_task(f"backfill {name}", total=span, status="")
+            channel = self.channels[channel_id] = _ChannelBar(task, span, report.clips_seen)
+        budget = self.client.budget if self.client is not None else None
+        left = f", budget {budget.remaining}/{budget.limit}" if budget and budget.limit else ""
+        clips = report.clips_seen - channel.clips_before
+        self.bar.update(
+            channel.task,
+            completed=channel.span_s - left_s,
+            status=f"{at:%Y-%m-%d} · {clips:,} clips{left}",
+        )
+
+
 async def _quarantine_table(session: AsyncSession) -> Table:
+    from rich.table import Table
+
+    from clipwatch.db.repositories import quarantine
+
     table = Table("clip", "channel", "reason", "times seen", "last seen", title="Quarantined clips")
     for row, login in await quarantine.list_quarantined(session, limit=500):
         table.add_row(
@@ -262,10 +316,12 @@ def worker_command(
     Run several on one PostgreSQL (and Redis): leases share the channels between them, the
     Twitch budget is shared through Redis, and deliveries are claimed with SKIP LOCKED.
     """
+    from clipwatch.db.engine import create_sessionmaker
+    from clipwatch.db.migrate import upgrade_database
     from clipwatch.runtime.worker import run_worker
 
-    settings = settings_or_exit()
-    configure_logging(settings.log_level, settings.log_format, settings.log_file)
+    settings = settings_or_exit(writes=True)
+    configure_cli_logging(settings)
 
     async def work() -> int:
         # Following the others' writes lets its hot data go to Redis (docs/cache.md).

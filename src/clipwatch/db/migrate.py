@@ -1,33 +1,80 @@
-"""Run Alembic migrations on our own async engine (no alembic.ini needed)."""
+"""Run Alembic migrations on our own async engine (no alembic.ini needed).
+
+A database already at the newest revision is recognised without Alembic: the heads are read
+from the migration files' own `revision = …` lines and compared with the stored revision.
+Importing Alembic (and its environment, which loads every model) costs a third of a second,
+which every CLI command paid before it did anything (#11).
+"""
 
 from __future__ import annotations
 
+import re
+from functools import cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from alembic import command
-from alembic.config import Config
-from sqlalchemy import Connection
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 
-from clipwatch.db import search
+if TYPE_CHECKING:
+    from alembic.config import Config
+    from sqlalchemy import Connection
+    from sqlalchemy.ext.asyncio import AsyncEngine
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+_ASSIGNMENT = re.compile(r"^(revision|down_revision)\s*(?::[^=\n]*)?=\s*(.+)$", re.MULTILINE)
+_QUOTED = re.compile(r"""["']([^"']+)["']""")
 
 
 def _config(connection: Connection) -> Config:
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     config.attributes["connection"] = connection
     return config
 
 
+@cache
+def head_revisions() -> frozenset[str] | None:
+    """The revisions no migration revises, read from the files; None when a file does not
+    say its revision plainly (then Alembic decides)."""
+    revisions: set[str] = set()
+    revised: set[str] = set()
+    for path in (MIGRATIONS / "versions").glob("*.py"):
+        found = {m[1]: m[2] for m in _ASSIGNMENT.finditer(path.read_text())}
+        own = _QUOTED.findall(found.get("revision", ""))
+        if len(own) != 1 or "down_revision" not in found:
+            return None
+        revisions.add(own[0])
+        revised.update(_QUOTED.findall(found["down_revision"]))
+    return frozenset(revisions - revised) or None
+
+
+async def stored_revisions(engine: AsyncEngine) -> frozenset[str]:
+    """The revisions the database says it is at (none for a new database)."""
+    try:
+        async with engine.connect() as conn:
+            rows = await conn.execute(text("SELECT version_num FROM alembic_version"))
+            return frozenset(str(r[0]) for r in rows)
+    except DBAPIError:  # no table yet (or no database): Alembic will say what is wrong
+        return frozenset()
+
+
 async def upgrade_database(engine: AsyncEngine) -> None:
     """Bring the schema to the newest revision."""
+    heads = head_revisions()
+    if heads is not None and await stored_revisions(engine) == heads:
+        return
+    from alembic import command
+
     async with engine.begin() as conn:
         await conn.run_sync(lambda sync: command.upgrade(_config(sync), "head"))
 
 
 async def reindex_database(engine: AsyncEngine) -> None:
     """Rebuild the full-text index from the clip table."""
+    from clipwatch.db import search
+
     async with engine.begin() as conn:
         await conn.run_sync(search.rebuild_index)

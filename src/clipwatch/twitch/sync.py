@@ -243,6 +243,8 @@ async def backfill_channel(
         state = await sync_state.get_state(session, channel_id)
         state.backfill_done_until = done_until
 
+    if progress is not None:  # where the channel starts: nothing of it stored yet
+        progress(channel_id, start, end, report)
     await walk_windows(
         client,
         sessionmaker,
