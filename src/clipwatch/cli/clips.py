@@ -70,6 +70,17 @@ def _readable(file: str) -> int | None:
     return Path(file).stat().st_size if stat.S_ISREG(mode) else None
 
 
+def _import_from(name: str, settings: Settings, stream: BinaryIO, size: int | None) -> ImportReport:
+    if not _peek(stream):  # before the database is opened (or created)
+        fail(f"{name}: empty input, no clips to import")
+    return run(_import(settings, stream, size))
+
+
+def _peek(stream: BinaryIO) -> bytes:
+    peek = getattr(stream, "peek", None)
+    return peek(1) if peek is not None else b"?"  # unknown: the import will tell
+
+
 @app.command("import")
 def import_(
     file: Annotated[str, typer.Argument(help="JSON Lines of Helix clip objects, or - for stdin")],
@@ -77,18 +88,15 @@ def import_(
     """Upsert clips from JSON Lines (one Get Clips `data` object per line)."""
     settings = settings_or_exit(writes=True)
     if file == "-":
-        name = "stdin"
-        report = run(_import(settings, sys.stdin.buffer, None))
+        report = _import_from("stdin", settings, sys.stdin.buffer, None)
     else:
         size = _readable(file)
         name = file if size is not None else f"{file} (not a regular file, read as a stream)"
         try:
             with Path(file).open("rb") as stream:
-                report = run(_import(settings, stream, size))
+                report = _import_from(name, settings, stream, size)
         except OSError as exc:
             fail(f"{file}: {exc.strerror or exc}")
-    if report.lines == 0:
-        fail(f"{name}: empty input, no clips to import")
     console = err_console()
     for number, message in report.errors:
         console.print(f"line {number}: {message}", highlight=False, soft_wrap=True)

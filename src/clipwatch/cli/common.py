@@ -81,7 +81,7 @@ def settings_or_exit(*, writes: bool = False, **overrides: Any) -> Settings:
     if settings.demo_mode and not database_configured(settings):
         settings = settings.model_copy(update={"database_url": DEMO_DATABASE_URL})
     if writes and settings.database_url == DEMO_DATABASE_URL:
-        note(demo_write_notice())
+        note(demo_write_notice(settings))
     return settings
 
 
@@ -91,11 +91,12 @@ def database_configured(settings: Settings) -> bool:
     return "database_url" in settings.model_fields_set
 
 
-def demo_write_notice() -> str:
+def demo_write_notice(settings: Settings) -> str:
     from clipwatch.config import DEMO_DATABASE_PATH
 
+    why = "CLIPWATCH_DEMO is set" if settings.demo else "no Twitch credentials are set"
     return (
-        f"writing to the demo database ({DEMO_DATABASE_PATH}: no Twitch credentials are set), "
+        f"writing to the demo database ({DEMO_DATABASE_PATH}: {why}), "
         "which `clipwatch serve` wipes at every start; --database URL or "
         "CLIPWATCH_DATABASE_URL points elsewhere"
     )
