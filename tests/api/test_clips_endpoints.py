@@ -159,7 +159,6 @@ async def test_one_clip_and_its_game_name(
         {"limit": 0},
         {"limit": 1000},
         {"limit": "ten"},
-        {"cursor": "not-a-real-cursor"},
         {"cursor": "x" * 600},
         {"q": "x" * 10_000},
         {"created_after": "yesterday"},
@@ -200,11 +199,14 @@ async def test_cursor_pages_walk_without_duplicates_and_bind_to_their_query(
     reused = await client.get(
         "/api/v1/clips", params={"q": "other", "sort": "views", "cursor": params["cursor"]}
     )
-    assert reused.status_code == 422
+    assert reused.status_code == 400  # a cursor that cannot continue this query
     resorted = await client.get(
         "/api/v1/clips", params={"q": "pog", "sort": "newest", "cursor": params["cursor"]}
     )
-    assert resorted.status_code == 422
+    assert resorted.status_code == 400
+    forged = await client.get("/api/v1/clips", params={"cursor": "not-a-real-cursor"})
+    assert forged.status_code == 400
+    assert forged.headers["content-type"] == PROBLEM
 
 
 @pytest.mark.usefixtures("archive")
@@ -223,7 +225,7 @@ async def test_channels_and_games(client: httpx.AsyncClient) -> None:
     games = (await client.get("/api/v1/games")).json()
     assert {g["id"] for g in games["data"]} == {"33214", "509658"}
     bad = await client.get("/api/v1/games", params={"cursor": first["next_cursor"]})
-    assert bad.status_code == 422
+    assert bad.status_code == 400
 
 
 async def test_health_and_status(client: httpx.AsyncClient) -> None:
@@ -237,3 +239,114 @@ async def test_health_and_status(client: httpx.AsyncClient) -> None:
     unknown = await client.get("/api/v1/nothing-here")
     assert unknown.status_code == 404
     assert unknown.headers["content-type"] == PROBLEM
+
+
+@pytest.fixture
+async def lengths(sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+    """Clips of three creators with views and durations to filter on."""
+    clips = [
+        helix_clip(id="Short", view_count=10, duration=5.0, creator_id="7001", creator_name="Ann"),
+        helix_clip(id="Mid", view_count=100, duration=30.0, creator_id="7002", creator_name="Bo B"),
+        helix_clip(
+            id="Mid2", view_count=150, duration=30.5, creator_id="7002", creator_name="Bo B"
+        ),
+        helix_clip(id="Long", view_count=1000, duration=60.0, creator_id="7003", creator_name="Cy"),
+    ]
+    await store_clips(sessionmaker, clips)
+
+
+@pytest.mark.usefixtures("lengths")
+@pytest.mark.parametrize(
+    ("params", "expected"),
+    [
+        ({"max_views": 100}, {"Short", "Mid"}),
+        ({"min_views": 100, "max_views": 150}, {"Mid", "Mid2"}),
+        ({"max_views": 0}, set()),
+        ({"min_duration": 30}, {"Mid", "Mid2", "Long"}),
+        ({"max_duration": 30.5}, {"Short", "Mid", "Mid2"}),
+        ({"min_duration": 30.5, "max_duration": 30.5}, {"Mid2"}),
+        ({"min_duration": 0, "max_duration": 4.9}, set()),
+        ({"creator": ["ann", "7003"]}, {"Short", "Long"}),
+        ({"creator": ["bo b"]}, {"Mid", "Mid2"}),
+        ({"creator": ["BO B", "nobody"]}, {"Mid", "Mid2"}),
+        ({"creator": ["nobody", "9999"]}, set()),
+        ({"creator": ["ann", "bo b"], "max_duration": 30, "sort": "views"}, {"Short", "Mid"}),
+    ],
+)
+async def test_views_duration_and_creators_filters(
+    client: httpx.AsyncClient, params: dict[str, Any], expected: set[str]
+) -> None:
+    whole = await ids(client, **params)
+    assert set(whole) == expected
+    assert len(whole) == len(expected)
+    # One clip a page: the filters hold on every page the cursor leads to.
+    walked: list[str] = []
+    query = {**params, "limit": 1}
+    while True:
+        page = (await client.get("/api/v1/clips", params=query)).json()
+        walked += [c["id"] for c in page["data"]]
+        if not page["next_cursor"]:
+            break
+        query["cursor"] = page["next_cursor"]
+    assert walked == whole
+
+
+@pytest.mark.usefixtures("lengths")
+async def test_new_filters_are_part_of_the_cache_key_and_of_the_cursor(
+    client: httpx.AsyncClient,
+) -> None:
+    # Asked twice each, so the second answer comes from the cache.
+    for _ in range(2):
+        assert set(await ids(client, max_views=100)) == {"Short", "Mid"}
+        assert set(await ids(client, max_views=1000)) == {"Short", "Mid", "Mid2", "Long"}
+        assert await ids(client, min_duration=31) == ["Long"]
+        assert await ids(client, creator=["cy"]) == ["Long"]
+    first = (await client.get("/api/v1/clips", params={"max_views": 200, "limit": 1})).json()
+    elsewhere = await client.get(
+        "/api/v1/clips", params={"max_views": 300, "limit": 1, "cursor": first["next_cursor"]}
+    )
+    assert elsewhere.status_code == 400  # a cursor continues only its own query
+
+
+async def test_at_most_twenty_creators(client: httpx.AsyncClient) -> None:
+    assert (await client.get("/api/v1/clips", params={"creator": ["a"] * 20})).status_code == 200
+    answer = await client.get("/api/v1/clips", params={"creator": ["a"] * 21})
+    assert answer.status_code == 422
+    assert answer.headers["content-type"] == PROBLEM
+
+
+@pytest.mark.parametrize(
+    ("params", "names"),
+    [
+        (
+            {"created_after": "2025-01-05T00:00:00Z", "created_before": "2025-01-04T00:00:00Z"},
+            ("created_after", "created_before"),
+        ),
+        ({"min_views": 10, "max_views": 9}, ("min_views", "max_views")),
+        ({"min_duration": 30.5, "max_duration": 30}, ("min_duration", "max_duration")),
+    ],
+)
+async def test_contradicting_filters_are_a_422_naming_them(
+    client: httpx.AsyncClient, params: dict[str, Any], names: tuple[str, str]
+) -> None:
+    answer = await client.get("/api/v1/clips", params={"q": "pog", **params})
+    assert answer.status_code == 422, answer.text
+    assert answer.headers["content-type"] == PROBLEM
+    detail = answer.json()["detail"]
+    assert all(name in detail for name in names), detail
+    # Equal bounds are a range of one instant, one count or one length: fine.
+    low, high = names
+    same = {low: params[low], high: params[low]}
+    assert (await client.get("/api/v1/clips", params=same)).status_code == 200
+
+
+@pytest.mark.usefixtures("archive")
+async def test_language_in_any_case(client: httpx.AsyncClient) -> None:
+    assert await ids(client, language="EN") == await ids(client, language="en")
+    assert set(await ids(client, language="En")) == {"ClipA", "ClipC"}
+    assert await ids(client, language="JA") == ["ClipD"]
+    for tag in ("pt-BR", "OTHER", "asl"):
+        assert await ids(client, language=tag) == []
+    for garbage in ("english!", "e", "en-toolong", "e n", "other2"):
+        answer = await client.get("/api/v1/clips", params={"language": garbage})
+        assert answer.status_code == 422, garbage

@@ -1,8 +1,9 @@
 """Walking next_cursor yields exactly the ordered result as of the first page.
 
 The expectation is computed here, independently: match the words, filter, sort by the key
-with insertion order as the tie-breaker. Clips inserted between page requests must not
-appear in the walk (a walk is a snapshot of the clips stored when it began).
+with insertion order as the tie-breaker (relevance: the `candidates` most viewed matches by
+score, then the rest by views). Clips inserted between page requests must not appear in
+the walk (a walk is a snapshot of the clips stored when it began).
 """
 
 from __future__ import annotations
@@ -35,13 +36,20 @@ clip_fields = st.fixed_dictionaries(
         "view_count": st.integers(0, 3),
         "day": st.integers(1, 4),
         "channel": st.sampled_from(["1", "2"]),
+        "duration": st.sampled_from([5.0, 30.5, 60.0]),
+        "creator": st.sampled_from(["5001", "5002"]),
     }
 )
+CREATOR_NAMES = {"5001": "Someone", "5002": "Other Person"}
 queries = st.fixed_dictionaries(
     {
         "q": st.sampled_from(QUERIES),
         "broadcaster": st.sampled_from([None, "1", "2"]),
         "min_views": st.sampled_from([None, 0, 2]),
+        "max_views": st.sampled_from([None, 2, 3]),
+        "min_duration": st.sampled_from([None, 30.5]),
+        "max_duration": st.sampled_from([None, 30.5, 59]),
+        "creator": st.sampled_from([None, ["someone"], ["5002"], ["other person", "5001"]]),
         "sort": st.sampled_from([None, "views", "newest", "oldest", "relevance"]),
         "limit": st.integers(1, 7),
     }
@@ -55,7 +63,9 @@ def to_helix(fields: dict[str, Any]) -> dict[str, Any]:
         created_at=f"2025-01-0{fields['day']}T00:00:00Z",
         broadcaster_id=fields["channel"],
         broadcaster_name=f"Chan{fields['channel']}",
-        creator_name="Someone",
+        duration=fields.get("duration", 30.0),
+        creator_id=fields.get("creator", "5001"),
+        creator_name=CREATOR_NAMES[fields.get("creator", "5001")],
     )
 
 
@@ -74,7 +84,17 @@ def matches(q: str, clip: dict[str, Any]) -> bool:
     return any(t.startswith(last) for t in tokens)
 
 
-def expected_ids(clips: list[dict[str, Any]], query: dict[str, Any]) -> list[str]:
+def creator_matches(keys: list[str] | None, clip: dict[str, Any]) -> bool:
+    if keys is None:
+        return True
+    return any(k in (clip["creator_id"], clip["creator_name"].lower()) for k in keys)
+
+
+def in_range(value: float, low: float | None, high: float | None) -> bool:
+    return (low is None or value >= low) and (high is None or value <= high)
+
+
+def expected_ids(clips: list[dict[str, Any]], query: dict[str, Any], candidates: int) -> list[str]:
     """Clips in insertion order; the answer the API must give, computed without it."""
     q = query["q"]
     rows = [
@@ -82,7 +102,9 @@ def expected_ids(clips: list[dict[str, Any]], query: dict[str, Any]) -> list[str
         for seq, c in enumerate(clips)
         if (q is None or matches(q, c))
         and (query["broadcaster"] is None or c["broadcaster_id"] == query["broadcaster"])
-        and (query["min_views"] is None or c["view_count"] >= query["min_views"])
+        and in_range(c["view_count"], query["min_views"], query["max_views"])
+        and in_range(c["duration"], query["min_duration"], query["max_duration"])
+        and creator_matches(query["creator"], c)
     ]
     sort = query["sort"] or ("relevance" if q else "newest")
     if sort == "relevance" and not q:
@@ -101,7 +123,8 @@ def expected_ids(clips: list[dict[str, Any]], query: dict[str, Any]) -> list[str
             )
             return (score, seq)
 
-        rows.sort(key=key, reverse=True)
+        rows.sort(key=lambda item: (item[1]["view_count"], item[0]), reverse=True)
+        rows = sorted(rows[:candidates], key=key, reverse=True) + rows[candidates:]
     elif sort == "views":
         rows.sort(key=lambda item: (item[1]["view_count"], item[0]), reverse=True)
     elif sort == "newest":
@@ -153,14 +176,17 @@ async def walk(
     initial=st.lists(clip_fields, max_size=30),
     query=queries,
     later=st.lists(st.lists(clip_fields, min_size=1, max_size=3), max_size=4),
+    # A narrow window (below the setting's floor of 20) so that small walks cross it.
+    candidates=st.sampled_from([1, 3, 5000]),
 )
 def test_cursor_walk_is_the_full_ordered_snapshot(
     settings: Settings,
     initial: list[dict[str, Any]],
     query: dict[str, Any],
     later: list[list[dict[str, Any]]],
+    candidates: int,
 ) -> None:
-    app_settings = settings.model_copy(update={"search_relevance_candidates": 5000})
+    app_settings = settings.model_copy(update={"search_relevance_candidates": candidates})
     clips = [to_helix(f) for f in initial]
     inserted: list[str] = []
 
@@ -171,7 +197,7 @@ def test_cursor_walk_is_the_full_ordered_snapshot(
             await store_clips(sessionmaker, batch)
 
     seen = asyncio.run(walk(app_settings, clips, query, insert))
-    assert seen == expected_ids(clips, query)
+    assert seen == expected_ids(clips, query, candidates)
     assert not set(seen) & set(inserted)
 
 
@@ -179,7 +205,7 @@ def test_inserts_between_pages_do_not_shift_a_walk(settings: Settings) -> None:
     clips = [
         to_helix({"title": "pog", "view_count": 1, "day": 2, "channel": "1"}) for _ in range(5)
     ]
-    query = {"q": "pog", "broadcaster": None, "min_views": None, "sort": "views", "limit": 2}
+    query = {"q": "pog", "sort": "views", "limit": 2}
     newcomers: list[str] = []
 
     async def insert_top_clip(sessionmaker: async_sessionmaker[AsyncSession], _page: int) -> None:

@@ -12,7 +12,14 @@ _PRINTABLE = r"^[^\x00-\x1f\x7f]*$"
 
 SearchText = Annotated[str, StringConstraints(max_length=200, pattern=_PRINTABLE)]
 Key = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=_PRINTABLE)]
-Language = Annotated[str, StringConstraints(pattern=r"^(?:[a-z]{2,3}(?:-[A-Za-z]{2,4})?|other)$")]
+# Language tags are case-insensitive (RFC 5646): any case is taken, and stored and compared in
+# lower case, as Twitch writes them ("en", "pt-br", "other").
+Language = Annotated[
+    str,
+    StringConstraints(
+        pattern=r"^(?:[A-Za-z]{2,3}(?:-[A-Za-z]{2,4})?|[Oo][Tt][Hh][Ee][Rr])$", to_lower=True
+    ),
+]
 ClipId = Annotated[
     str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_-]+$")
 ]

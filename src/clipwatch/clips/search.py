@@ -12,9 +12,9 @@ from clipwatch.clips.cursor import decode_cursor, encode_cursor, fingerprint
 from clipwatch.clips.relevance import relevance_score
 from clipwatch.db.models import Clip
 from clipwatch.db.repositories import catalog, clip_search
-from clipwatch.db.repositories.clip_search import ClipFilters, KeysetSort
+from clipwatch.db.repositories.clip_search import ClipFilters, ClipText, KeysetSort
 from clipwatch.db.search import NO_TERMS, Terms, parse_terms
-from clipwatch.errors import InvalidInput
+from clipwatch.errors import BadRequest, InvalidInput
 
 Sort = Literal["relevance", "newest", "oldest", "views"]
 
@@ -26,12 +26,15 @@ class ClipSearch:
     q: str | None = None
     broadcaster: tuple[str, ...] = ()
     game: tuple[str, ...] = ()
-    creator: str | None = None
+    creators: tuple[str, ...] = ()
     languages: tuple[str, ...] = ()
     # A feed (`feed=mine`): clips of any followed channel or any followed game.
     follow_channels: tuple[str, ...] = ()
     follow_games: tuple[str, ...] = ()
     min_views: int | None = None
+    max_views: int | None = None
+    min_duration: float | None = None
+    max_duration: float | None = None
     featured: bool | None = None
     created_after: datetime | None = None
     created_before: datetime | None = None
@@ -51,6 +54,27 @@ class ClipPage:
     channel_ids: tuple[str, ...] | None = None
 
 
+def check_ranges(search: ClipSearch) -> None:
+    """Bounds that exclude each other are the caller's mistake, not an empty answer."""
+    ranges: list[tuple[str, str, Any, Any]] = [
+        ("created_after", "created_before", search.created_after, search.created_before),
+        ("min_views", "max_views", search.min_views, search.max_views),
+        ("min_duration", "max_duration", search.min_duration, search.max_duration),
+    ]
+    for low_name, high_name, low, high in ranges:
+        if low is None or high is None or low <= high:
+            continue
+        if isinstance(low, datetime):
+            shown, relation = (low.isoformat(), high.isoformat()), "later than"
+        else:
+            shown, relation = (str(low), str(high)), "greater than"
+        raise InvalidInput(
+            f"{low_name} ({shown[0]}) is {relation} {high_name} ({shown[1]}): "
+            "no clip can match both",
+            field=low_name,
+        )
+
+
 def effective_sort(search: ClipSearch, terms: Terms) -> Sort:
     """Relevance when words were typed, newest otherwise; relevance without words is views."""
     sort = search.sort or ("relevance" if terms else "newest")
@@ -68,16 +92,18 @@ def _query_fingerprint(search: ClipSearch, terms: Terms, sort: Sort) -> str:
     )
 
 
-def _sort_key(sort: Sort, clip: Clip, score: float = 0.0) -> list[Any]:
-    if sort == "relevance":
-        return [score, clip.seq]
+def _sort_key(sort: KeysetSort, clip: Clip) -> list[Any]:
     if sort == "views":
         return [clip.view_count, clip.seq]
     return [clip.created_at.isoformat(), clip.seq]
 
 
+def _invalid_cursor() -> BadRequest:
+    return BadRequest("cursor is not valid for this query")
+
+
 def _decode_key(sort: Sort, key: Any) -> tuple[Any, int]:
-    invalid = InvalidInput("cursor is not valid for this query", field="cursor")
+    invalid = _invalid_cursor()
     if not (isinstance(key, list) and len(key) == 2 and type(key[1]) is int):
         raise invalid
     value, seq = key
@@ -102,26 +128,51 @@ async def search_clips(
     sort = effective_sort(search, terms)
     query_id = _query_fingerprint(search, terms, sort)
 
-    after: tuple[Any, int] | None = None
+    payload: dict[str, Any] = {}
     if search.cursor:
         payload = decode_cursor(key, search.cursor, query=query_id)
-        after = _decode_key(sort, payload.get("k"))
         max_seq = payload.get("m")
         if type(max_seq) is not int:
-            raise InvalidInput("cursor is not valid for this query", field="cursor")
+            raise _invalid_cursor()
     else:
         max_seq = await clip_search.newest_seq(session)
 
-    broadcaster_ids = game_ids = None
+    filters = await _resolve_filters(session, search, terms, max_seq)
+    if isinstance(filters, ClipPage):
+        return filters  # a name that resolves to nothing: nothing can match
+
+    if sort == "relevance":
+        clips, keys = await _relevance_page(
+            session, filters, _relevance_position(payload), search.limit, relevance_candidates
+        )
+    else:
+        after = _decode_key(sort, payload.get("k")) if search.cursor else None
+        clips = await clip_search.find_clips(
+            session, filters, sort, after=after, limit=search.limit + 1
+        )
+        keys = [{"k": _sort_key(sort, clip)} for clip in clips]
+
+    next_cursor = None
+    if len(clips) > search.limit:
+        clips = clips[: search.limit]
+        next_cursor = encode_cursor(key, {"q": query_id, "m": max_seq, **keys[search.limit - 1]})
+    names = await catalog.game_names(session, (c.game_id for c in clips if c.game_id))
+    return ClipPage(clips, names, next_cursor, filters.broadcaster_ids)
+
+
+async def _resolve_filters(
+    session: AsyncSession, search: ClipSearch, terms: Terms, max_seq: int
+) -> ClipFilters | ClipPage:
+    """Names resolved to ids; an empty page when a name filter resolves to nothing."""
+    broadcaster_ids = game_ids = creator_ids = None
     if search.broadcaster:
         broadcaster_ids = tuple(await catalog.resolve_channel_ids(session, search.broadcaster))
     if search.game:
         game_ids = tuple(await catalog.resolve_game_ids(session, search.game))
     if broadcaster_ids == () or game_ids == ():
         return ClipPage([], channel_ids=broadcaster_ids)
-    creator_ids = None
-    if search.creator is not None:
-        creator_ids = tuple(await clip_search.resolve_creator_ids(session, search.creator))
+    if search.creators:
+        creator_ids = tuple(await clip_search.resolve_creator_ids(session, search.creators))
         if not creator_ids:
             return ClipPage([], channel_ids=broadcaster_ids)
     follows = None
@@ -132,8 +183,7 @@ async def search_clips(
         )
         if follows == ((), ()):
             return ClipPage([])
-
-    filters = ClipFilters(
+    return ClipFilters(
         terms=terms,
         broadcaster_ids=broadcaster_ids,
         game_ids=game_ids,
@@ -141,60 +191,128 @@ async def search_clips(
         languages=search.languages or None,
         follows=follows,
         min_views=search.min_views,
+        max_views=search.max_views,
+        min_duration=search.min_duration,
+        max_duration=search.max_duration,
         featured=search.featured,
         created_after=search.created_after,
         created_before=search.created_before,
         include_deleted=search.include_deleted,
         max_seq=max_seq,
     )
-    if sort == "relevance":
-        clips, keys = await _relevance_page(
-            session, filters, after, search.limit, relevance_candidates
-        )
-    else:
-        keyset_sort: KeysetSort = sort
-        clips = await clip_search.find_clips(
-            session, filters, keyset_sort, after=after, limit=search.limit + 1
-        )
-        keys = [_sort_key(sort, clip) for clip in clips]
 
-    next_cursor = None
-    if len(clips) > search.limit:
-        clips = clips[: search.limit]
-        next_cursor = encode_cursor(key, {"q": query_id, "k": keys[search.limit - 1], "m": max_seq})
-    names = await catalog.game_names(session, (c.game_id for c in clips if c.game_id))
-    return ClipPage(clips, names, next_cursor, broadcaster_ids)
+
+# --- relevance --------------------------------------------------------------------------------
+#
+# The order of a relevance walk: the `candidates` most viewed matches ranked by relevance,
+# then every other match by views. A cursor inside the ranked part carries the last score
+# ("k") and the boundary of the ranked part ("b": the views key of its least viewed clip, so
+# later pages rank the same clips whatever the setting says now); a cursor in the rest
+# carries the views key ("v"), and those pages are plain `sort=views` pages.
+
+
+@dataclass(frozen=True)
+class _RelevancePosition:
+    after_score: tuple[float, int] | None = None
+    boundary: tuple[int, int] | None = None
+    after_views: tuple[int, int] | None = None  # set: the walk is past the ranked part
+
+
+def _relevance_position(payload: dict[str, Any]) -> _RelevancePosition:
+    if "v" in payload:
+        return _RelevancePosition(after_views=_decode_key("views", payload["v"]))
+    if "k" not in payload:
+        return _RelevancePosition()
+    boundary = _decode_key("views", payload["b"]) if "b" in payload else None
+    return _RelevancePosition(_decode_key("relevance", payload["k"]), boundary)
 
 
 async def _relevance_page(
     session: AsyncSession,
     filters: ClipFilters,
-    after: tuple[Any, int] | None,
+    position: _RelevancePosition,
     limit: int,
     candidates: int,
-) -> tuple[list[Clip], list[list[Any]]]:
-    """Rank the most viewed matches by relevance; a walk covers at most `candidates` clips."""
-    pool = await clip_search.find_clip_texts(session, filters, "views", limit=candidates)
-    scored = sorted(
-        (
+) -> tuple[list[Clip], list[dict[str, Any]]]:
+    """Up to limit + 1 clips from `position` on, with the cursor fields each would end at."""
+    ranked: list[tuple[float, int]] = []
+    boundary, rest_after, rest_left = None, position.after_views, True
+    if rest_after is None:
+        pool, boundary, rest_left = await _ranked_pool(
+            session, filters, position.boundary, candidates
+        )
+        ranked = sorted(
             (
-                relevance_score(
-                    filters.terms,
-                    title=clip.title,
-                    creator_name=clip.creator_name,
-                    broadcaster_name=clip.broadcaster_name,
-                    view_count=clip.view_count,
-                ),
-                clip.seq,
-            )
-            for clip in pool
-        ),
-        reverse=True,
-    )
-    if after is not None:
-        scored = [item for item in scored if item < after]
-    page = scored[: limit + 1]
+                (
+                    relevance_score(
+                        filters.terms,
+                        title=clip.title,
+                        creator_name=clip.creator_name,
+                        broadcaster_name=clip.broadcaster_name,
+                        view_count=clip.view_count,
+                    ),
+                    clip.seq,
+                )
+                for clip in pool
+            ),
+            reverse=True,
+        )
+        if position.after_score is not None:
+            ranked = [item for item in ranked if item < position.after_score]
+        ranked = ranked[: limit + 1]
+        rest_after = boundary
     by_seq = {
-        clip.seq: clip for clip in await clip_search.clips_by_seq(session, [s for _, s in page])
+        clip.seq: clip
+        for clip in await clip_search.clips_by_seq(session, [seq for _, seq in ranked])
     }
-    return [by_seq[seq] for _, seq in page], [[score, seq] for score, seq in page]
+    clips: list[Clip] = []
+    keys: list[dict[str, Any]] = []
+    for score, seq in ranked:
+        if seq in by_seq:  # else gone since it was read
+            clips.append(by_seq[seq])
+            keys.append({"k": [score, seq], "b": list(boundary or ())})
+    if len(clips) <= limit and rest_left and rest_after is not None:
+        rest = await clip_search.find_clips(
+            session, filters, "views", after=rest_after, limit=limit + 1 - len(clips)
+        )
+        clips += rest
+        keys += [{"v": _sort_key("views", clip)} for clip in rest]
+    return clips, keys
+
+
+def _views_key(clip: ClipText) -> tuple[int, int]:
+    return clip.view_count, clip.seq
+
+
+async def _ranked_pool(
+    session: AsyncSession,
+    filters: ClipFilters,
+    boundary: tuple[int, int] | None,
+    candidates: int,
+) -> tuple[list[ClipText], tuple[int, int] | None, bool]:
+    """The ranked part: its clips, its boundary, and whether any match lies beyond it.
+
+    Without a boundary (a walk's first page) it is the `candidates` most viewed matches;
+    with one, every match whose views key is at or above it.
+    """
+    batch = await clip_search.find_clip_texts(session, filters, "views", limit=candidates + 1)
+    batch.sort(key=_views_key, reverse=True)
+    if boundary is None:
+        pool = batch[:candidates]
+        return pool, (_views_key(pool[-1]) if pool else None), len(batch) > candidates
+    pool = []
+    asked = candidates + 1
+    while True:
+        above = [clip for clip in batch if _views_key(clip) >= boundary]
+        pool += above
+        if len(above) < len(batch):
+            return pool, boundary, True
+        if len(batch) < asked:
+            return pool, boundary, False
+        # Every clip read is still above the boundary: clips gained views since the first
+        # page, and more of them may lie above it.
+        asked = candidates
+        batch = await clip_search.find_clip_texts(
+            session, filters, "views", after=_views_key(batch[-1]), limit=asked
+        )
+        batch.sort(key=_views_key, reverse=True)

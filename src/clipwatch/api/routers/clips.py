@@ -16,7 +16,7 @@ from clipwatch.api.deps import Session, State
 from clipwatch.api.errors import problem_responses
 from clipwatch.api.params import ClipId, Cursor, Instant, Key, Language, SearchText
 from clipwatch.api.schemas import ClipPage, ClipRead
-from clipwatch.clips.search import ClipSearch, Sort, search_clips
+from clipwatch.clips.search import ClipSearch, Sort, check_ranges, search_clips
 from clipwatch.db.repositories import catalog, clip_search
 from clipwatch.errors import Forbidden, NotFound, Unauthenticated
 
@@ -33,9 +33,10 @@ router = APIRouter(tags=["clips"])
     description=(
         "Full-text search over titles, creator and channel names (all words must match; the "
         "last word also matches as a prefix). Keyset pagination: pass `next_cursor` back as "
-        "`cursor`. A cursor walk sees the clips stored when it started. `relevance` ranks the "
-        "most viewed matches (see docs/search.md) and is the default when `q` is given; "
-        "`newest` otherwise."
+        "`cursor`. A cursor walk sees the clips stored when it started, each once. `relevance` "
+        "ranks the most viewed matches (see docs/search.md), then walks the other matches by "
+        "views; it is the default when `q` is given, `newest` otherwise. Bounds (`min_`/`max_`, "
+        "`created_after`/`created_before`) that exclude each other answer 422."
     ),
 )
 async def list_clips(
@@ -50,9 +51,20 @@ async def list_clips(
     game: Annotated[
         list[Key], Query(max_length=20, description="Game id or name; repeatable")
     ] = [],  # noqa: B006
-    creator: Annotated[Key | None, Query(description="Creator id or name")] = None,
-    language: Annotated[Language | None, Query(examples=["en"])] = None,
+    creator: Annotated[
+        list[Key], Query(max_length=20, description="Creator id or name; repeatable")
+    ] = [],  # noqa: B006
+    language: Annotated[
+        Language | None, Query(examples=["en"], description="Any case; compared in lower case")
+    ] = None,
     min_views: Annotated[int | None, Query(ge=0, le=10**12)] = None,
+    max_views: Annotated[int | None, Query(ge=0, le=10**12)] = None,
+    min_duration: Annotated[
+        float | None, Query(ge=0, allow_inf_nan=False, description="Seconds, inclusive")
+    ] = None,
+    max_duration: Annotated[
+        float | None, Query(ge=0, allow_inf_nan=False, description="Seconds, inclusive")
+    ] = None,
     featured: bool | None = None,
     created_after: Instant | None = None,
     created_before: Instant | None = None,
@@ -69,9 +81,12 @@ async def list_clips(
         q=q,
         broadcaster=tuple(broadcaster),
         game=tuple(game),
-        creator=creator,
+        creators=tuple(creator),
         languages=(language,) if language else (),
         min_views=min_views,
+        max_views=max_views,
+        min_duration=min_duration,
+        max_duration=max_duration,
         featured=featured,
         created_after=created_after,
         created_before=created_before,
@@ -80,6 +95,7 @@ async def list_clips(
         cursor=cursor,
         include_deleted=include_deleted,
     )
+    check_ranges(search)  # the request's own bounds, before preferences add theirs
     if feed == "mine":
         search = await _apply_preferences(session, principal, search)
 

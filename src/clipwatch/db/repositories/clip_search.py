@@ -74,6 +74,9 @@ class ClipFilters:
     # A feed: clips of any of these channels or any of these games (ids).
     follows: tuple[tuple[str, ...], tuple[str, ...]] | None = None
     min_views: int | None = None
+    max_views: int | None = None
+    min_duration: float | None = None
+    max_duration: float | None = None
     featured: bool | None = None
     created_after: datetime | None = None
     created_before: datetime | None = None
@@ -88,6 +91,8 @@ class ClipFilters:
             and self.languages is None
             and self.follows is None
             and self.featured is None
+            and self.min_duration is None
+            and self.max_duration is None
         )
 
 
@@ -137,6 +142,12 @@ def _conditions(f: ClipFilters, c: Any) -> list[Condition]:
             conds.append(or_(*followed))
     if f.min_views is not None:
         conds.append(c.view_count >= f.min_views)
+    if f.max_views is not None:
+        conds.append(c.view_count <= f.max_views)
+    if f.min_duration is not None:
+        conds.append(c.duration >= f.min_duration)
+    if f.max_duration is not None:
+        conds.append(c.duration <= f.max_duration)
     if f.featured is not None:
         conds.append(c.is_featured.is_(f.featured))
     if f.created_after is not None:
@@ -212,10 +223,16 @@ class ClipText:
 
 
 async def find_clip_texts(
-    session: AsyncSession, filters: ClipFilters, sort: KeysetSort, *, limit: int
+    session: AsyncSession,
+    filters: ClipFilters,
+    sort: KeysetSort,
+    *,
+    after: tuple[Any, int] | None = None,
+    limit: int,
 ) -> list[ClipText]:
-    """The texts of the first `limit` clips in the sort's order (relevance's candidates)."""
-    page = (await _page_query(session, filters, sort, None, limit)).subquery("page")
+    """The texts of the first `limit` clips in the sort's order after `after` (relevance's
+    candidates), in no particular order."""
+    page = (await _page_query(session, filters, sort, after, limit)).subquery("page")
     stmt = select(
         Clip.seq, Clip.title, Clip.creator_name, Clip.broadcaster_name, Clip.view_count
     ).join(page, Clip.seq == page.c.seq)
@@ -353,30 +370,35 @@ async def _sqlite_page_query(
     return _ordered_seqs(c, sort, [*_conditions(f, c), *_keyset(sort, after, c), check], limit)
 
 
-async def resolve_creator_ids(session: AsyncSession, key: str) -> list[str]:
-    """Creator ids for a creator id or name (case-insensitive).
+async def resolve_creator_ids(session: AsyncSession, keys: Sequence[str]) -> list[str]:
+    """Creator ids for creator ids or names (names case-insensitive), in one query.
 
-    There is no index on creator names (each index costs import speed); the name's words
-    are in the text index, so it finds the candidate rows and the exact name is checked on
+    There is no index on creator names (each index costs import speed); the names' words
+    are in the text index, so it finds the candidate rows and the exact names are checked on
     those. A name made only of popular words costs a larger scan.
     """
-    ids = {key} if key.isdigit() else set()
-    terms = parse_terms(key + " ")  # exact words, no prefix
-    if terms:
+    ids = {key for key in keys if key.isdigit()}
+    named = {key.lower(): parse_terms(key + " ") for key in keys}  # exact words, no prefix
+    named = {name: terms for name, terms in named.items() if terms}
+    if named:
         if dialect_name(session) == "postgresql":
-            match: Condition = _tsquery_condition(terms, indexable=True)
+            either = " | ".join(f"({terms.tsquery()})" for terms in named.values())
+            match: Condition = text(
+                "clip.search_vector @@ to_tsquery('simple'::regconfig, :creator_tsq)"
+            ).bindparams(creator_tsq=either)
         else:
+            either = " OR ".join(
+                f"creator_name : ({terms.fts5_match()})" for terms in named.values()
+            )
             fts = select(_fts.c.rowid).where(
-                text("clip_fts MATCH :creator_match").bindparams(
-                    creator_match="creator_name : " + terms.fts5_match()
-                )
+                text("clip_fts MATCH :creator_match").bindparams(creator_match=either)
             )
             match = Clip.seq.in_(fts)
         stmt = (
             select(Clip.creator_id)
-            .where(match, func.lower(Clip.creator_name) == key.lower())
+            .where(match, func.lower(Clip.creator_name).in_(list(named)))
             .distinct()
-            .limit(50)
+            .limit(50 * len(named))
         )
         ids.update((await session.scalars(stmt)).all())
     return sorted(ids)
