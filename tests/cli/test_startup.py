@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 
-from clipwatch.db.migrate import MIGRATIONS, head_revisions
 from tests.cli.test_commands import run
 
 HEAVY = ("sqlalchemy", "alembic", "fastapi", "uvicorn", "httpx", "pydantic_settings", "structlog")
@@ -69,6 +68,8 @@ def test_a_database_at_the_newest_revision_is_not_migrated_again(tmp_path: Path)
 def test_the_heads_read_from_the_files_are_alembics() -> None:
     from alembic.config import Config
     from alembic.script import ScriptDirectory
+
+    from clipwatch.db.migrate import MIGRATIONS, head_revisions
 
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
