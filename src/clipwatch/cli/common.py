@@ -50,14 +50,11 @@ def fail(message: str) -> NoReturn:
 
 
 def print_table(renderable: object) -> None:
-    """A Rich table (or group) on stdout: as wide as it needs when read by a program or
-    written to a file (unless COLUMNS says otherwise), so no cell is cut for a grep."""
-    import os
-
+    """A Rich table (or group) on stdout; as wide as it needs when stdout is no terminal (a
+    pipe, a file: COLUMNS is not asked there), so no cell is cut for a script or a grep."""
     from rich.console import Console
 
-    piped = not sys.stdout.isatty() and "COLUMNS" not in os.environ
-    Console(width=PIPED_WIDTH if piped else None).print(renderable)
+    Console(width=None if sys.stdout.isatty() else PIPED_WIDTH).print(renderable)
 
 
 def note(message: str) -> None:
@@ -144,21 +141,28 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
 @asynccontextmanager
 async def open_engine(
     settings: Settings, *, follow: bool = False
-) -> AsyncIterator[tuple[AsyncEngine, CacheManager]]:
-    """An engine whose commits reach every process's cache (through Redis when configured);
-    `follow`: this process also learns of the others' writes (a long-running worker)."""
-    from clipwatch.cache.manager import cache_from_settings
+) -> AsyncIterator[tuple[AsyncEngine, CacheManager | None]]:
+    """An engine whose commits reach every process's cache through Redis when configured;
+    `follow`: this process also learns of the others' writes (a long-running worker). A
+    short command without Redis gets no cache: its own would tell no other process (they
+    learn of its writes within the staleness bound, docs/cache.md), and importing one costs
+    a tenth of a second."""
     from clipwatch.db.engine import attach_cache, create_engine
 
     engine = create_engine(settings)
-    cache = cache_from_settings(settings)
-    attach_cache(engine, cache)
+    cache = None
+    if settings.redis_url or follow:
+        from clipwatch.cache.manager import cache_from_settings
+
+        cache = cache_from_settings(settings)
+        attach_cache(engine, cache)
     try:
-        if follow:
+        if follow and cache is not None:
             await cache.start()
         yield engine, cache
     finally:
-        await cache.close()
+        if cache is not None:
+            await cache.close()
         await engine.dispose()
 
 
