@@ -7,7 +7,7 @@ import pytest
 from clipwatch.clips.cursor import decode_cursor, encode_cursor, fingerprint
 from clipwatch.clips.relevance import relevance_score
 from clipwatch.db.search import parse_terms
-from clipwatch.errors import InvalidInput
+from clipwatch.errors import BadRequest
 
 KEY = b"k" * 32
 
@@ -31,16 +31,16 @@ def test_cursor_round_trip() -> None:
 def test_tampered_cursors_are_invalid(mangle: object) -> None:
     query = fingerprint({"q": "pog"})
     cursor = encode_cursor(KEY, {"q": query, "k": [1, 1], "m": 1})
-    with pytest.raises(InvalidInput):
+    with pytest.raises(BadRequest):
         decode_cursor(KEY, mangle(cursor), query=query)  # type: ignore[operator]
 
 
 def test_cursor_is_bound_to_key_and_query() -> None:
     query = fingerprint({"q": "pog"})
     cursor = encode_cursor(KEY, {"q": query, "k": [1, 1], "m": 1})
-    with pytest.raises(InvalidInput):
+    with pytest.raises(BadRequest):
         decode_cursor(b"another key", cursor, query=query)
-    with pytest.raises(InvalidInput):
+    with pytest.raises(BadRequest):
         decode_cursor(KEY, cursor, query=fingerprint({"q": "other"}))
 
 

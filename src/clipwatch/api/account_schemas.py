@@ -6,9 +6,10 @@ from datetime import datetime
 from typing import Annotated, Literal
 from zoneinfo import available_timezones
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, WithJsonSchema
+from pydantic import AfterValidator, BaseModel, Field, StringConstraints, WithJsonSchema
 
 from clipwatch.api.params import Key, Language
+from clipwatch.api.schemas import StrictBody
 from clipwatch.db.models import ApiToken, Preferences, User, UserSession
 
 ScopeName = Literal["read", "write", "admin"]
@@ -17,7 +18,6 @@ UserName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
 TokenName = Annotated[
     str, StringConstraints(min_length=1, max_length=100, pattern=r"^[^\x00-\x1f\x7f]+$")
 ]
-_STRICT = ConfigDict(extra="forbid")
 
 
 class UserRead(BaseModel):
@@ -39,13 +39,11 @@ class MeRead(UserRead):
     )
 
 
-class UserUpdate(BaseModel):
-    model_config = _STRICT
+class UserUpdate(StrictBody):
     name: UserName
 
 
-class TokenCreate(BaseModel):
-    model_config = _STRICT
+class TokenCreate(StrictBody):
     name: TokenName = Field(examples=["grafana"])
     scopes: list[ScopeName] = Field(min_length=1, max_length=3, examples=[["read"]])
     expires_in_days: int | None = Field(default=None, ge=1, le=3650)
@@ -132,8 +130,7 @@ class PreferencesFields(BaseModel):
     time_zone: TimeZone
 
 
-class PreferencesPut(PreferencesFields):
-    model_config = _STRICT
+class PreferencesPut(PreferencesFields, StrictBody):
     channels: list[Key] = Field(default_factory=list, max_length=200)
     games: list[Key] = Field(default_factory=list, max_length=200)
     languages: list[Language] = Field(default_factory=list, max_length=50)
@@ -142,8 +139,7 @@ class PreferencesPut(PreferencesFields):
     time_zone: TimeZone = "UTC"
 
 
-class PreferencesPatch(BaseModel):
-    model_config = _STRICT
+class PreferencesPatch(StrictBody):
     channels: list[Key] | None = Field(default=None, max_length=200)
     games: list[Key] | None = Field(default=None, max_length=200)
     languages: list[Language] | None = Field(default=None, max_length=50)

@@ -16,9 +16,10 @@ from clipwatch.accounts.ratelimit import RateLimiter
 from clipwatch.accounts.service import SessionPolicy
 from clipwatch.api.auth import CSRF_HEADER, caller
 from clipwatch.api.cached import CachedReads
-from clipwatch.api.deps import AppState
+from clipwatch.api.deps import AppState, strict_query
 from clipwatch.api.errors import install_error_handlers, problem_responses
 from clipwatch.api.middleware import ResponseHeaders
+from clipwatch.api.openapi import install_openapi
 from clipwatch.api.routers import auth, catalog, clips, health, interactions, me, routes, users
 from clipwatch.cache.manager import CacheManager, cache_from_settings
 from clipwatch.config import Settings
@@ -91,8 +92,11 @@ def create_app(
         version=version("clipwatch"),
         description="A searchable archive of Twitch clips. Errors are application/problem+json.",
         lifespan=lifespan,
+        # Every route: unknown query parameters and loosely spelled values are 422.
+        dependencies=[Depends(strict_query)],
     )
     install_error_handlers(app)
+    install_openapi(app)
     app.include_router(health.router)
     # Every API and auth route authenticates and counts against the caller's rate limits.
     limited = [Depends(caller)]

@@ -1,12 +1,18 @@
-"""Request dependencies: settings, and one transaction scope per request."""
+"""Request dependencies: settings, one transaction scope per request, strict query strings."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import re
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import Annotated
+from datetime import datetime
+from types import UnionType
+from typing import Annotated, Any, Union, get_args, get_origin
 
 from fastapi import Depends, Request
+from fastapi.dependencies.models import Dependant
+from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from clipwatch.accounts.ratelimit import RateLimiter
@@ -47,3 +53,74 @@ State = Annotated[AppState, Depends(get_state)]
 # The transaction commits when the handler returns, before the answer leaves: a client never
 # reads a 2xx for a write that is not yet committed (or that then fails to commit).
 Session = Annotated[AsyncSession, Depends(get_session, scope="function")]
+
+
+# --- Query strings read strictly ---------------------------------------------------------------
+# Every route declares its query parameters; anything else is a mistake the caller wants to hear
+# about (`period=week` on /clips used to answer unfiltered). Scalars are read in the spelling the
+# OpenAPI document gives them: pydantic alone would take `1.0` or `+1` as an integer, `yes` or
+# `0` as a boolean and `0.5` as a date-time (Unix seconds).
+_INTEGER = re.compile(r"-?[0-9]+")
+_NUMBER = re.compile(r"-?[0-9]+(\.[0-9]+)?([eE][+-]?[0-9]+)?")  # JSON's
+_DATE_TIME = re.compile(  # RFC 3339
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2})"
+)
+# Each scalar's accepted spelling, and the pydantic error type that names a wrong one.
+_SPELLINGS: dict[type, tuple[Callable[[str], bool], str]] = {
+    bool: (lambda value: value in ("true", "false"), "bool_parsing"),
+    int: (lambda value: _INTEGER.fullmatch(value) is not None, "int_parsing"),
+    float: (lambda value: _NUMBER.fullmatch(value) is not None, "float_parsing"),
+    datetime: (lambda value: _DATE_TIME.fullmatch(value) is not None, "datetime_parsing"),
+}
+
+
+_CACHE_ATTRIBUTE = "_clipwatch_declared_query"
+
+
+def _scalar(annotation: Any) -> type | None:
+    """The bool, int, float or datetime a parameter's annotation reads its value as, if any."""
+    while get_origin(annotation) is Annotated:
+        annotation = get_args(annotation)[0]
+    if get_origin(annotation) in (Union, UnionType, list):
+        kinds = {_scalar(arg) for arg in get_args(annotation) if arg is not type(None)}
+        return kinds.pop() if len(kinds) == 1 else None
+    return annotation if annotation in _SPELLINGS else None
+
+
+def declared_query(route: APIRoute) -> dict[str, type | None]:
+    """A route's query parameters (their names as sent) and the scalar each reads as."""
+    cached: dict[str, type | None] | None = route.__dict__.get(_CACHE_ATTRIBUTE)
+    if cached is not None:
+        return cached
+    declared: dict[str, type | None] = {}
+    pending: list[Dependant] = [route.dependant]
+    while pending:
+        dependant = pending.pop()
+        for param in dependant.query_params:
+            declared[param.alias] = _scalar(param.field_info.annotation)
+        pending.extend(dependant.dependencies)
+    setattr(route, _CACHE_ATTRIBUTE, declared)  # routes are unhashable: kept on the route
+    return declared
+
+
+def strict_query(request: Request) -> None:
+    """Applied to every route: unknown query parameters and loosely spelled scalars are 422,
+    told as validation errors are (api/errors.py words them)."""
+    route = request.scope.get("route")
+    if not isinstance(route, APIRoute):
+        return
+    declared = declared_query(route)
+    known = ", ".join(sorted(declared)) or "none"
+    errors: list[dict[str, Any]] = []
+    for name, value in request.query_params.multi_items():
+        if name not in declared:
+            kind = "unknown_query_parameter"
+            errors.append({"type": kind, "loc": ("query", name), "ctx": {"known": known}})
+            continue
+        scalar = declared[name]
+        if scalar is not None:
+            accepts, kind = _SPELLINGS[scalar]
+            if not accepts(value):
+                errors.append({"type": kind, "loc": ("query", name), "input": value})
+    if errors:
+        raise RequestValidationError(errors)

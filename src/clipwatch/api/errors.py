@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from clipwatch.errors import (
@@ -39,6 +40,7 @@ TITLES = {
     400: "Bad request",
     401: "Unauthorized",
     404: "Not found",
+    413: "Content too large",
     405: "Method not allowed",
     422: "Invalid input",
     429: "Too many requests",
@@ -61,7 +63,14 @@ def problem_responses(codes: dict[int, str]) -> dict[int | str, dict[str, Any]]:
     }
 
 
-def problem(status: int, detail: str, *, title: str | None = None, **extra: Any) -> JSONResponse:
+def problem(
+    status: int,
+    detail: str,
+    *,
+    title: str | None = None,
+    headers: dict[str, str] | None = None,
+    **extra: Any,
+) -> JSONResponse:
     body = {
         "type": "about:blank",
         "title": title or TITLES.get(status, "Error"),
@@ -69,13 +78,13 @@ def problem(status: int, detail: str, *, title: str | None = None, **extra: Any)
         "detail": detail,
         **extra,
     }
-    return JSONResponse(body, status_code=status, media_type=PROBLEM)
+    return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
 
 
 def _domain_error(_request: Request, exc: Exception) -> JSONResponse:
     for error_type, (status, title) in STATUS_BY_ERROR.items():
         if isinstance(exc, error_type):
-            extra = {}
+            extra: dict[str, Any] = {}
             if isinstance(exc, InvalidInput) and exc.field:
                 extra["errors"] = [{"field": exc.field, "message": str(exc)}]
             response = problem(status, str(exc), title=title, **extra)
@@ -87,15 +96,87 @@ def _domain_error(_request: Request, exc: Exception) -> JSONResponse:
     return _unexpected(_request, exc)
 
 
+# Pydantic's error types in words a person reads; {names} come from the error's context.
+MESSAGES = {
+    "missing": "is required",
+    "extra_forbidden": "is not a field this takes",
+    "string_type": "must be text",
+    "int_type": "must be a whole number",
+    "int_parsing": "must be a whole number written with digits only, like 42",
+    "int_from_float": "must be a whole number",
+    "float_type": "must be a number",
+    "float_parsing": "must be a number",
+    "bool_type": "must be true or false",
+    "bool_parsing": "must be true or false",
+    "list_type": "must be a list",
+    "dict_type": "must be an object",
+    "model_type": "must be an object",
+    "model_attributes_type": "must be an object",
+    "string_too_short": "must be at least {min_length} characters long",
+    "string_too_long": "must be at most {max_length} characters long",
+    "too_short": "must have at least {min_length} items",
+    "too_long": "must have at most {max_length} items",
+    "greater_than_equal": "must be {ge} or more",
+    "greater_than": "must be more than {gt}",
+    "less_than_equal": "must be {le} or less",
+    "less_than": "must be less than {lt}",
+    "literal_error": "must be {expected}",
+    "enum": "must be {expected}",
+    "datetime_type": "must be a date and time with a time zone, like 2025-01-31T18:00:00Z",
+    "datetime_parsing": "must be a date and time with a time zone, like 2025-01-31T18:00:00Z",
+    "datetime_from_date_parsing": "must be a date and time with a time zone, like "
+    "2025-01-31T18:00:00Z",
+    "json_invalid": "is not valid JSON",
+    "union_tag_invalid": "is not one of the accepted kinds",
+    "unknown_query_parameter": "is not a parameter of this endpoint (it takes: {known})",
+}
+# What a field's pattern asks for, said in words (a regular expression helps no one).
+SHAPES = {
+    "language": "must be a language code such as en or pt-BR, or other",
+    "languages": "must be a language code such as en or pt-BR, or other",
+    "webhook_url": "must be a Discord webhook URL: https://discord.com/api/webhooks/<id>/<token>",
+    "cursor": "must be the next_cursor of an earlier page, unchanged",
+    "clip_id": "must be a Twitch clip id: letters, digits, - and _",
+    "logins": "must be a Twitch login: 1 to 25 letters, digits or _",
+    "name": "may hold only letters, digits, '.', '_' and '-' (1 to 64 of them)",
+}
+CONTROL_CHARACTERS = "must not contain control characters (line breaks, tabs, NUL)"
+
+
+def _field_name(location: tuple[Any, ...]) -> str:
+    names = [str(part) for part in location if part not in ("query", "path", "body", "header")]
+    return ".".join(names)
+
+
+def _plain_message(error: dict[str, Any]) -> str:
+    """One pydantic error as a sentence about the field, never with a regular expression."""
+    kind = str(error.get("type", ""))
+    context = error.get("ctx") or {}
+    named = [part for part in error.get("loc", ()) if isinstance(part, str)]
+    if kind == "string_pattern_mismatch":
+        pattern = str(context.get("pattern", ""))
+        if "\\x00-\\x1f" in pattern:
+            return CONTROL_CHARACTERS
+        return SHAPES.get(named[-1] if named else "", "is not in a form this field accepts")
+    if kind == "missing" and tuple(error.get("loc", ())) == ("body",):
+        return "a JSON body is required"
+    if kind == "value_error":
+        return str(error.get("msg", "is not valid")).removeprefix("Value error, ")
+    if kind == "string_too_short" and context.get("min_length") == 1:
+        return "must not be empty"
+    template = MESSAGES.get(kind)
+    if template is None:
+        return str(error.get("msg", "is not valid"))
+    try:
+        return template.format(**context)
+    except (KeyError, IndexError):
+        return template
+
+
 def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     errors = [
-        {
-            "field": ".".join(
-                str(p) for p in err.get("loc", ()) if p not in ("query", "path", "body")
-            ),
-            "message": str(err.get("msg", "invalid")),
-        }
+        {"field": _field_name(tuple(err.get("loc", ()))), "message": _plain_message(err)}
         for err in exc.errors()
     ]
     first = errors[0] if errors else {"field": "", "message": "invalid request"}
@@ -103,8 +184,42 @@ def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
     return problem(422, detail, errors=errors)
 
 
-def _http_error(_request: Request, exc: Exception) -> JSONResponse:
+ORDER = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+def _documented_methods(app: Any) -> list[tuple[re.Pattern[str], set[str]]]:
+    """Each documented path as a pattern, with its methods: the OpenAPI document is the truth
+    `Allow` must tell (Starlette names only the methods of the first route that matched)."""
+    cached: list[tuple[re.Pattern[str], set[str]]] | None = getattr(app.state, "allow", None)
+    if cached is None:
+        cached = [
+            (
+                re.compile("^" + re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(path)) + "$"),
+                {method.upper() for method in item},
+            )
+            for path, item in app.openapi().get("paths", {}).items()
+        ]
+        app.state.allow = cached
+    return cached
+
+
+def allowed_methods(request: Request, fallback: str = "") -> str:
+    """The methods this path takes, OPTIONS included, for an `Allow` header."""
+    methods = {"OPTIONS", *(m.strip() for m in fallback.split(",") if m.strip())}
+    for pattern, documented in _documented_methods(request.app):
+        if pattern.match(request.url.path):
+            methods |= documented
+    return ", ".join(sorted(methods, key=lambda m: ORDER.index(m) if m in ORDER else len(ORDER)))
+
+
+def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 405:
+        allow = allowed_methods(request, (exc.headers or {}).get("Allow", ""))
+        if request.method == "OPTIONS":  # what may be done here: no route declares OPTIONS
+            return Response(status_code=204, headers={"Allow": allow})
+        detail = f"{request.method} is not allowed here; this path takes {allow}"
+        return problem(405, detail, headers={"Allow": allow})
     response = problem(exc.status_code, str(exc.detail))
     for name, value in (exc.headers or {}).items():
         response.headers[name] = value

@@ -5,33 +5,29 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, Field, StringConstraints
 
 from clipwatch.api.params import Key, Language
+from clipwatch.api.schemas import StrictBody
 from clipwatch.db.models import Delivery, NotificationRoute
+from clipwatch.discord.webhook_url import EXAMPLE_WEBHOOK_URL, MAX_URL_LENGTH, WEBHOOK_URL_PATTERN
 
-_STRICT = ConfigDict(extra="forbid")
 Text = Annotated[
     str, StringConstraints(min_length=1, max_length=100, pattern=r"^[^\x00-\x1f\x7f]+$")
 ]
 WebhookUrl = Annotated[
     str,
     # The default CLIPWATCH_WEBHOOK_ALLOWED_HOSTS; the server's setting has the last word.
-    StringConstraints(
-        max_length=300,
-        pattern=r"^https://(discord\.com|discordapp\.com|ptb\.discord\.com|canary\.discord\.com)"
-        r"/api(/v[0-9]{1,2})?/webhooks/[0-9]{17,20}/[A-Za-z0-9._-]{60,100}/?$",
-    ),
+    StringConstraints(max_length=MAX_URL_LENGTH, pattern=WEBHOOK_URL_PATTERN),
     Field(
         description="A Discord webhook URL (https, an allowed Discord host). Stored encrypted; "
         "never shown in full again",
-        examples=["https://discord.com/api/webhooks/123456789012345678/token"],
+        examples=[EXAMPLE_WEBHOOK_URL],
     ),
 ]
 
 
-class RouteFilters(BaseModel):
-    model_config = _STRICT
+class RouteFilters(StrictBody):
     channels: list[Key] = Field(default_factory=list, max_length=200)
     games: list[Key] = Field(default_factory=list, max_length=200)
     languages: list[Language] = Field(default_factory=list, max_length=50)
@@ -41,20 +37,17 @@ class RouteFilters(BaseModel):
     featured_only: bool = False
 
 
-class BuiltinTemplate(BaseModel):
-    model_config = _STRICT
+class BuiltinTemplate(StrictBody):
     name: Literal["card", "compact", "link"] = "card"
 
 
-class CustomTemplateIn(BaseModel):
-    model_config = _STRICT
+class CustomTemplateIn(StrictBody):
     custom: Literal[True]
     title: Annotated[str, StringConstraints(max_length=500)]
     description: Annotated[str, StringConstraints(max_length=2000)]
 
 
-class RouteCreate(BaseModel):
-    model_config = _STRICT
+class RouteCreate(StrictBody):
     name: Text
     webhook_url: WebhookUrl
     filters: RouteFilters = Field(default_factory=RouteFilters)
@@ -63,8 +56,7 @@ class RouteCreate(BaseModel):
     batching: bool = Field(default=True, description="Up to 10 clips in one message")
 
 
-class RouteUpdate(BaseModel):
-    model_config = _STRICT
+class RouteUpdate(StrictBody):
     name: Text | None = None
     webhook_url: WebhookUrl | None = None
     filters: RouteFilters | None = None

@@ -5,9 +5,27 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Generic, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from clipwatch.db.models import Channel, ChannelSync, Clip, Game
+
+
+class StrictBody(BaseModel):
+    """A request body: unknown fields refused, and JSON types taken strictly (false is no
+    integer, 0 no boolean, "5" no number), except that 5.0 is the integer 5 as JSON Schema says."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _integral_floats(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        return {
+            key: int(value) if isinstance(value, float) and value.is_integer() else value
+            for key, value in data.items()
+        }
+
 
 CLIP_EXAMPLE: dict[str, Any] = {
     "id": "AwkwardHelplessSalamanderSwiftRage",
@@ -148,8 +166,7 @@ class ChannelRead(BaseModel):
         return read
 
 
-class ChannelsAdd(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class ChannelsAdd(StrictBody):
     logins: list[Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_]{1,25}$")]] = Field(
         min_length=1, max_length=100, examples=[["clipwatchdemo"]]
     )
@@ -287,11 +304,21 @@ class StatusRead(BaseModel):
     )
 
 
+class FieldProblem(BaseModel):
+    field: str = Field(description="Where: a query or path parameter, or a body field (a.b.0)")
+    message: str = Field(description="What is wrong with it, in words")
+
+
 class Problem(BaseModel):
+    """RFC 9457 problem details: every error answer is `application/problem+json`."""
+
     type: str = "about:blank"
     title: str
     status: int
     detail: str
+    errors: list[FieldProblem] = Field(
+        default_factory=list, description="422: every field that was refused, and why"
+    )
 
 
 T = TypeVar("T")

@@ -10,7 +10,7 @@ from typing import Any
 
 import orjson
 
-from clipwatch.errors import InvalidInput
+from clipwatch.errors import BadRequest
 
 _SIG_BYTES = 16
 MAX_CURSOR_LENGTH = 512
@@ -28,8 +28,8 @@ def encode_cursor(key: bytes, payload: dict[str, Any]) -> str:
 
 
 def decode_cursor(key: bytes, cursor: str, *, query: str) -> dict[str, Any]:
-    """The payload of a cursor made for `query` (a fingerprint); anything else is InvalidInput."""
-    invalid = InvalidInput("cursor is not valid for this query", field="cursor")
+    """The payload of a cursor made for `query` (a fingerprint); anything else is BadRequest."""
+    invalid = BadRequest("cursor is not valid for this query")
     if len(cursor) > MAX_CURSOR_LENGTH:
         raise invalid
     try:

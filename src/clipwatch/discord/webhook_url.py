@@ -16,8 +16,20 @@ from urllib.parse import urlsplit
 
 from clipwatch.errors import InvalidInput
 
-# discord(app).com/api[/vN]/webhooks/<17-20 digit id>/<token of 60+ characters>
-_PATH = re.compile(r"^/api(?:/v\d{1,2})?/webhooks/(\d{17,20})/([A-Za-z0-9._-]{60,100})/?$")
+MAX_URL_LENGTH = 300
+# discord(app).com/api[/vN]/webhooks/<17-20 digit id>/<token of 60-100 characters>
+_PATH_PATTERN = r"/api(?:/v[0-9]{1,2})?/webhooks/([0-9]{17,20})/([A-Za-z0-9._-]{60,100})/?"
+_PATH = re.compile(f"^{_PATH_PATTERN}$")
+# The same for the OpenAPI document, with the default CLIPWATCH_WEBHOOK_ALLOWED_HOSTS (the
+# server's setting has the last word).
+WEBHOOK_URL_PATTERN = (
+    r"^https://(discord\.com|discordapp\.com|ptb\.discord\.com|canary\.discord\.com)"
+    r"/api(/v[0-9]{1,2})?/webhooks/[0-9]{17,20}/[A-Za-z0-9._-]{60,100}/?$"
+)
+EXAMPLE_WEBHOOK_URL = (
+    "https://discord.com/api/webhooks/1234567890123456789/"
+    "Xk3vQ9bZ7mN2pL5tR8wY1cF4hJ6gD0sA-eU_iO3nB7qK2xV9zM5rT8yW1lP4jH6f"
+)
 
 
 @dataclass(frozen=True)
@@ -33,7 +45,7 @@ def parse_webhook_url(url: str, allowed_hosts: Iterable[str]) -> WebhookTarget:
     def invalid(why: str) -> InvalidInput:
         return InvalidInput(f"not a Discord webhook URL: {why}", field="webhook_url")
 
-    if len(url) > 300:
+    if len(url) > MAX_URL_LENGTH:
         raise invalid("too long")
     try:
         parts = urlsplit(url.strip())

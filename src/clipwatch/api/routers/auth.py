@@ -84,8 +84,8 @@ async def callback(
     request: Request,
     state: State,
     session: Session,
-    code: Annotated[str | None, Query(max_length=200)] = None,
-    oauth_state: Annotated[str | None, Query(alias="state", max_length=200)] = None,
+    oauth_state: Annotated[str, Query(alias="state", min_length=1, max_length=200)],
+    code: Annotated[str | None, Query(max_length=200)] = None,  # absent when `error` is given
     error: Annotated[str | None, Query(max_length=200)] = None,
 ) -> RedirectResponse:
     if state.twitch is None:

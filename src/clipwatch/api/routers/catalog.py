@@ -26,7 +26,7 @@ from clipwatch.clips.cursor import decode_cursor, encode_cursor
 from clipwatch.clips.stats import Period, hot_stats, stats_deps
 from clipwatch.db.models import Channel
 from clipwatch.db.repositories import catalog, clip_search, sync_state
-from clipwatch.errors import InvalidInput, NotFound, UpstreamUnavailable
+from clipwatch.errors import BadRequest, NotFound, UpstreamUnavailable
 from clipwatch.twitch import sync
 
 router = APIRouter(tags=["catalog"])
@@ -39,7 +39,7 @@ def _after(key: bytes, cursor: str | None, listing: str) -> str | None:
         return None
     after = decode_cursor(key, cursor, query=listing).get("k")
     if not isinstance(after, str):
-        raise InvalidInput("cursor is not valid for this query", field="cursor")
+        raise BadRequest("cursor is not valid for this query")
     return after
 
 

@@ -1,0 +1,98 @@
+"""Schemathesis hooks for test_fuzz: where the OpenAPI document cannot say what is valid.
+
+Loaded by the schemathesis CLI (SCHEMATHESIS_HOOKS), not collected by pytest. The built-in
+`positive_data_acceptance` is run through `positive_data_acceptance_where_knowable`, which
+skips only the requests whose validity no JSON schema can express; everything else gets
+the built-in check unchanged.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from datetime import UTC, datetime
+from typing import Any
+
+import schemathesis
+from schemathesis.checks import CheckContext
+from schemathesis.core.transport import Response
+from schemathesis.specs.openapi.checks import positive_data_acceptance
+
+# A range filter whose lower end is past its upper end is refused (422): a schema describes
+# each parameter alone and cannot relate two of them.
+RANGES = (
+    ("created_after", "created_before"),
+    ("min_views", "max_views"),
+    ("min_duration", "max_duration"),
+)
+
+
+def _instant(value: Any) -> datetime | None:
+    try:
+        instant = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return instant if instant.tzinfo else instant.replace(tzinfo=UTC)  # the server's reading
+
+
+def _number(value: Any) -> float | None:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _contradicts(query: dict[str, Any]) -> bool:
+    for low_name, high_name in RANGES:
+        if low_name not in query or high_name not in query:
+            continue
+        read = _instant if low_name.startswith("created") else _number
+        low, high = read(query[low_name]), read(query[high_name])
+        if low is None or high is None:
+            continue
+        if low > high:  # type: ignore[operator]
+            return True
+    return False
+
+
+def validity_unknowable(case: schemathesis.Case) -> str | None:
+    """Why a schema-valid request may rightly be refused, or None when it must be taken."""
+    query = case.query or {}
+    if "cursor" in query:
+        # A cursor is signed by the server and bound to its query: a made-up one fits the
+        # schema and is answered 400 "invalid or expired cursor".
+        return "made-up cursor"
+    if case.operation.path == "/auth/callback":
+        # `state` must equal the cookie /auth/login set in this browser; no schema can say so.
+        return "login state"
+    if _contradicts(query):
+        return "contradicting range"
+    body = case.body if isinstance(case.body, dict) else {}
+    template = body.get("template")
+    if isinstance(template, dict) and template.get("custom"):
+        # A custom template must compile as Jinja and render within Discord's limits,
+        # checked when it is saved (422).
+        return "custom template"
+    return None
+
+
+_tally_lock = threading.Lock()
+
+
+def _tally(outcome: str) -> None:
+    """One line per case into $CLIPWATCH_FUZZ_TALLY: the test sees that the check ran."""
+    path = os.environ.get("CLIPWATCH_FUZZ_TALLY")
+    if path:
+        with _tally_lock, open(path, "a") as tally:
+            tally.write(outcome + "\n")
+
+
+@schemathesis.check
+def positive_data_acceptance_where_knowable(
+    ctx: CheckContext, response: Response, case: schemathesis.Case
+) -> bool | None:
+    reason = validity_unknowable(case)
+    _tally(f"skipped: {reason}" if reason else "checked")
+    if reason is not None:
+        return None
+    return positive_data_acceptance(ctx, response, case)
