@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from bench import cli, delivery, search
+from bench import body_limit, cli, delivery, search
 from bench import sync as sync_bench
 
 BENCHMARKS = {
@@ -12,6 +12,7 @@ BENCHMARKS = {
     "sync": sync_bench.main,
     "delivery": delivery.main,
     "cli": cli.main,
+    "body_limit": body_limit.main,
 }
 
 

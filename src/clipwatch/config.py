@@ -78,6 +78,10 @@ class Settings(BaseSettings):
     rate_limit_route_test: str = "5/minute"
     # Per address, counted before the signature check: forged floods cost no Ed25519 work.
     rate_limit_interactions: str = "300/minute"
+    # Request bodies (Content-Length or counted as received): larger ones answer 413 unread.
+    max_body_bytes: int = Field(default=1_048_576, ge=1024, le=1_073_741_824)
+    # POST /discord/interactions: Discord's own payloads are a few KB.
+    max_interaction_body_bytes: int = Field(default=65_536, ge=1024, le=1_073_741_824)
     redis_key_prefix: str = Field(default="clipwatch", min_length=1, max_length=64)
     cors_origins: str = ""
 

@@ -15,6 +15,7 @@ from fastapi.responses import RedirectResponse
 from clipwatch.accounts.ratelimit import RateLimiter
 from clipwatch.accounts.service import SessionPolicy
 from clipwatch.api.auth import CSRF_HEADER, caller
+from clipwatch.api.body_limit import BodyLimit
 from clipwatch.api.cached import CachedReads
 from clipwatch.api.deps import AppState, strict_query
 from clipwatch.api.errors import install_error_handlers, problem_responses
@@ -117,6 +118,12 @@ def create_app(
     app.include_router(interactions.router)
     # Innermost first: cached answers still get CORS and the security and rate-limit headers.
     app.add_middleware(CachedReads)
+    # Outside the app and the cache, inside CORS and the headers: a 413 gets all of them.
+    app.add_middleware(
+        BodyLimit,
+        default=settings.max_body_bytes,
+        paths={interactions.PATH: settings.max_interaction_body_bytes},
+    )
     if settings.cors_origin_list:
         app.add_middleware(
             CORSMiddleware,

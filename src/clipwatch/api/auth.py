@@ -18,11 +18,21 @@ from clipwatch.accounts.credentials import same_secret
 from clipwatch.accounts.ratelimit import Decision, stricter
 from clipwatch.accounts.service import Principal
 from clipwatch.api.deps import Session, State
+from clipwatch.config import Settings
 from clipwatch.errors import Forbidden, RateLimited, Unauthenticated
 
 SESSION_COOKIE = "cw_session"
+# Over https the cookie is `__Host-cw_session`: a browser keeps a `__Host-` cookie only when it
+# is Secure, for Path=/ and without Domain, so no other host (a sibling subdomain) can set one
+# that shadows it, and no plain-http answer can overwrite it.
+HOST_ONLY_SESSION_COOKIE = f"__Host-{SESSION_COOKIE}"
 CSRF_HEADER = "X-CSRF-Token"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def session_cookie_name(settings: Settings) -> str:
+    https = settings.base_url.startswith("https://")
+    return HOST_ONLY_SESSION_COOKIE if https else SESSION_COOKIE
 
 
 def client_ip(request: Request) -> str:
@@ -36,7 +46,7 @@ async def _authenticate(request: Request, state: State, session: Session) -> Pri
         if scheme.lower() != "bearer" or not value.strip():
             raise Unauthenticated("use 'Authorization: Bearer <token>'")
         return await service.authenticate_token(session, value.strip())
-    secret = request.cookies.get(SESSION_COOKIE)
+    secret = request.cookies.get(session_cookie_name(state.settings))
     if not secret:
         return None
     principal = await service.authenticate_session(session, secret, state.session_policy)

@@ -13,11 +13,13 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 from nacl.exceptions import BadSignatureError
 from nacl.exceptions import ValueError as NaclValueError
 from nacl.signing import VerifyKey
 
 from clipwatch.discord.messages import NO_PINGS, ClipView, build_messages
+from clipwatch.errors import BadRequest
 
 PING, COMMAND, AUTOCOMPLETE = 1, 2, 4
 PONG, MESSAGE, DEFERRED, CHOICES = 1, 4, 5, 8
@@ -77,6 +79,22 @@ def signed_recently(timestamp: str, now: float, max_age: float = SIGNATURE_MAX_A
     return abs(now - int(timestamp)) <= max_age
 
 
+class MalformedInteraction(BadRequest):
+    """A validly signed body that is not an interaction of a shape Discord sends (400)."""
+
+
+# Discord's interaction types: PING, APPLICATION_COMMAND, MESSAGE_COMPONENT, AUTOCOMPLETE,
+# MODAL_SUBMIT. https://discord.com/developers/docs/interactions/receiving-and-responding
+INTERACTION_TYPES = frozenset({PING, COMMAND, 3, AUTOCOMPLETE, 5})
+
+
+@dataclass(frozen=True)
+class Interaction:
+    type: int
+    data: dict[str, Any]  # empty for a PING
+    token: str | None  # what a deferred answer is edited with
+
+
 @dataclass(frozen=True)
 class CommandRequest:
     subcommand: str
@@ -85,32 +103,78 @@ class CommandRequest:
     game: str | None
 
 
+def parse_interaction(body: bytes) -> Interaction:
+    """The interaction in a (signed) body; MalformedInteraction when it is not one. Only the
+    parts read are checked: Discord adds fields, and an unknown one is no error."""
+    try:
+        value = orjson.loads(body)  # refuses nesting deeper than 1024
+    except orjson.JSONDecodeError:
+        raise MalformedInteraction("the body is not JSON") from None
+    if not isinstance(value, dict):
+        raise MalformedInteraction("an interaction is a JSON object")
+    kind = value.get("type")
+    if type(kind) is not int or kind not in INTERACTION_TYPES:  # True is no type
+        raise MalformedInteraction("`type` is not an interaction type")
+    data = value.get("data", {} if kind == PING else None)
+    if not isinstance(data, dict):
+        raise MalformedInteraction("`data` is missing or not an object")
+    token = value.get("token")
+    if token is not None and not (isinstance(token, str) and token):
+        raise MalformedInteraction("`token` is not a string")
+    return Interaction(kind, data, token)
+
+
+def _options(value: object, where: str) -> list[dict[str, Any]]:
+    """A list of Discord option objects, each with a string `name`; missing is empty."""
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise MalformedInteraction(f"{where} is not a list")
+    for option in value:
+        if not isinstance(option, dict) or not isinstance(option.get("name"), str):
+            raise MalformedInteraction(f"{where} holds something that is not an option")
+    return value
+
+
+def _values(sub: dict[str, Any]) -> list[tuple[str, str, bool]]:
+    """A subcommand's options: (name, value, focused). Every option of `/clips` is text."""
+    found = []
+    for option in _options(sub.get("options"), f"the options of {sub['name'][:32]!r}"):
+        value, focused = option.get("value", ""), option.get("focused", False)
+        if not isinstance(value, str) or not isinstance(focused, bool):
+            raise MalformedInteraction(f"option {option['name'][:32]!r} is not text")
+        found.append((option["name"], value, focused))
+    return found
+
+
 def parse_command(data: dict[str, Any]) -> CommandRequest | None:
-    """The `/clips` subcommand and its options, or None when it is something else."""
-    if data.get("name") != "clips":
+    """The `/clips` subcommand and its options, or None when it is another command."""
+    name = data.get("name")
+    if not isinstance(name, str):
+        raise MalformedInteraction("the command has no name")
+    if name != "clips":
         return None
-    options = data.get("options") or []
-    if not options or not isinstance(options[0], dict):
-        return None
+    options = _options(data.get("options"), "the command's options")
+    if not options:
+        raise MalformedInteraction("`/clips` came without a subcommand")
     sub = options[0]
-    if sub.get("name") not in SUBCOMMANDS:
+    if sub["name"] not in SUBCOMMANDS:
         return None
-    values = {
-        o.get("name"): o.get("value") for o in sub.get("options") or [] if isinstance(o, dict)
-    }
+    values = {option: value for option, value, _focused in _values(sub)}
 
-    def text(name: str) -> str | None:
-        value = values.get(name)
-        return str(value)[:100] if isinstance(value, str | int) and str(value).strip() else None
+    def text(option: str) -> str | None:
+        value = values.get(option, "")
+        return value[:100] if value.strip() else None
 
-    return CommandRequest(str(sub["name"]), text("query"), text("channel"), text("game"))
+    return CommandRequest(sub["name"], text("query"), text("channel"), text("game"))
 
 
 def focused_option(data: dict[str, Any]) -> tuple[str, str] | None:
-    for sub in data.get("options") or []:
-        for option in sub.get("options") or []:
-            if isinstance(option, dict) and option.get("focused"):
-                return str(option.get("name")), str(option.get("value") or "")
+    """The option being typed in an autocomplete interaction: (name, what is typed so far)."""
+    for sub in _options(data.get("options"), "the command's options"):
+        for name, value, focused in _values(sub):
+            if focused:
+                return name, value
     return None
 
 

@@ -11,7 +11,7 @@ from fastapi.responses import RedirectResponse
 from clipwatch.accounts import service
 from clipwatch.accounts.credentials import csrf_token, digest, same_secret
 from clipwatch.api.account_schemas import LoginRead, SessionRead, UserRead
-from clipwatch.api.auth import SESSION_COOKIE, Caller, auth_endpoint_limit, client_ip
+from clipwatch.api.auth import Caller, auth_endpoint_limit, client_ip, session_cookie_name
 from clipwatch.api.deps import AppState, Session, State
 from clipwatch.api.errors import problem_responses
 from clipwatch.errors import BadRequest, Unauthenticated, UpstreamUnavailable
@@ -24,7 +24,7 @@ STATE_MAX_AGE = 600  # seconds to finish the consent
 
 def _set_session_cookie(response: Response, state: AppState, secret: str) -> None:
     response.set_cookie(
-        SESSION_COOKIE,
+        session_cookie_name(state.settings),
         secret,
         max_age=int(state.session_policy.absolute.total_seconds()),
         path="/",
@@ -153,10 +153,17 @@ async def token_login(
     responses=problem_responses({401: "Not logged in", 403: "CSRF proof missing"}),
     summary="Close the current web session (it stops working at once)",
 )
-async def logout(session: Session, principal: Caller) -> Response:
+async def logout(session: Session, state: State, principal: Caller) -> Response:
     if principal is None or principal.via != "session":
         raise Unauthenticated("no session to close")
     await service.revoke_session(session, principal, principal.credential_id)
     response = Response(status_code=204)
-    response.delete_cookie(SESSION_COOKIE, path="/")
+    # Secure as it was set: a browser ignores a `__Host-` cookie without it, deletion too.
+    response.delete_cookie(
+        session_cookie_name(state.settings),
+        path="/",
+        secure=state.settings.base_url.startswith("https://"),
+        httponly=True,
+        samesite="lax",
+    )
     return response

@@ -5,16 +5,16 @@ from __future__ import annotations
 import asyncio
 import time
 from typing import Any
+from urllib.parse import quote
 
 import httpx
-import orjson
 import structlog
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
 from clipwatch.api.auth import interactions_limit
 from clipwatch.api.deps import AppState, State
-from clipwatch.api.errors import problem
+from clipwatch.api.errors import problem, problem_responses
 from clipwatch.clips.search import ClipSearch, search_clips
 from clipwatch.db.engine import session_scope
 from clipwatch.db.repositories import catalog
@@ -29,16 +29,19 @@ from clipwatch.discord.interactions import (
     PING,
     PONG,
     CommandRequest,
+    MalformedInteraction,
     ephemeral,
     focused_option,
     message_for,
     parse_command,
+    parse_interaction,
     signed_recently,
     verify_signature,
 )
 from clipwatch.discord.messages import ClipView
 
 router = APIRouter(tags=["discord"])
+PATH = "/discord/interactions"
 log = structlog.get_logger(__name__)
 _background: set[asyncio.Task[None]] = set()
 
@@ -65,7 +68,7 @@ async def find_clips(state: AppState, request: CommandRequest) -> list[ClipView]
 async def _edit_original(state: AppState, token: str, message: dict[str, Any]) -> None:
     url = (
         f"{state.settings.discord_api_url}/webhooks/"
-        f"{state.settings.discord_application_id}/{token}/messages/@original"
+        f"{state.settings.discord_application_id}/{quote(token, safe='')}/messages/@original"
     )
     try:
         async with httpx.AsyncClient(timeout=10) as http:
@@ -88,12 +91,16 @@ async def _answer_later(
 
 
 @router.post(
-    "/discord/interactions",
+    PATH,
     summary="Discord slash commands (Ed25519-signed by Discord)",
-    responses={
-        401: {"description": "Missing or bad signature, or signed over 5 minutes from now"},
-        429: {"description": "Too many requests from this address: see Retry-After"},
-    },
+    responses=problem_responses(
+        {
+            400: "Signed, but not an interaction of a shape Discord sends",
+            401: "Missing or bad signature, or signed over 5 minutes from now",
+            413: "Body over CLIPWATCH_MAX_INTERACTION_BODY_BYTES (64 KB): refused unread",
+            429: "Too many requests from this address: see Retry-After",
+        }
+    ),
     dependencies=[Depends(interactions_limit)],
 )
 async def interactions(request: Request, state: State) -> JSONResponse:
@@ -106,20 +113,21 @@ async def interactions(request: Request, state: State) -> JSONResponse:
     if not signed_recently(timestamp, time.time()):
         return problem(401, "request signed more than 5 minutes away from now (a replay?)")
     try:
-        interaction = orjson.loads(body)
-        kind = interaction["type"]
-    except (orjson.JSONDecodeError, KeyError, TypeError):
-        return problem(400, "not an interaction")
-    if kind == PING:
-        return JSONResponse({"type": PONG})
-    data = interaction.get("data") or {}
-    if kind == AUTOCOMPLETE:
-        return JSONResponse({"type": CHOICES, "data": {"choices": await _choices(state, data)}})
-    if kind != COMMAND:
-        return JSONResponse({"type": MESSAGE, "data": ephemeral("That is not something I do.")})
-    command = parse_command(data)
-    if command is None:
-        return JSONResponse({"type": MESSAGE, "data": ephemeral("Unknown command.")})
+        interaction = parse_interaction(body)
+        if interaction.type == PING:
+            return JSONResponse({"type": PONG})
+        if interaction.type == AUTOCOMPLETE:
+            choices = await _choices(state, focused_option(interaction.data))
+            return JSONResponse({"type": CHOICES, "data": {"choices": choices}})
+        if interaction.type != COMMAND:
+            return JSONResponse({"type": MESSAGE, "data": ephemeral("That is not something I do.")})
+        command = parse_command(interaction.data)
+        if command is None:
+            return JSONResponse({"type": MESSAGE, "data": ephemeral("Unknown command.")})
+        if interaction.token is None:
+            raise MalformedInteraction("a command without a `token` cannot be answered")
+    except MalformedInteraction as exc:
+        return problem(400, str(exc))
     work = asyncio.create_task(find_clips(state, command))
     done, _ = await asyncio.wait({work}, timeout=ANSWER_WITHIN_S)
     if done:
@@ -129,14 +137,13 @@ async def interactions(request: Request, state: State) -> JSONResponse:
             log.warning("interaction_search_failed", error=type(exc).__name__)
             return JSONResponse({"type": MESSAGE, "data": ephemeral("The search failed.")})
     # Too slow for Discord's 3 s: say "thinking…" now, edit the answer when it is ready.
-    later = asyncio.create_task(_answer_later(state, str(interaction.get("token")), work, command))
+    later = asyncio.create_task(_answer_later(state, interaction.token, work, command))
     _background.add(later)
     later.add_done_callback(_background.discard)
     return JSONResponse({"type": DEFERRED})
 
 
-async def _choices(state: AppState, data: dict[str, Any]) -> list[dict[str, str]]:
-    focused = focused_option(data)
+async def _choices(state: AppState, focused: tuple[str, str] | None) -> list[dict[str, str]]:
     if focused is None:
         return []
     name, typed = focused
