@@ -243,3 +243,24 @@ async def test_document_says_what_errors_look_like(client: httpx.AsyncClient) ->
 def test_example_webhook_url_fits_its_own_pattern() -> None:
     assert re.fullmatch(WEBHOOK_URL_PATTERN, EXAMPLE_WEBHOOK_URL)
     assert parse_webhook_url(EXAMPLE_WEBHOOK_URL, ["discord.com"]).webhook_id
+
+
+async def test_operations_that_need_credentials_say_so_and_refuse_without(
+    client: httpx.AsyncClient,
+) -> None:
+    doc = await document(client)
+    assert doc["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
+    assert doc["paths"]["/api/v1/clips"]["get"]["security"] == [{}, {"bearer": []}]
+    required = [
+        (path, method)
+        for path, method, operation in operations(doc)
+        if operation.get("security") == [{"bearer": []}]
+    ]
+    assert ("get", "/api/v1/me") in [(m, p) for p, m in required]
+    for path, method in required:
+        answer = await client.request(method, concrete(path))
+        assert answer.status_code == 401, (method, path, answer.text)
+    # A wrong token is refused by the one `caller` every operation shares (and each try
+    # counts against the strict rate for failed credentials, so once is enough).
+    wrong = await client.get("/api/v1/me", headers={"Authorization": "Bearer cw_not_a_token"})
+    assert wrong.status_code == 401, wrong.text

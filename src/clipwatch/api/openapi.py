@@ -4,7 +4,8 @@ FastAPI documents each route from its own declarations; what every route shares 
 here once, so no router can forget it: every error is application/problem+json (FastAPI's
 own 422 shape is never sent), every operation can answer 422 (unknown query parameters,
 `deps.strict_query`), operations with a body can answer 400 (not parseable) and 413 (too
-large), and operations that take a `cursor` answer 400 for one that is not (or no longer) valid.
+large), operations that take a `cursor` answer 400 for one that is not (or no longer) valid,
+and operations that read credentials say so (`security`: required, or optional).
 docs/api.md
 """
 
@@ -13,8 +14,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, routing
+from fastapi.dependencies.models import Dependant
 
+from clipwatch.api.auth import caller
 from clipwatch.api.errors import PROBLEM
 
 PROBLEM_CONTENT = {PROBLEM: {"schema": {"$ref": "#/components/schemas/Problem"}}}
@@ -29,6 +32,38 @@ WITH_BODY = {
 }
 WITH_CURSOR = {"400": "Invalid or expired cursor: start again without it"}
 UNUSED = ("HTTPValidationError", "ValidationError")
+BEARER = {
+    "type": "http",
+    "scheme": "bearer",
+    "description": "An API token. A browser's session cookie (from /auth) works as well, "
+    "with X-CSRF-Token on writes",
+}
+
+
+def _calls(dependant: Dependant) -> list[Any]:
+    pending, calls = [dependant], []
+    while pending:
+        current = pending.pop()
+        calls.append(current.call)
+        pending.extend(current.dependencies)
+    return calls
+
+
+def credential_rules(app: FastAPI) -> dict[tuple[str, str], bool]:
+    """(path, method) of each operation that reads credentials: True where they are required
+    (a Reader, Writer or Admin parameter), False where they are optional (`caller` alone)."""
+    rules: dict[tuple[str, str], bool] = {}
+    for context in routing.iter_route_contexts(app.routes):
+        if not isinstance(context.original_route, routing.APIRoute):
+            continue
+        calls = _calls(context.dependant)
+        if caller not in calls:
+            continue
+        # api/auth._require makes the Reader/Writer/Admin dependencies.
+        required = any(getattr(c, "__qualname__", "").startswith("_require.") for c in calls)
+        for method in context.original_route.methods or ():
+            rules[(str(context.path_format), method.lower())] = required
+    return rules
 
 
 def _amend_operation(method: str, operation: dict[str, Any]) -> None:
@@ -50,12 +85,21 @@ def _amend_operation(method: str, operation: dict[str, Any]) -> None:
             entry["content"] = PROBLEM_CONTENT
 
 
-def amend(document: dict[str, Any]) -> dict[str, Any]:
-    for path_item in document.get("paths", {}).values():
+def amend(
+    document: dict[str, Any], credentials: dict[tuple[str, str], bool] | None = None
+) -> dict[str, Any]:
+    for path, path_item in document.get("paths", {}).items():
         for method, operation in path_item.items():
             if isinstance(operation, dict) and "responses" in operation:
                 _amend_operation(method, operation)
-    schemas = document.get("components", {}).get("schemas", {})
+                required = (credentials or {}).get((path, method))
+                if required is not None:
+                    bearer: dict[str, list[str]] = {"bearer": []}
+                    operation["security"] = [bearer] if required else [{}, bearer]
+    components = document.setdefault("components", {})
+    if credentials:
+        components.setdefault("securitySchemes", {})["bearer"] = BEARER
+    schemas = components.get("schemas", {})
     for name in UNUSED:
         schemas.pop(name, None)
     return document
@@ -67,7 +111,7 @@ def install_openapi(app: FastAPI) -> None:
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            app.openapi_schema = amend(generate())
+            app.openapi_schema = amend(generate(), credential_rules(app))
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
