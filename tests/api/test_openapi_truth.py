@@ -220,6 +220,13 @@ async def test_unparseable_body_is_documented(
     assert answer.headers["content-type"] == PROBLEM
     doc = await document(client)
     assert str(answer.status_code) in doc["paths"]["/api/v1/routes"]["post"]["responses"]
+    cut_short = await client.post(
+        "/api/v1/routes",
+        content=b'{"name": ',
+        headers={**admin, "Content-Type": "application/json"},
+    )
+    assert cut_short.status_code == 422, cut_short.text
+    assert cut_short.json()["detail"] == "body: is not valid JSON (at character 9)"
 
 
 async def test_document_says_what_errors_look_like(client: httpx.AsyncClient) -> None:

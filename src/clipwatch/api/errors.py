@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import Any
 
 import structlog
@@ -126,7 +127,6 @@ MESSAGES = {
     "datetime_parsing": "must be a date and time with a time zone, like 2025-01-31T18:00:00Z",
     "datetime_from_date_parsing": "must be a date and time with a time zone, like "
     "2025-01-31T18:00:00Z",
-    "json_invalid": "is not valid JSON",
     "union_tag_invalid": "is not one of the accepted kinds",
     "unknown_query_parameter": "is not a parameter of this endpoint (it takes: {known})",
 }
@@ -143,7 +143,7 @@ SHAPES = {
 CONTROL_CHARACTERS = "must not contain control characters (line breaks, tabs, NUL)"
 
 
-def _field_name(location: tuple[Any, ...]) -> str:
+def _field_name(location: Sequence[Any]) -> str:
     names = [str(part) for part in location if part not in ("query", "path", "body", "header")]
     return ".".join(names)
 
@@ -158,6 +158,9 @@ def _plain_message(error: dict[str, Any]) -> str:
         if "\\x00-\\x1f" in pattern:
             return CONTROL_CHARACTERS
         return SHAPES.get(named[-1] if named else "", "is not in a form this field accepts")
+    if kind == "json_invalid":
+        where = [part for part in error.get("loc", ()) if isinstance(part, int)]
+        return f"is not valid JSON (at character {where[0]})" if where else "is not valid JSON"
     if kind == "missing" and tuple(error.get("loc", ())) == ("body",):
         return "a JSON body is required"
     if kind == "value_error":
@@ -176,7 +179,10 @@ def _plain_message(error: dict[str, Any]) -> str:
 def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     errors = [
-        {"field": _field_name(tuple(err.get("loc", ()))), "message": _plain_message(err)}
+        {
+            "field": "body" if err.get("type") == "json_invalid" else _field_name(err["loc"]),
+            "message": _plain_message(err),
+        }
         for err in exc.errors()
     ]
     first = errors[0] if errors else {"field": "", "message": "invalid request"}
@@ -190,7 +196,9 @@ ORDER = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 def _documented_methods(app: Any) -> list[tuple[re.Pattern[str], set[str]]]:
     """Each documented path as a pattern, with its methods: the OpenAPI document is the truth
     `Allow` must tell (Starlette names only the methods of the first route that matched)."""
-    cached: list[tuple[re.Pattern[str], set[str]]] | None = getattr(app.state, "allow", None)
+    cached: list[tuple[re.Pattern[str], set[str]]] | None = getattr(
+        app.state, "documented_methods", None
+    )
     if cached is None:
         cached = [
             (
@@ -199,7 +207,7 @@ def _documented_methods(app: Any) -> list[tuple[re.Pattern[str], set[str]]]:
             )
             for path, item in app.openapi().get("paths", {}).items()
         ]
-        app.state.allow = cached
+        app.state.documented_methods = cached
     return cached
 
 
