@@ -36,9 +36,9 @@ if TYPE_CHECKING:
 
 routes_app = typer.Typer(help="Discord notification routes.", no_args_is_help=True)
 deliveries_app = typer.Typer(help="The Discord delivery outbox.", no_args_is_help=True)
-# `deliveries run` claims this many at a time, so its counts move every few seconds even at
-# Discord's rate limits (the worker claims 200).
-DELIVERIES_PER_ROUND = 25
+# How often `deliveries run` reads the outbox's counts for its progress line: a claim of 200
+# deliveries can take minutes at Discord's rate limits, and each message commits on its own.
+PROGRESS_EVERY_S = 0.5
 
 
 def _operator() -> Principal:
@@ -291,16 +291,18 @@ def run_deliveries(
     """Deliver due notifications (what `clipwatch worker` does beside the sync), showing the
     sent, retried, dead and pending counts as it goes."""
     import asyncio
+    import contextlib
     from datetime import timedelta
 
-    from clipwatch.db.engine import create_engine, create_sessionmaker
+    from clipwatch.db.engine import create_engine, create_sessionmaker, session_scope
     from clipwatch.db.migrate import upgrade_database
+    from clipwatch.db.repositories.notifications import delivery_counts
     from clipwatch.discord.delivery import deliver_due, pending_count
     from clipwatch.discord.sender import sender_from_settings
 
     settings = settings_or_exit(writes=True)
     configure_cli_logging(settings)
-    counts = DeliveryCounts()
+    done = DeliveryCounts()  # this run's own, from each claim's report
 
     async def work(progress: DeliveryProgress) -> None:
         engine = create_engine(settings)
@@ -308,27 +310,53 @@ def run_deliveries(
         try:
             await upgrade_database(engine)
             sm = create_sessionmaker(engine)
-            claim = timedelta(seconds=settings.delivery_claim_seconds)
-            while True:
-                report = await deliver_due(
-                    sm, sender, settings.signing_key, claim=claim, limit=DELIVERIES_PER_ROUND
+
+            async def outbox() -> dict[str, int]:
+                async with session_scope(sm) as session:
+                    return await delivery_counts(session)
+
+            start = await outbox()
+
+            async def show() -> None:
+                now = await outbox()
+                progress.update(
+                    DeliveryCounts(
+                        sent=max(now["sent"] - start["sent"], done.sent),
+                        retried=done.retried,
+                        dead=max(now["dead"] - start["dead"], done.dead),
+                        pending=now["pending"],
+                    )
                 )
-                counts.sent += report.sent
-                counts.retried += report.retried
-                counts.dead += report.dead
-                counts.pending = await pending_count(sm)
-                progress.update(counts)
-                if report.messages == 0:
-                    if until_empty and counts.pending == 0:
-                        return
-                    await asyncio.sleep(0.5)
+
+            async def watch() -> None:
+                while True:
+                    await show()
+                    await asyncio.sleep(PROGRESS_EVERY_S)
+
+            watcher = asyncio.create_task(watch())
+            try:
+                claim = timedelta(seconds=settings.delivery_claim_seconds)
+                while True:
+                    report = await deliver_due(sm, sender, settings.signing_key, claim=claim)
+                    done.sent += report.sent
+                    done.retried += report.retried
+                    done.dead += report.dead
+                    if report.messages == 0:
+                        if until_empty and await pending_count(sm) == 0:
+                            break
+                        await asyncio.sleep(0.5)
+            finally:
+                watcher.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await watcher
+            await show()
         finally:
             await sender.aclose()
             await engine.dispose()
 
     with DeliveryProgress() as progress:
         run(work(progress))
-    typer.echo(f"{counts.sent} deliveries sent ({counts.retried} to retry, {counts.dead} dead)")
+    typer.echo(f"{done.sent} deliveries sent ({done.retried} to retry, {done.dead} dead)")
 
 
 @deliveries_app.command("retry")
