@@ -223,8 +223,9 @@ def _relevance_position(payload: dict[str, Any]) -> _RelevancePosition:
         return _RelevancePosition(after_views=_decode_key("views", payload["v"]))
     if "k" not in payload:
         return _RelevancePosition()
-    boundary = _decode_key("views", payload["b"]) if "b" in payload else None
-    return _RelevancePosition(_decode_key("relevance", payload["k"]), boundary)
+    return _RelevancePosition(
+        _decode_key("relevance", payload["k"]), _decode_key("views", payload.get("b"))
+    )
 
 
 async def _relevance_page(

@@ -161,10 +161,19 @@ def _conditions(f: ClipFilters, c: Any) -> list[Condition]:
     return conds
 
 
-def _keyset(sort: KeysetSort, after: tuple[Any, int] | None, c: Any) -> list[Condition]:
+def _keyset(
+    sort: KeysetSort, after: tuple[Any, int] | None, c: Any, *, indexable: bool = True
+) -> list[Condition]:
+    """Rows after `after` in the sort's order. `indexable=False` hides the bound from the
+    sort indexes (coalesce(x, x) is x): PostgreSQL estimates a row comparison at a row or
+    two, and would scan a sort index's whole range below the bound (440,000 rows, 400 ms,
+    for a deep page of a word in 200 clips) instead of taking the GIN plan it was told."""
     if after is None:
         return []
-    key = tuple_(c[_SORT_COLUMN[sort]], c.seq)
+    column, seq = c[_SORT_COLUMN[sort]], c.seq
+    if not indexable:
+        column, seq = func.coalesce(column, column), func.coalesce(seq, seq)
+    key = tuple_(column, seq)
     bound = tuple_(*after)
     return [key > bound] if sort == "oldest" else [key < bound]
 
@@ -247,11 +256,10 @@ async def _page_query(
     limit: int,
 ) -> Select[Any]:
     c = Clip.__table__.c
-    conds = _conditions(f, c) + _keyset(sort, after, c)
     if not f.terms:
-        return _ordered_seqs(c, sort, conds, limit)
+        return _ordered_seqs(c, sort, _conditions(f, c) + _keyset(sort, after, c), limit)
     if dialect_name(session) == "postgresql":
-        return await _pg_page_query(session, f, sort, conds, limit)
+        return await _pg_page_query(session, f, sort, after, limit)
     return await _sqlite_page_query(session, f, sort, after, limit)
 
 
@@ -300,7 +308,7 @@ async def _pg_page_query(
     session: AsyncSession,
     f: ClipFilters,
     sort: KeysetSort,
-    conds: list[Condition],
+    after: tuple[Any, int] | None,
     limit: int,
 ) -> Select[Any]:
     """Price the plans from the word and channel statistics, and force the cheapest.
@@ -324,8 +332,13 @@ async def _pg_page_query(
         walked_share=stats.channel_share(f.broadcaster_ids) if f.broadcaster_ids else 1.0,
         limit=limit,
     )
-    match = pg_match_conditions(terms, plan)
-    return _ordered_seqs(c, sort, [*match, *conds], limit, walk_index=plan == "walk")
+    walk = plan == "walk"
+    conds = [
+        *pg_match_conditions(terms, plan),
+        *_conditions(f, c),
+        *_keyset(sort, after, c, indexable=walk),
+    ]
+    return _ordered_seqs(c, sort, conds, limit, walk_index=walk)
 
 
 def pg_match_conditions(terms: Terms, plan: PgPlan) -> list[TextClause]:
