@@ -10,10 +10,13 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import event, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import Session
 
 from clipwatch.accounts import service
 from clipwatch.db.engine import session_scope
+from clipwatch.db.models import NotificationRoute
 from clipwatch.discord.webhook_url import (
     EXAMPLE_WEBHOOK_URL,
     WEBHOOK_URL_PATTERN,
@@ -58,8 +61,8 @@ def operations(doc: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
 
 def assert_plain(problem: dict[str, Any]) -> None:
     texts = [problem["detail"], *(e["message"] for e in problem.get("errors", []))]
-    for text in texts:
-        assert not REGEX.search(text), f"a regular expression in a message: {text!r}"
+    for message in texts:
+        assert not REGEX.search(message), f"a regular expression in a message: {message!r}"
 
 
 async def test_every_operation_refuses_unknown_query_parameters_by_name(
@@ -271,3 +274,29 @@ async def test_operations_that_need_credentials_say_so_and_refuse_without(
     # counts against the strict rate for failed credentials, so once is enough).
     wrong = await client.get("/api/v1/me", headers={"Authorization": "Bearer cw_not_a_token"})
     assert wrong.status_code == 401, wrong.text
+
+
+async def test_a_route_removed_while_it_is_changed_is_404_not_500(
+    client: httpx.AsyncClient, admin: dict[str, str]
+) -> None:
+    """Schemathesis's two workers found it: PATCH read the route, a DELETE removed it, the
+    UPDATE matched no row. The removal is replayed here inside the PATCH's own flush."""
+    created = await client.post(
+        "/api/v1/routes", json={"name": "r", "webhook_url": EXAMPLE_WEBHOOK_URL}, headers=admin
+    )
+    route_id = created.json()["id"]
+
+    def remove_first(session: Session, _context: object, _instances: object) -> None:
+        if any(isinstance(row, NotificationRoute) for row in session.dirty):
+            # Plain SQL: the session must not learn of it, as it would not of another request.
+            session.execute(text("DELETE FROM notification_route WHERE id = :id"), {"id": route_id})
+
+    event.listen(Session, "before_flush", remove_first)
+    try:
+        answer = await client.patch(
+            f"/api/v1/routes/{route_id}", json={"name": "renamed"}, headers=admin
+        )
+    finally:
+        event.remove(Session, "before_flush", remove_first)
+    assert answer.status_code == 404, answer.text
+    assert answer.headers["content-type"] == PROBLEM

@@ -10,6 +10,7 @@ import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from sqlalchemy.orm.exc import StaleDataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from clipwatch.errors import (
@@ -234,6 +235,12 @@ def _http_error(request: Request, exc: Exception) -> Response:
     return response
 
 
+def _gone_meanwhile(_request: Request, _exc: Exception) -> JSONResponse:
+    # An UPDATE or DELETE that matched no row: another request removed it after this one
+    # read it (found by schemathesis's two workers changing and deleting one route at once).
+    return problem(404, "it was removed while this request ran")
+
+
 def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     log.exception("unhandled_error", path=request.url.path, error=type(exc).__name__)
     return problem(500, "an unexpected error happened; it has been logged")
@@ -243,4 +250,5 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ClipwatchError, _domain_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(StaleDataError, _gone_meanwhile)
     app.add_exception_handler(Exception, _unexpected)
