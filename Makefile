@@ -3,6 +3,8 @@ VENV    ?= .venv
 PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed-stamp
 PYTHON  ?= python3
+# pytest-xdist workers: the suite waits on servers and subprocesses more than it computes.
+TEST_WORKERS ?= 2
 
 .DEFAULT_GOAL := help
 .PHONY: help run test lint fmt bench clean
@@ -19,7 +21,7 @@ run: $(STAMP) ## Start the service on the embedded default (demo mode without Tw
 	$(VENV)/bin/clipwatch serve
 
 test: lint ## Lint, then run the whole test suite on SQLite and PostgreSQL
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(TEST_WORKERS)
 
 lint: $(STAMP) ## ruff, mypy --strict, import-linter
 	$(VENV)/bin/ruff check src tests bench

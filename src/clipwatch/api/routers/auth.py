@@ -87,6 +87,8 @@ async def callback(
     oauth_state: Annotated[str, Query(alias="state", min_length=1, max_length=200)],
     code: Annotated[str | None, Query(max_length=200)] = None,  # absent when `error` is given
     error: Annotated[str | None, Query(max_length=200)] = None,
+    # Twitch sends it beside `error` (docs/reference/twitch-api.md §1.3); read only to be accepted.
+    error_description: Annotated[str | None, Query(max_length=500)] = None,
 ) -> RedirectResponse:
     if state.twitch is None:
         raise UpstreamUnavailable("Twitch is not configured (CLIPWATCH_TWITCH_CLIENT_ID/SECRET)")
