@@ -5,11 +5,11 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import httpx
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from clipwatch.db.engine import session_scope
-from clipwatch.db.models import ApiToken, UserSession
+from clipwatch.db.models import ApiToken, User, UserSession
 from tests.api.test_accounts import bearer, cookie, make_user
 
 
@@ -80,6 +80,25 @@ async def test_a_session_is_never_wider_than_its_token(
         "/api/v1/me/preferences", json={"languages": ["en"]}, headers=cookie(secret, csrf)
     )
     assert written.status_code == 403  # the token could only read, so can its session
+
+
+async def test_demoting_or_deleting_the_user_narrows_or_ends_the_session(
+    client: httpx.AsyncClient, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    user_id, token = await make_user(
+        sessionmaker, "erin", admin=True, scopes=("read", "write", "admin")
+    )
+    secret, _csrf = await login(client, token)
+    assert (await client.get("/api/v1/users", headers=cookie(secret))).status_code == 200
+    async with session_scope(sessionmaker) as session:
+        await session.execute(update(User).where(User.id == user_id).values(role="member"))
+    assert (await client.get("/api/v1/users", headers=cookie(secret))).status_code == 403
+    assert (await client.get("/api/v1/me", headers=cookie(secret))).status_code == 200
+    async with session_scope(sessionmaker) as session:
+        await session.execute(delete(UserSession).where(UserSession.user_id == user_id))
+        await session.execute(delete(ApiToken).where(ApiToken.user_id == user_id))
+        await session.execute(delete(User).where(User.id == user_id))
+    assert (await client.get("/api/v1/me", headers=cookie(secret))).status_code == 401
 
 
 async def test_answers_that_carry_a_credential_are_never_stored(
