@@ -38,6 +38,11 @@ POSTGRES_ADMIN_URL = os.environ.get(
 )
 TEST_SECRET = "test-secret-key-for-cursors"
 TABLES = (
+    "incident_note",
+    "incident",
+    "alert_state",
+    "alert_group",
+    "lease",
     "worker_task",
     "clip_absence",
     "clip_quarantine",

@@ -101,6 +101,39 @@ class Settings(BaseSettings):
     log_file: str = ""
     sentry_dsn: str = Field(default="", repr=False)
 
+    # Alerts and incidents (docs/monitoring.md, "Alerts and incidents")
+    alert_rules_file: str = Field(
+        default="",
+        description="A YAML file of alert rules, receivers and routes replacing the shipped "
+        "set (monitoring/alerts/default_rules.yaml); checked at start",
+    )
+    alert_evaluation_seconds: float = Field(
+        default=15.0, ge=0.5, le=3600, description="Seconds between two rule evaluations"
+    )
+    alert_lease_seconds: float = Field(
+        default=20.0,
+        ge=1,
+        le=3600,
+        description="How long the evaluating process's lease lasts without renewal: a dead "
+        "evaluator is replaced within this plus 5 s",
+    )
+    alert_discord_webhook_url: str = Field(
+        default="",
+        repr=False,
+        description="The Discord webhook the shipped rules' `discord` receiver posts to "
+        "(critical and warning incidents); empty: off",
+    )
+    alert_webhook_url: str = Field(
+        default="",
+        repr=False,
+        description="The URL the shipped rules' `webhook` receiver posts JSON to; its host "
+        "must be in CLIPWATCH_ALERT_WEBHOOK_HOSTS; empty: off",
+    )
+    alert_webhook_hosts: str = Field(
+        default="",
+        description="Comma-separated hosts an alert webhook URL may name (empty: none)",
+    )
+
     @field_validator("database_url")
     @classmethod
     def _check_database_url(cls, value: str) -> str:

@@ -21,7 +21,17 @@ from clipwatch.api.deps import AppState, strict_query
 from clipwatch.api.errors import install_error_handlers, problem_responses
 from clipwatch.api.middleware import ResponseHeaders
 from clipwatch.api.openapi import install_openapi
-from clipwatch.api.routers import auth, catalog, clips, health, interactions, me, routes, users
+from clipwatch.api.routers import (
+    auth,
+    catalog,
+    clips,
+    health,
+    incidents,
+    interactions,
+    me,
+    routes,
+    users,
+)
 from clipwatch.cache.manager import CacheManager, cache_from_settings
 from clipwatch.config import Settings
 from clipwatch.db.engine import attach_cache, create_engine, create_sessionmaker
@@ -108,6 +118,7 @@ def create_app(
         me.router,
         users.router,
         routes.router,
+        incidents.router,
     )
     for router in api_routers:
         app.include_router(

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from clipwatch.cli.common import configure_cli_logging, fail, run, settings_or_exit
+from clipwatch.cli.incidents import check_alert_rules
 
 if TYPE_CHECKING:
     from clipwatch.config import Settings
@@ -22,6 +23,7 @@ def serve_settings(demo: bool) -> Settings:
     from clipwatch.config import DEMO_DATABASE_URL
 
     settings = settings_or_exit()
+    check_alert_rules(settings)
     if demo or settings.demo:
         return settings.model_copy(update={"demo": True, "database_url": DEMO_DATABASE_URL})
     if settings.demo_mode and settings.database_url != DEMO_DATABASE_URL:

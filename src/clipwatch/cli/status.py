@@ -22,6 +22,7 @@ class _Status:
     deliveries: dict[str, Any]
     workers: list[WorkerReport]
     routes: list[dict[str, Any]]
+    incidents: list[str]  # the alert manager's open incidents
 
 
 def _when(moment: Any) -> str:
@@ -70,6 +71,7 @@ def status_command(
     from clipwatch.db.repositories import notifications, sync_state
     from clipwatch.runtime.status import (
         ROUTE_ERRORS_SHOWN_FOR,
+        incident_problems,
         route_problems,
         sync_problems,
         worker_problems,
@@ -85,6 +87,7 @@ def status_command(
             deliveries=await notifications.delivery_counts(session),
             workers=await worker_reports(session),
             routes=await notifications.troubled_routes(session, now() - ROUTE_ERRORS_SHOWN_FOR),
+            incidents=await incident_problems(session),
         )
 
     status = run(in_transaction(settings, work))
@@ -97,7 +100,10 @@ def status_command(
     else:
         console.print("no worker has reported in the last hour")
     problems = (
-        worker_problems(status.workers) + sync_problems(status.sync) + route_problems(status.routes)
+        worker_problems(status.workers)
+        + sync_problems(status.sync)
+        + route_problems(status.routes)
+        + status.incidents
     )
     for problem in problems:
         console.print(f"[red]problem:[/red] {problem}", highlight=False, soft_wrap=True)

@@ -316,11 +316,13 @@ def worker_command(
     Run several on one PostgreSQL (and Redis): leases share the channels between them, the
     Twitch budget is shared through Redis, and deliveries are claimed with SKIP LOCKED.
     """
+    from clipwatch.cli.incidents import check_alert_rules
     from clipwatch.db.engine import create_sessionmaker
     from clipwatch.db.migrate import upgrade_database
     from clipwatch.runtime.worker import run_worker
 
     settings = settings_or_exit(writes=True)
+    check_alert_rules(settings)
     configure_cli_logging(settings)
 
     async def work() -> int:

@@ -18,6 +18,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     func,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -282,8 +283,11 @@ class Delivery(Base):
     )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
-    route_id: Mapped[int] = mapped_column(ForeignKey("notification_route.id", ondelete="CASCADE"))
-    clip_id: Mapped[str] = mapped_column(String(128))
+    # None for an alert message (kind `alert`/`alert_webhook`: monitoring/alerts/notify.py).
+    route_id: Mapped[int | None] = mapped_column(
+        ForeignKey("notification_route.id", ondelete="CASCADE")
+    )
+    clip_id: Mapped[str] = mapped_column(String(128))  # "" for an alert message
     status: Mapped[str] = mapped_column(String(16), default="pending")  # pending|sent|dead
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime)
@@ -291,6 +295,10 @@ class Delivery(Base):
     message_id: Mapped[str | None] = mapped_column(String(32))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    kind: Mapped[str] = mapped_column(String(16), default="clip", server_default="clip")
+    # An alert message's own key (unique): the evaluator never writes one message twice.
+    idempotency_key: Mapped[str | None] = mapped_column(String(200), unique=True)
+    payload: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # an alert message, sealed
 
 
 # --- the worker -------------------------------------------------------------------------------
@@ -315,3 +323,94 @@ class WorkerTask(Base):
     consecutive_failures: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     restarts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     detail: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
+
+# --- leases and alerts ------------------------------------------------------------------------
+
+
+class Lease(Base):
+    """A named job that one process at a time may run (the alert evaluator; later the
+    EventSub socket): held by `owner` until `expires_at`, renewed by it, taken over by
+    another once it has expired."""
+
+    __tablename__ = "lease"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    owner: Mapped[str] = mapped_column(String(128))
+    acquired_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class AlertState(Base):
+    """What the evaluator knows of one rule and label set between evaluations, kept in the
+    database so that another process taking the evaluation over goes on from here."""
+
+    __tablename__ = "alert_state"
+
+    fingerprint: Mapped[str] = mapped_column(String(64), primary_key=True)
+    rule: Mapped[str] = mapped_column(String(64), index=True)
+    labels: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
+    active_since: Mapped[datetime | None] = mapped_column(UTCDateTime)  # condition true since
+    clear_since: Mapped[datetime | None] = mapped_column(UTCDateTime)  # its incident clear since
+    value: Mapped[float | None] = mapped_column(Float)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class Incident(Base):
+    """A rule that fired for one label set: firing → acknowledged → resolved.
+
+    At most one unresolved incident per fingerprint (a partial unique index)."""
+
+    __tablename__ = "incident"
+    __table_args__ = (
+        Index(
+            "uq_incident_open_fingerprint",
+            "fingerprint",
+            unique=True,
+            sqlite_where=text("state != 'resolved'"),
+            postgresql_where=text("state != 'resolved'"),
+        ),
+        Index("ix_incident_state_id", "state", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    rule: Mapped[str] = mapped_column(String(64))
+    severity: Mapped[str] = mapped_column(String(16))
+    labels: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
+    summary: Mapped[str] = mapped_column(Text)
+    state: Mapped[str] = mapped_column(String(16), default="firing")
+    value: Mapped[float | None] = mapped_column(Float)
+    first_seen_at: Mapped[datetime] = mapped_column(UTCDateTime)  # the condition first held
+    fired_at: Mapped[datetime] = mapped_column(UTCDateTime)  # it had held for the rule's `for`
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    count: Mapped[int] = mapped_column(Integer, default=1, server_default="1")  # evaluations seen
+    acknowledged_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    acknowledged_by: Mapped[str | None] = mapped_column(String(64))
+    resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    resolved_by: Mapped[str | None] = mapped_column(String(64))  # a user, or None: cleared
+
+
+class IncidentNote(Base):
+    __tablename__ = "incident_note"
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    incident_id: Mapped[int] = mapped_column(
+        ForeignKey("incident.id", ondelete="CASCADE"), index=True
+    )
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    author: Mapped[str] = mapped_column(String(64))
+    text: Mapped[str] = mapped_column(Text)
+
+
+class AlertGroup(Base):
+    """What one receiver was last told about one group (one rule's incidents): when, and
+    which incidents it knows to be open, so the next message says only what changed."""
+
+    __tablename__ = "alert_group"
+
+    receiver: Mapped[str] = mapped_column(String(64), primary_key=True)
+    group_key: Mapped[str] = mapped_column(String(128), primary_key=True)
+    last_sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    notified: Mapped[list[int]] = mapped_column(JSON, default=list)
+    messages: Mapped[int] = mapped_column(Integer, default=0, server_default="0")

@@ -33,6 +33,7 @@ from clipwatch.accounts.secrets import unseal
 from clipwatch.db.engine import session_scope
 from clipwatch.db.models import Clip, Delivery, NotificationRoute
 from clipwatch.db.repositories import catalog, notifications
+from clipwatch.discord.alert_delivery import ALERT_KINDS, Finish, deliver_alerts
 from clipwatch.discord.messages import (
     ClipView,
     CustomTemplate,
@@ -41,7 +42,7 @@ from clipwatch.discord.messages import (
     iter_messages,
     template_failure_text,
 )
-from clipwatch.discord.sender import Rejected, RetryLater, Sent, WebhookSender
+from clipwatch.discord.sender import Outcome, Rejected, RetryLater, Sent, WebhookSender
 from clipwatch.discord.webhook_url import WebhookTarget
 from clipwatch.monitoring.logging import describe_error
 
@@ -138,12 +139,21 @@ async def deliver_due(
     now = datetime.now(UTC)
     async with session_scope(sessionmaker) as session:
         claimed = list(await notifications.claim_due(session, now, now + claim, limit))
-        routes = await notifications.routes_by_id(session, {d.route_id for d in claimed})
+        alerts = [d for d in claimed if d.kind in ALERT_KINDS]
+        claimed = [d for d in claimed if d.kind not in ALERT_KINDS]
+        routes = await notifications.routes_by_id(
+            session, {d.route_id for d in claimed if d.route_id is not None}
+        )
         clips = await notifications.clips_by_id(session, {d.clip_id for d in claimed})
         names = await catalog.game_names(session, (c.game_id for c in clips.values() if c.game_id))
+    if alerts:  # the alert manager's messages (alert_delivery.py), before the clips
+        report.messages += await deliver_alerts(
+            alerts, sender, key, _alert_finisher(sessionmaker, report)
+        )
     per_route: dict[int, list[Delivery]] = defaultdict(list)
     for delivery in claimed:
-        per_route[delivery.route_id].append(delivery)
+        if delivery.route_id is not None:
+            per_route[delivery.route_id].append(delivery)
     for route_id, deliveries in per_route.items():
         route = routes[route_id]
         if not route.enabled:
@@ -199,6 +209,23 @@ async def deliver_due(
                 await _finish(sessionmaker, part + pending, "dead", report, error=outcome.reason)
                 break
     return report
+
+
+def _alert_finisher(
+    sessionmaker: async_sessionmaker[AsyncSession], report: DeliveryReport
+) -> Finish:
+    """An alert message's outcome, recorded as a clip delivery's is (no route to disable)."""
+
+    async def finish(rows: list[Delivery], outcome: Outcome) -> None:
+        if isinstance(outcome, Sent):
+            message_id = outcome.message_id or None
+            await _finish(sessionmaker, rows, "sent", report, message_id=message_id)
+        elif isinstance(outcome, RetryLater):
+            await _retry(sessionmaker, rows, outcome, report)
+        else:  # Rejected or Gone: retrying cannot help
+            await _finish(sessionmaker, rows, "dead", report, error=outcome.reason)
+
+    return finish
 
 
 def _route_error(error: BaseException | str, *secrets: str) -> str:

@@ -128,7 +128,7 @@ async def deliveries_of(
 
 async def retry_delivery(session: AsyncSession, principal: Principal, delivery_id: int) -> Delivery:
     delivery = await repo.get_delivery(session, delivery_id)
-    if delivery is None:
+    if delivery is None or delivery.route_id is None:  # an alert message is no one's route
         raise NotFound(f"no delivery {delivery_id}")
     route = await repo.get_route(session, delivery.route_id)
     if route is None or not principal.can_see(route.user_id):

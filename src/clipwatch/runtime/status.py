@@ -121,3 +121,10 @@ def worker_problems(reports: list[WorkerReport]) -> list[str]:
                     + f"): {task['last_error']}"
                 )
     return problems
+
+
+async def incident_problems(session: AsyncSession) -> list[str]:
+    """Unresolved incidents of the alert rules, the most severe first."""
+    from clipwatch.monitoring.alerts.service import open_incident_problems
+
+    return await open_incident_problems(session)

@@ -27,6 +27,7 @@ from clipwatch.db.repositories import sync_state
 from clipwatch.discord.delivery import deliver_due
 from clipwatch.discord.sender import sender_from_settings
 from clipwatch.errors import ClipwatchError
+from clipwatch.runtime.alerts import alerts_forever
 from clipwatch.runtime.supervisor import Supervisor, TaskState, backoff, wait_for_stop
 from clipwatch.twitch import deletions, sync
 from clipwatch.twitch.client import HelixClient
@@ -105,6 +106,10 @@ async def sync_forever(
     while not stop.is_set() and (passes == 0 or stats.passes < passes):
         state.working()
         try:
+            if client.auth_error is not None:
+                # Ask once whether Twitch takes the credentials again: the channels may all
+                # be backing off, and recovery must not wait for them.
+                await client.token(renew=True)
             report = await sync.sync_all(
                 client, sessionmaker, backfill=True, deletion_wait=deletion_wait
             )
@@ -141,6 +146,10 @@ async def sync_forever(
                 hot = stats.supervisor.task("hot_data")
                 await _refresh_hot(cache, sessionmaker, hot_ttl, hot)
             delay = interval
+        # For the alert rules (monitoring/alerts/signals.py), through `worker_task`.
+        state.detail.update(
+            twitch_auth_error=client.auth_error, twitch_budget_remaining=client.budget.remaining
+        )
         stats.passes += 1
         if passes == 0 or stats.passes < passes:
             await wait_for_stop(stop, delay)
@@ -201,7 +210,11 @@ async def run_worker(
             deletion_wait=timedelta(minutes=settings.deletion_confirm_minutes),
         )
 
+    async def alerting(state: TaskState) -> None:
+        await alerts_forever(settings, sessionmaker, done, state, owner=supervisor.worker)
+
     delivering = asyncio.create_task(supervisor.run("deliveries", deliveries, done))
+    evaluating = asyncio.create_task(supervisor.run("alerts", alerting, done))
     reporting = asyncio.create_task(supervisor.report_forever(sessionmaker, done))
     try:
         syncing = asyncio.create_task(supervisor.run("sync", syncing_body, stop))
@@ -214,6 +227,7 @@ async def run_worker(
     finally:
         done.set()
         await delivering
+        await evaluating
         await reporting
         stats.running = False
         await supervisor.try_report(sessionmaker)  # the tasks now say "stopped"

@@ -114,6 +114,9 @@ class HelixClient:
         self._http = http or httpx.AsyncClient(timeout=timeout)
         self._token: str | None = None
         self._validated_at = 0.0
+        # Why Twitch last refused our app credentials (None once a token is granted): the
+        # worker reports it, and the "Twitch auth failing" alert watches it.
+        self.auth_error: str | None = None
         self._token_lock = asyncio.Lock()
         self.budget = Budget()
         # With Redis, every process draws from one bucket the size of Twitch's: together
@@ -152,13 +155,13 @@ class HelixClient:
                 await asyncio.sleep(backoff_delay(attempt))
                 continue
             if answer.status_code != 200:
-                raise TwitchAuthError(
-                    f"Twitch refused the client credentials ({answer.status_code})",
-                    status=answer.status_code,
-                )
+                self.auth_error = f"Twitch refused the client credentials ({answer.status_code})"
+                raise TwitchAuthError(self.auth_error, status=answer.status_code)
             token = _json(answer).get("access_token")
             if not isinstance(token, str):
-                raise TwitchAuthError("Twitch sent no access token")
+                self.auth_error = "Twitch sent no access token"
+                raise TwitchAuthError(self.auth_error)
+            self.auth_error = None
             self._validated_at = time.monotonic()
             return token
         raise TwitchError("could not reach Twitch's token endpoint")
@@ -229,7 +232,8 @@ class HelixClient:
                 continue
             if status == 401:
                 if renewed:
-                    raise TwitchAuthError("Twitch rejected a fresh app token", status=401)
+                    self.auth_error = "Twitch rejected a fresh app token"
+                    raise TwitchAuthError(self.auth_error, status=401)
                 renewed = True
                 await self.token(renew=True)
                 continue

@@ -23,6 +23,7 @@ from clipwatch.cache.manager import CacheManager
 from clipwatch.db.repositories import notifications, sync_state
 from clipwatch.runtime.status import (
     ROUTE_ERRORS_SHOWN_FOR,
+    incident_problems,
     route_problems,
     sync_problems,
     task_fields,
@@ -95,6 +96,7 @@ async def status(state: State, session: Session) -> StatusRead:
     reports = await worker_reports(session)
     sync = await sync_state.sync_summary(session)
     routes = await notifications.troubled_routes(session, now() - ROUTE_ERRORS_SHOWN_FOR)
+    incidents = await incident_problems(session)
     return StatusRead(
         mode="demo" if demo else "live",
         banner=DEMO_BANNER if demo else None,
@@ -112,7 +114,10 @@ async def status(state: State, session: Session) -> StatusRead:
             )
             for r in reports
         ],
-        problems=worker_problems(reports) + sync_problems(sync) + route_problems(routes),
+        problems=worker_problems(reports)
+        + sync_problems(sync)
+        + route_problems(routes)
+        + incidents,
         version=version("clipwatch"),
         database="postgresql" if state.settings.is_postgres else "sqlite",
         redis=await redis_state(state.settings.redis_url),
