@@ -61,12 +61,12 @@ def test_receivers_come_from_settings_and_routes_filter_by_severity() -> None:
     [
         ("rules: [", "line"),
         ("- 1", "mapping"),
-        (RULE.replace("2m", "soon"), "rules[r].for: 'soon' is not a duration"),
-        (RULE.replace("threshold: 600", "threshold: lots"), "rules[r].threshold"),
+        (RULE.replace("2m", "soon"), "rules(r).for: 'soon' is not a duration"),
+        (RULE.replace("threshold: 600", "threshold: lots"), "rules(r).threshold"),
         (RULE.replace('"{value} s"', '"{value.__class__}"'), "only plain names"),
-        (RULE + "    severity: page\n", "rules[r].severity"),
-        (RULE + "    labls: {}\n", "rules[r].labls: Extra inputs"),
-        (RULE.replace("name: r", "name: R!"), "rules[R!].name"),
+        (RULE + "    severity: page\n", "rules(r).severity"),
+        (RULE + "    labls: {}\n", "rules(r).labls: Extra inputs"),
+        (RULE.replace("name: r", "name: R!"), "rules(R!).name"),
         (RULE + RULE.replace("rules:\n", ""), "rule 'r' is defined twice"),
         (RULE + "routes:\n  - receiver: pager\n", "receiver 'pager', which is not defined"),
         (

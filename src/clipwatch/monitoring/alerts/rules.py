@@ -318,7 +318,7 @@ def _first_error(exc: ValidationError, data: Any) -> str:
         if isinstance(part, int) and isinstance(node, list) and part < len(node):
             node = node[part]
             name = node.get("name") if isinstance(node, dict) else None
-            place.append(f"[{name}]" if name else f"[{part}]")
+            place.append(f"({name})" if name else f"({part})")  # not [..]: Rich markup
         else:
             node = node.get(part) if isinstance(node, dict) else None
             place.append(f".{part}" if place else str(part))
