@@ -100,6 +100,32 @@ class Settings(BaseSettings):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_file: str = ""
     sentry_dsn: str = Field(default="", repr=False)
+    log_file_max_mb: int = Field(
+        default=20, ge=1, le=10_240, description="CLIPWATCH_LOG_FILE rotates at this size (MiB)"
+    )
+    log_file_backups: int = Field(
+        default=5, ge=0, le=1000, description="Rotated log files kept (clipwatch.log.1, .2, ...)"
+    )
+    metrics_enabled: bool = Field(
+        default=True,
+        description="Prometheus instrumentation (HTTP, pool, worker snapshot) and /metrics",
+    )
+    metrics_token: str = Field(
+        default="",
+        repr=False,
+        description="Bearer token for /metrics from other than loopback; empty: those get 404",
+    )
+    metrics_host: str = Field(
+        default="127.0.0.1",
+        min_length=1,
+        description="Address `clipwatch worker --metrics-port` listens on",
+    )
+    metrics_refresh_seconds: float = Field(
+        default=30.0,
+        ge=1,
+        le=3600,
+        description="How often the worker reads the database's figures for the metrics",
+    )
 
     # Alerts and incidents (docs/monitoring.md, "Alerts and incidents")
     alert_rules_file: str = Field(

@@ -70,7 +70,17 @@ class LoopbackServer:
         import uvicorn
 
         self._server = uvicorn.Server(
-            uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
+            # log_config=None: uvicorn's own logging setup would take its loggers out of
+            # clipwatch's pipeline (JSON, redaction) for the rest of the process (demo mode).
+            uvicorn.Config(
+                app,
+                host="127.0.0.1",
+                port=port,
+                log_level="warning",
+                log_config=None,
+                access_log=False,
+                lifespan="off",
+            )
         )
         self._task: asyncio.Task[None] | None = None
         self.base = ""

@@ -32,6 +32,8 @@ from clipwatch.api.routers import (
     routes,
     users,
 )
+from clipwatch.api.routers import metrics as metrics_routes
+from clipwatch.api.telemetry import RequestTelemetry
 from clipwatch.cache.manager import CacheManager, cache_from_settings
 from clipwatch.config import Settings
 from clipwatch.db.engine import attach_cache, create_engine, create_sessionmaker
@@ -58,9 +60,11 @@ def create_app(
     worker: WorkerStats | None = None,
     demo_sink: str | None = None,
     cache: CacheManager | None = None,
+    access_log: bool = True,
 ) -> FastAPI:
     """The API. `serve` passes what runs beside it: the worker and demo mode (for the status)
-    and the cache they share; without `cache` the app makes and starts its own."""
+    and the cache they share; without `cache` the app makes and starts its own.
+    `access_log`: one log line per request (`serve --no-access-log` turns it off)."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -127,6 +131,7 @@ def create_app(
     app.include_router(auth.router, dependencies=limited, responses=_limited_responses())
     # Discord's own calls: authenticated by their signature, not by our tokens or limits.
     app.include_router(interactions.router)
+    app.include_router(metrics_routes.router)
     # Innermost first: cached answers still get CORS and the security and rate-limit headers.
     app.add_middleware(CachedReads)
     # Outside the app and the cache, inside CORS and the headers: a 413 gets all of them.
@@ -140,10 +145,24 @@ def create_app(
             CORSMiddleware,
             allow_origins=settings.cors_origin_list,
             allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
-            allow_headers=["Authorization", "Content-Type", CSRF_HEADER],
-            expose_headers=["RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset"],
+            allow_headers=["Authorization", "Content-Type", CSRF_HEADER, "X-Request-ID"],
+            expose_headers=[
+                "RateLimit-Limit",
+                "RateLimit-Remaining",
+                "RateLimit-Reset",
+                "X-Request-ID",
+            ],
         )
     app.add_middleware(ResponseHeaders, https=settings.base_url.startswith("https://"))
+    # Outermost: every answer (cached, refused, failed) gets its request id, access line and
+    # metrics.
+    app.add_middleware(
+        RequestTelemetry,
+        router=app.router,
+        errors=app.exception_handlers,
+        metrics=settings.metrics_enabled,
+        access=access_log,
+    )
 
     @app.get("/", include_in_schema=False)
     async def index() -> RedirectResponse:

@@ -31,6 +31,7 @@ from redis.exceptions import RedisError
 
 from clipwatch.cache.local import Entry, LocalTier, etag_of
 from clipwatch.config import Settings
+from clipwatch.monitoring.metrics import track_cache
 
 log = structlog.get_logger("clipwatch.cache")
 
@@ -108,6 +109,7 @@ class CacheManager:
         self.staleness = staleness
         self.local = LocalTier(max_entries, max_bytes)
         self.stats = CacheStats()
+        track_cache(self)
         self.breaker = Breaker()
         self.redis: Redis | None = None
         if redis_url:

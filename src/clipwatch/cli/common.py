@@ -102,17 +102,24 @@ def demo_write_notice(settings: Settings) -> str:
 def configure_cli_logging(settings: Settings) -> None:
     """Structured logs as `serve` writes them; other libraries' lines below warnings (Alembic's
     "Running upgrade", httpx's requests, uvicorn's start-up) only with `--verbose`."""
-    from clipwatch.monitoring.logging import configure_logging
+    from clipwatch.monitoring.logging import configure_logging, settings_secrets
 
-    configure_logging(settings.log_level, settings.log_format, settings.log_file)
+    configure_logging(
+        settings.log_level,
+        settings.log_format,
+        settings.log_file,
+        max_bytes=settings.log_file_max_mb * 2**20,
+        backups=settings.log_file_backups,
+        secrets=settings_secrets(settings),
+    )
     if not options.verbose:
         for handler in logging.getLogger().handlers:
             handler.addFilter(_own_lines)
 
 
 def _own_lines(record: logging.LogRecord) -> bool:
-    # uvicorn.access: the request log, which `serve --access-log` asks for by itself.
-    own = record.name.startswith(("clipwatch", "uvicorn.access"))
+    # clipwatch.access: the request log, which `serve --access-log` asks for by itself.
+    own = record.name.startswith("clipwatch")
     return own or record.levelno >= logging.WARNING
 
 

@@ -139,9 +139,12 @@ async def serve_api(
             worker=stats if worker else None,
             demo_sink=world.sink_url if world else None,
             cache=cache,
+            access_log=access_log,
         )
+        # The access log is the app's own (api/telemetry.py: request ids, route templates,
+        # redaction), in every mode; uvicorn's is off.
         config = uvicorn.Config(
-            app, host=host, port=port, log_config=None, access_log=access_log, proxy_headers=False
+            app, host=host, port=port, log_config=None, access_log=False, proxy_headers=False
         )
         server = _Server(config)
         try:

@@ -310,6 +310,15 @@ def worker_command(
         ),
     ] = None,
     passes: Annotated[int, typer.Option(min=0, help="Stop after this many passes (0: never)")] = 0,
+    metrics_port: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            max=65535,
+            help="Serve this process's Prometheus metrics on this port (at CLIPWATCH_METRICS_HOST, "
+            "127.0.0.1 by default); 0: none",
+        ),
+    ] = 0,
 ) -> None:
     """Sync every tracked channel pass after pass, and deliver due Discord notifications.
 
@@ -319,11 +328,20 @@ def worker_command(
     from clipwatch.cli.incidents import check_alert_rules
     from clipwatch.db.engine import create_sessionmaker
     from clipwatch.db.migrate import upgrade_database
+    from clipwatch.monitoring.metrics import serve_metrics
     from clipwatch.runtime.worker import run_worker
 
     settings = settings_or_exit(writes=True)
     check_alert_rules(settings)
     configure_cli_logging(settings)
+    stop_metrics = None
+    if metrics_port:
+        if not settings.metrics_enabled:
+            fail("--metrics-port: metrics are turned off (CLIPWATCH_METRICS_ENABLED=false)")
+        try:
+            stop_metrics = serve_metrics(settings.metrics_host, metrics_port)
+        except OSError as exc:
+            fail(f"--metrics-port {metrics_port}: cannot listen on {settings.metrics_host} ({exc})")
 
     async def work() -> int:
         # Following the others' writes lets its hot data go to Redis (docs/cache.md).
@@ -341,7 +359,11 @@ def worker_command(
                 )
                 return stats.passes
 
-    run(work())
+    try:
+        run(work())
+    finally:
+        if stop_metrics is not None:
+            stop_metrics()
 
 
 @simulate_app.command("discord")

@@ -20,6 +20,7 @@ from sqlalchemy.pool import NullPool
 
 from clipwatch.config import Settings
 from clipwatch.db.search import row_matches
+from clipwatch.monitoring.metrics import track_engine
 
 
 def create_engine(settings: Settings, *, url: str | None = None) -> AsyncEngine:
@@ -49,11 +50,13 @@ def create_engine(settings: Settings, *, url: str | None = None) -> AsyncEngine:
             cursor.close()
             dbapi_conn.create_function("cw_match", 4, row_matches, deterministic=True)
 
+        if settings.metrics_enabled:
+            track_engine(engine)
         return engine
     server_settings = {"application_name": "clipwatch", "jit": "off"}
     if settings.db_statement_timeout_ms:
         server_settings["statement_timeout"] = str(settings.db_statement_timeout_ms)
-    return create_async_engine(
+    engine = create_async_engine(
         url,
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
@@ -64,6 +67,9 @@ def create_engine(settings: Settings, *, url: str | None = None) -> AsyncEngine:
             "timeout": settings.db_pool_timeout,
         },
     )
+    if settings.metrics_enabled:
+        track_engine(engine)
+    return engine
 
 
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

@@ -45,6 +45,7 @@ from clipwatch.discord.messages import (
 from clipwatch.discord.sender import Outcome, Rejected, RetryLater, Sent, WebhookSender
 from clipwatch.discord.webhook_url import WebhookTarget
 from clipwatch.monitoring.logging import describe_error
+from clipwatch.monitoring.metrics import DELIVERIES
 
 # SCHEDULE[n]: the wait before attempt n + 1 (the first is at once).
 SCHEDULE = (
@@ -292,6 +293,7 @@ async def _finish(
         report.sent += len(deliveries)
     else:
         report.dead += len(deliveries)
+    DELIVERIES.labels(status).inc(len(deliveries))
 
 
 async def _retry(
@@ -327,6 +329,10 @@ async def _retry(
                 await notifications.update_deliveries(session, ids, **values)
     report.dead += sum(dead)
     report.retried += len(group) - sum(dead)
+    DELIVERIES.labels("dead").inc(sum(dead))
+    DELIVERIES.labels("rate_limited" if outcome.rate_limited else "retried").inc(
+        len(group) - sum(dead)
+    )
 
 
 async def _disable(

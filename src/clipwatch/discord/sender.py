@@ -32,6 +32,7 @@ from clipwatch.discord.buckets import (
     process_view,
 )
 from clipwatch.discord.webhook_url import WebhookTarget
+from clipwatch.monitoring.metrics import DISCORD_RATE_LIMITED, discord_scope
 
 __all__ = [
     "BAN_PAUSE_S",
@@ -192,6 +193,11 @@ class WebhookSender:
             return Sent(str(body.get("id", "")))
         if status == 429:
             self.stats.rate_limited += 1
+            DISCORD_RATE_LIMITED.labels(
+                discord_scope(
+                    cloudflare=facts.cloudflare, is_global=facts.is_global, shared=facts.shared
+                )
+            ).inc()
             if facts.cloudflare:
                 self._log_ban()
                 return RetryLater("Discord's Cloudflare ban", after=BAN_PAUSE_S, rate_limited=True)

@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from clipwatch.db.engine import session_scope
 from clipwatch.db.repositories import workers
 from clipwatch.monitoring.logging import describe_error
+from clipwatch.monitoring.metrics import track_supervisor
 
 log = structlog.get_logger("clipwatch.worker")
 
@@ -122,6 +123,7 @@ class Supervisor:
         self.restart_s = restart_s
         self.heartbeat_s = heartbeat_s
         self._report_failing = False
+        track_supervisor(self)
 
     def task(self, name: str) -> TaskState:
         return self.tasks.setdefault(name, TaskState(name))

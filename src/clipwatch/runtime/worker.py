@@ -27,7 +27,9 @@ from clipwatch.db.repositories import sync_state
 from clipwatch.discord.delivery import deliver_due
 from clipwatch.discord.sender import sender_from_settings
 from clipwatch.errors import ClipwatchError
+from clipwatch.monitoring.context import start_job
 from clipwatch.runtime.alerts import alerts_forever
+from clipwatch.runtime.metrics_snapshot import snapshot_forever
 from clipwatch.runtime.supervisor import Supervisor, TaskState, backoff, wait_for_stop
 from clipwatch.twitch import deletions, sync
 from clipwatch.twitch.client import HelixClient
@@ -66,6 +68,7 @@ async def deliver_forever(
     claim = timedelta(seconds=settings.delivery_claim_seconds)
     try:
         while not stop.is_set():
+            start_job("deliveries")
             state.working()
             try:
                 report = await deliver_due(sessionmaker, sender, settings.signing_key, claim=claim)
@@ -104,6 +107,7 @@ async def sync_forever(
     10 s, 20 s, 40 s … up to the interval."""
     hot_ttl = max(2 * interval, 60.0)
     while not stop.is_set() and (passes == 0 or stats.passes < passes):
+        start_job("sync")
         state.working()
         try:
             if client.auth_error is not None:
@@ -213,9 +217,19 @@ async def run_worker(
     async def alerting(state: TaskState) -> None:
         await alerts_forever(settings, sessionmaker, done, state, owner=supervisor.worker)
 
+    async def snapshots(state: TaskState) -> None:
+        await snapshot_forever(sessionmaker, done, state, interval=settings.metrics_refresh_seconds)
+
     delivering = asyncio.create_task(supervisor.run("deliveries", deliveries, done))
     evaluating = asyncio.create_task(supervisor.run("alerts", alerting, done))
     reporting = asyncio.create_task(supervisor.report_forever(sessionmaker, done))
+    # The database's figures for the metrics (outbox, channels, quarantine): read here, on
+    # a cadence, so a scrape never waits on the database.
+    metering = (
+        asyncio.create_task(supervisor.run("metrics", snapshots, done))
+        if settings.metrics_enabled
+        else None
+    )
     try:
         syncing = asyncio.create_task(supervisor.run("sync", syncing_body, stop))
         stopped = asyncio.create_task(stop.wait())
@@ -229,6 +243,8 @@ async def run_worker(
         await delivering
         await evaluating
         await reporting
+        if metering is not None:
+            await metering
         stats.running = False
         await supervisor.try_report(sessionmaker)  # the tasks now say "stopped"
     return stats

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from clipwatch.db.engine import session_scope
 from clipwatch.db.repositories import sync_state
 from clipwatch.monitoring.logging import describe_error
+from clipwatch.monitoring.metrics import CHANNEL_SYNC_FAILURES
 
 BACKOFF_FIRST = timedelta(minutes=1)
 BACKOFF_MAX = timedelta(minutes=30)
@@ -60,6 +61,7 @@ async def record_outcome(
             state.consecutive_failures = 0
             state.next_try_at = None
             return
+        CHANNEL_SYNC_FAILURES.labels(channel_id).inc()
         state.consecutive_failures = (state.consecutive_failures or 0) + 1
         state.last_error = error
         state.last_error_at = now

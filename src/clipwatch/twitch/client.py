@@ -30,6 +30,7 @@ from redis.exceptions import RedisError
 from clipwatch.cache.token_bucket import SharedTokenBucket
 from clipwatch.config import Settings
 from clipwatch.errors import UpstreamUnavailable
+from clipwatch.monitoring import metrics
 
 log = structlog.get_logger(__name__)
 VALIDATE_EVERY = 3_600.0
@@ -149,17 +150,21 @@ class HelixClient:
                     },
                 )
             except httpx.TransportError:
+                metrics.count_twitch_request("/token", None)
                 await asyncio.sleep(backoff_delay(attempt))
                 continue
+            metrics.count_twitch_request("/token", answer.status_code)
             if answer.status_code >= 500:
                 await asyncio.sleep(backoff_delay(attempt))
                 continue
             if answer.status_code != 200:
                 self.auth_error = f"Twitch refused the client credentials ({answer.status_code})"
+                metrics.TWITCH_AUTH_FAILURES.inc()
                 raise TwitchAuthError(self.auth_error, status=answer.status_code)
             token = _json(answer).get("access_token")
             if not isinstance(token, str):
                 self.auth_error = "Twitch sent no access token"
+                metrics.TWITCH_AUTH_FAILURES.inc()
                 raise TwitchAuthError(self.auth_error)
             self.auth_error = None
             self._validated_at = time.monotonic()
@@ -186,6 +191,7 @@ class HelixClient:
             if self._token is None or renew:
                 if self._token is not None:
                     self.stats.token_renewals += 1
+                    metrics.TWITCH_TOKEN_RENEWALS.inc()
                 self._token = await self._new_token()
             return self._token
 
@@ -216,15 +222,20 @@ class HelixClient:
                     headers={"Authorization": f"Bearer {token}", "Client-Id": self.client_id},
                 )
             except httpx.TransportError as exc:  # timeouts, refused and dropped connections
+                metrics.count_twitch_request(path, None)
                 failures = await self._failed(failures, f"{type(exc).__name__} on {path}")
                 continue
             status = answer.status_code
             self.stats.by_status[status] = self.stats.by_status.get(status, 0) + 1
+            metrics.count_twitch_request(path, status)
             self.budget.update(answer.headers)
+            if self.budget.remaining is not None:
+                metrics.TWITCH_BUDGET.set(self.budget.remaining)
             if self.shared_budget is not None and "ratelimit-remaining" in answer.headers:
                 await self._observe_shared()
             if status == 429:
                 self.stats.rate_limited += 1
+                metrics.TWITCH_RATE_LIMITED.inc()
                 wait = self.budget.delay_after_429(answer.headers, self.stats.rate_limited)
                 log.info("twitch_rate_limited", wait_s=round(wait, 2))
                 self.budget.waited += wait
@@ -233,6 +244,7 @@ class HelixClient:
             if status == 401:
                 if renewed:
                     self.auth_error = "Twitch rejected a fresh app token"
+                    metrics.TWITCH_AUTH_FAILURES.inc()
                     raise TwitchAuthError(self.auth_error, status=401)
                 renewed = True
                 await self.token(renew=True)
