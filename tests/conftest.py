@@ -43,6 +43,7 @@ TABLES = (
     "alert_state",
     "alert_group",
     "lease",
+    "error_group",
     "worker_task",
     "clip_absence",
     "clip_quarantine",

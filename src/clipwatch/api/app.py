@@ -34,10 +34,12 @@ from clipwatch.api.routers import (
 )
 from clipwatch.api.routers import metrics as metrics_routes
 from clipwatch.api.telemetry import RequestTelemetry
+from clipwatch.api.routers import errors as error_routes
 from clipwatch.cache.manager import CacheManager, cache_from_settings
 from clipwatch.config import Settings
 from clipwatch.db.engine import attach_cache, create_engine, create_sessionmaker
 from clipwatch.discord.sender import sender_from_settings
+from clipwatch.monitoring.errors import ErrorTracker
 from clipwatch.runtime.worker import WorkerStats
 from clipwatch.twitch.client import client_from_settings
 
@@ -89,6 +91,8 @@ def create_app(
             demo_sink,
             app_cache,
         )
+        # Unhandled errors are grouped and counted here (api/errors.py; monitoring/errors.py).
+        app.state.error_tracker = ErrorTracker(app.state.clipwatch.sessionmaker, "api")
         # Route tests post through the delivery's sender: its view of Discord's limits.
         app.state.discord_sender = sender_from_settings(settings)
         try:
@@ -121,6 +125,7 @@ def create_app(
         health.status_router,
         me.router,
         users.router,
+        error_routes.router,
         routes.router,
         incidents.router,
     )

@@ -24,6 +24,7 @@ from clipwatch.errors import (
     Unauthenticated,
     UpstreamUnavailable,
 )
+from clipwatch.monitoring.errors import ErrorTracker
 
 log = structlog.get_logger(__name__)
 
@@ -83,7 +84,7 @@ def problem(
     return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
 
 
-def _domain_error(_request: Request, exc: Exception) -> JSONResponse:
+async def _domain_error(_request: Request, exc: Exception) -> JSONResponse:
     for error_type, (status, title) in STATUS_BY_ERROR.items():
         if isinstance(exc, error_type):
             extra: dict[str, Any] = {}
@@ -95,7 +96,7 @@ def _domain_error(_request: Request, exc: Exception) -> JSONResponse:
             elif isinstance(exc, Unauthenticated):
                 response.headers["WWW-Authenticate"] = 'Bearer realm="clipwatch"'
             return response
-    return _unexpected(_request, exc)
+    return await _unexpected(_request, exc)
 
 
 # Pydantic's error types in words a person reads; {names} come from the error's context.
@@ -241,8 +242,20 @@ def _gone_meanwhile(_request: Request, _exc: Exception) -> JSONResponse:
     return problem(404, "it was removed while this request ran")
 
 
-def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-    log.exception("unhandled_error", path=request.url.path, error=type(exc).__name__)
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    # Grouped and counted (and sent to Sentry when set): monitoring/errors.py. Never raises.
+    tracker: ErrorTracker | None = getattr(request.app.state, "error_tracker", None)
+    occurrence = None
+    if tracker is not None:
+        request_id = getattr(request.state, "request_id", None)
+        occurrence = await tracker.record(exc, trace_id=request_id)
+    log.exception(
+        "unhandled_error",
+        path=request.url.path,
+        error=type(exc).__name__,
+        error_group=occurrence.fingerprint if occurrence else None,
+        exc_info=exc,
+    )
     return problem(500, "an unexpected error happened; it has been logged")
 
 

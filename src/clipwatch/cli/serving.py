@@ -20,6 +20,7 @@ from clipwatch.cache.manager import CacheManager, cache_from_settings
 from clipwatch.config import Settings
 from clipwatch.db.engine import attach_cache, create_engine, create_sessionmaker
 from clipwatch.db.migrate import upgrade_database
+from clipwatch.monitoring.errors import start_error_reporting
 from clipwatch.runtime.demo import DemoWorld, demo_world, reset_demo_database, seed_demo
 from clipwatch.runtime.worker import TRANSIENT, WorkerStats, run_worker
 from clipwatch.twitch.client import client_from_settings
@@ -125,6 +126,7 @@ class _Server(uvicorn.Server):
 async def serve_api(
     settings: Settings, host: str, port: int, access_log: bool, worker: bool
 ) -> None:
+    start_error_reporting(settings, "serve")  # Sentry, with CLIPWATCH_SENTRY_DSN
     async with _world(settings) as (settings, world):
         engine = create_engine(settings)
         try:

@@ -23,6 +23,7 @@ class _Status:
     workers: list[WorkerReport]
     routes: list[dict[str, Any]]
     incidents: list[str]  # the alert manager's open incidents
+    errors: list[str]  # error tracking: unhandled errors of the last day
 
 
 def _when(moment: Any) -> str:
@@ -71,6 +72,7 @@ def status_command(
     from clipwatch.db.repositories import notifications, sync_state
     from clipwatch.runtime.status import (
         ROUTE_ERRORS_SHOWN_FOR,
+        error_problems,
         incident_problems,
         route_problems,
         sync_problems,
@@ -88,6 +90,7 @@ def status_command(
             workers=await worker_reports(session),
             routes=await notifications.troubled_routes(session, now() - ROUTE_ERRORS_SHOWN_FOR),
             incidents=await incident_problems(session),
+            errors=await error_problems(session),
         )
 
     status = run(in_transaction(settings, work))
@@ -104,6 +107,7 @@ def status_command(
         + sync_problems(status.sync)
         + route_problems(status.routes)
         + status.incidents
+        + status.errors
     )
     for problem in problems:
         console.print(f"[red]problem:[/red] {problem}", highlight=False, soft_wrap=True)

@@ -328,6 +328,7 @@ def worker_command(
     from clipwatch.cli.incidents import check_alert_rules
     from clipwatch.db.engine import create_sessionmaker
     from clipwatch.db.migrate import upgrade_database
+    from clipwatch.monitoring.errors import start_error_reporting
     from clipwatch.monitoring.metrics import serve_metrics
     from clipwatch.runtime.worker import run_worker
 
@@ -344,6 +345,7 @@ def worker_command(
             fail(f"--metrics-port {metrics_port}: cannot listen on {settings.metrics_host} ({exc})")
 
     async def work() -> int:
+        start_error_reporting(settings, "worker")  # Sentry, with CLIPWATCH_SENTRY_DSN
         # Following the others' writes lets its hot data go to Redis (docs/cache.md).
         async with open_engine(settings, follow=True) as (engine, cache):
             await upgrade_database(engine)

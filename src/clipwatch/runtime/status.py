@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from clipwatch.db.models import WorkerTask
-from clipwatch.db.repositories import workers
+from clipwatch.db.repositories import error_groups, workers
 from clipwatch.runtime.supervisor import ALIVE_S, TaskState, now
 
 # Workers that stopped reporting are still shown for this long (then only in the database).
@@ -121,6 +121,23 @@ def worker_problems(reports: list[WorkerReport]) -> list[str]:
                     + f"): {task['last_error']}"
                 )
     return problems
+
+
+ERRORS_SHOWN_FOR = timedelta(days=1)
+
+
+async def error_problems(session: AsyncSession) -> list[str]:
+    """Unhandled errors (error tracking) seen in the last day: how many kinds, and the
+    newest's type and place (no message: status is for every caller; /api/v1/errors has it)."""
+    kinds = await error_groups.count_error_groups(session, now() - ERRORS_SHOWN_FOR)
+    if not kinds:
+        return []
+    [newest] = await error_groups.list_error_groups(session, 1)
+    return [
+        f"{kinds} {'kind' if kinds == 1 else 'kinds'} of unexpected error in the last 24 h "
+        f"(GET /api/v1/errors); newest: {newest.error_type} at {newest.place}, "
+        f"{newest.count} in all, last at {newest.last_seen_at:%H:%M:%S} UTC"
+    ]
 
 
 async def incident_problems(session: AsyncSession) -> list[str]:

@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from clipwatch.db.engine import session_scope
 from clipwatch.db.repositories import workers
+from clipwatch.monitoring.errors import ErrorTracker
 from clipwatch.monitoring.logging import describe_error
 from clipwatch.monitoring.metrics import track_supervisor
 
@@ -123,6 +124,8 @@ class Supervisor:
         self.restart_s = restart_s
         self.heartbeat_s = heartbeat_s
         self._report_failing = False
+        # Where a task's death is grouped and counted (monitoring/errors.py); run_worker sets it.
+        self.errors: ErrorTracker | None = None
         track_supervisor(self)
 
     def task(self, name: str) -> TaskState:
@@ -146,6 +149,8 @@ class Supervisor:
                     state.restarts += 1
                     state.state = "restarting"
                     log.exception("worker_task_died", task=name, restarts=state.restarts)
+                    if self.errors is not None:
+                        await self.errors.record(exc, where=name)  # never raises
                 delay = self.restart_s[min(state.consecutive_failures, len(self.restart_s)) - 1]
                 await wait_for_stop(stop, delay)
                 if stop.is_set():

@@ -27,6 +27,7 @@ from clipwatch.db.repositories import sync_state
 from clipwatch.discord.delivery import deliver_due
 from clipwatch.discord.sender import sender_from_settings
 from clipwatch.errors import ClipwatchError
+from clipwatch.monitoring.errors import ErrorTracker
 from clipwatch.monitoring.context import start_job
 from clipwatch.runtime.alerts import alerts_forever
 from clipwatch.runtime.metrics_snapshot import snapshot_forever
@@ -195,6 +196,8 @@ async def run_worker(
     stop = stop or asyncio.Event()
     stats = stats or WorkerStats()
     supervisor = stats.supervisor
+    if supervisor.errors is None:
+        supervisor.errors = ErrorTracker(sessionmaker, "worker")
     stats.running = True
     done = asyncio.Event()
 

@@ -23,6 +23,7 @@ from clipwatch.cache.manager import CacheManager
 from clipwatch.db.repositories import notifications, sync_state
 from clipwatch.runtime.status import (
     ROUTE_ERRORS_SHOWN_FOR,
+    error_problems,
     incident_problems,
     route_problems,
     sync_problems,
@@ -117,7 +118,8 @@ async def status(state: State, session: Session) -> StatusRead:
         problems=worker_problems(reports)
         + sync_problems(sync)
         + route_problems(routes)
-        + incidents,
+        + incidents
+        + await error_problems(session),
         version=version("clipwatch"),
         database="postgresql" if state.settings.is_postgres else "sqlite",
         redis=await redis_state(state.settings.redis_url),
