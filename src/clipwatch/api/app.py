@@ -32,9 +32,9 @@ from clipwatch.api.routers import (
     routes,
     users,
 )
+from clipwatch.api.routers import errors as error_routes
 from clipwatch.api.routers import metrics as metrics_routes
 from clipwatch.api.telemetry import RequestTelemetry
-from clipwatch.api.routers import errors as error_routes
 from clipwatch.cache.manager import CacheManager, cache_from_settings
 from clipwatch.config import Settings
 from clipwatch.db.engine import attach_cache, create_engine, create_sessionmaker

@@ -27,8 +27,8 @@ from clipwatch.db.repositories import sync_state
 from clipwatch.discord.delivery import deliver_due
 from clipwatch.discord.sender import sender_from_settings
 from clipwatch.errors import ClipwatchError
-from clipwatch.monitoring.errors import ErrorTracker
 from clipwatch.monitoring.context import start_job
+from clipwatch.monitoring.errors import ErrorTracker
 from clipwatch.runtime.alerts import alerts_forever
 from clipwatch.runtime.metrics_snapshot import snapshot_forever
 from clipwatch.runtime.supervisor import Supervisor, TaskState, backoff, wait_for_stop
