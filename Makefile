@@ -7,7 +7,7 @@ PYTHON  ?= python3
 TEST_WORKERS ?= 2
 
 .DEFAULT_GOAL := help
-.PHONY: help run test lint fmt bench clean
+.PHONY: help run test deps lint fmt bench clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-6s %s\n", $$1, $$2}'
@@ -20,8 +20,28 @@ $(STAMP): pyproject.toml constraints.txt
 run: $(STAMP) ## Start the service on the embedded default (demo mode without Twitch credentials)
 	$(VENV)/bin/clipwatch serve
 
-test: lint ## Lint, then run the whole test suite on SQLite and PostgreSQL
+test: lint deps ## Lint, then run the whole test suite on SQLite and PostgreSQL
 	$(PY) -m pytest -n $(TEST_WORKERS)
+
+# Programs the tests run that pip does not install: Debian's prometheus (with promtool) and
+# prometheus-alertmanager (tests/monitoring/). Missing ones are installed with apt; the
+# tests start their own servers, never the systemd services these packages set up.
+PROM_PROGRAMS := promtool prometheus prometheus-alertmanager
+PROM_PACKAGES := prometheus prometheus-alertmanager
+
+deps: ## Install Prometheus, promtool and Alertmanager with apt when missing (make test does)
+	@missing=""; for program in $(PROM_PROGRAMS); do \
+		command -v $$program >/dev/null 2>&1 || missing="$$missing $$program"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+		echo "missing:$$missing; installing $(PROM_PACKAGES) with apt-get"; \
+		sudo=""; [ "$$(id -u)" = 0 ] || sudo="sudo"; \
+		install="$$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $(PROM_PACKAGES)"; \
+		$$install || { $$sudo apt-get update && $$install; } || { \
+			echo "could not install $(PROM_PACKAGES): their tests fail with CI=true, else are skipped"; \
+			case "$$CI" in true|TRUE|True|1) exit 1;; esac; \
+		}; \
+	fi
 
 lint: $(STAMP) ## ruff, mypy --strict, import-linter
 	$(VENV)/bin/ruff check src tests bench

@@ -126,6 +126,13 @@ class Settings(BaseSettings):
         le=3600,
         description="How often the worker reads the database's figures for the metrics",
     )
+    alertmanager_token: str = Field(
+        default="",
+        repr=False,
+        description="The bearer token Alertmanager's webhook sends to POST "
+        "/api/v1/alerts/alertmanager (its alerts become incidents); empty: that endpoint "
+        "is off and answers 404",
+    )
 
     # Alerts and incidents (docs/monitoring.md, "Alerts and incidents")
     alert_rules_file: str = Field(

@@ -82,6 +82,8 @@ def live_server(
             "CLIPWATCH_RATE_LIMIT_AUTH": "1000000/minute",
             "CLIPWATCH_RATE_LIMIT_TOKEN": "1000000/minute",
             "CLIPWATCH_RATE_LIMIT_USER": "1000000/minute",
+            # The Alertmanager receiver takes the fuzzer's token too, so it is fuzzed on.
+            "CLIPWATCH_ALERTMANAGER_TOKEN": token,
         }
         # The fuzzer is for the API: the worker (syncing the simulator) is left out.
         with serving(workdir, env, "--no-access-log", "--no-worker", log_name="server.log") as (

@@ -22,6 +22,7 @@ from clipwatch.api.errors import install_error_handlers, problem_responses
 from clipwatch.api.middleware import ResponseHeaders
 from clipwatch.api.openapi import install_openapi
 from clipwatch.api.routers import (
+    alertmanager,
     auth,
     catalog,
     clips,
@@ -137,6 +138,9 @@ def create_app(
     # Discord's own calls: authenticated by their signature, not by our tokens or limits.
     app.include_router(interactions.router)
     app.include_router(metrics_routes.router)
+    # Alertmanager's webhook: its own bearer token (CLIPWATCH_ALERTMANAGER_TOKEN), not our API
+    # tokens, so outside `caller` too.
+    app.include_router(alertmanager.router, prefix=API_PREFIX)
     # Innermost first: cached answers still get CORS and the security and rate-limit headers.
     app.add_middleware(CachedReads)
     # Outside the app and the cache, inside CORS and the headers: a 413 gets all of them.
