@@ -24,7 +24,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from clipwatch.accounts import service as accounts
 from clipwatch.api.app import create_app
-from clipwatch.api.telemetry import RequestTelemetry
 from clipwatch.config import Settings
 from clipwatch.db.engine import create_engine, create_sessionmaker, session_scope
 from clipwatch.db.error_models import ErrorGroup
@@ -70,14 +69,9 @@ async def raising_app(settings: Settings) -> AsyncIterator[tuple[FastAPI, httpx.
     app.add_api_route("/bug/redact", _redact_bug)
     app.add_api_route("/bug/backoff", _backoff_bug)
     app.add_api_route("/bug/secret", _secret_bug)
-    if not any(m.cls is RequestTelemetry for m in app.user_middleware):
-        # The request ids of the logs, as create_app adds them (until it does).
-        app.add_middleware(RequestTelemetry, router=app.router, errors=app.exception_handlers)
     async with app.router.lifespan_context(app):
-        # The 500 is answered, then Starlette raises the error again for the server's log.
-        transport = httpx.ASGITransport(
-            app=app, raise_app_exceptions=False, client=("127.0.0.1", 50000)
-        )
+        # The error ends in the 500: nothing is raised past the app.
+        transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 50000))
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
             yield app, http
 
