@@ -111,3 +111,25 @@ async def test_open_incidents_are_status_problems(
     [incident_id] = await open_incidents(sessionmaker, 1)
     problems = (await client.get("/api/v1/status")).json()["problems"]
     assert any(p.startswith(f"incident {incident_id} (warning") for p in problems), problems
+
+
+def test_the_schema_refuses_the_notes_the_service_refuses() -> None:
+    """Schemathesis found a note with a control character that the schema allowed and the
+    service answered 422: the schema now says what the service says."""
+    import re
+
+    from clipwatch.api.incident_schemas import IncidentAction
+    from clipwatch.monitoring.alerts.service import _note_text
+
+    pattern = re.compile(
+        IncidentAction.model_json_schema()["properties"]["note"]["anyOf"][0]["pattern"]
+    )
+    for note in ("fine", "two\nlines\tand a tab", "bell\x07", "nul\x00", "esc\x1b[0m", "cr\r"):
+        try:
+            _note_text(note)
+            service_takes = True
+        except Exception:
+            service_takes = False
+        if pattern.match(note):  # what the schema allows, the service takes
+            assert service_takes, repr(note)
+    assert not pattern.match("bell\x07")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from clipwatch.accounts.service import Principal, visible_user
@@ -45,14 +46,29 @@ async def update_preferences(
     return await _store(session, principal, user_id, changes)
 
 
+async def _first_row(session: AsyncSession, user_id: int) -> Preferences:
+    """The user's row, inserted now; if a concurrent request inserted it first (a duplicate
+    key, found by schemathesis's parallel PUTs), that one, to be overwritten."""
+    try:
+        async with session.begin_nested():
+            row = Preferences(user_id=user_id, **DEFAULTS)
+            session.add(row)
+            await session.flush()
+        return row
+    except IntegrityError:
+        existing = await repo.get_preferences(session, user_id)
+        if existing is None:
+            raise
+        return existing
+
+
 async def _store(
     session: AsyncSession, principal: Principal, user_id: int, values: dict[str, Any]
 ) -> Preferences:
     await visible_user(session, principal, user_id)
     row = await repo.get_preferences(session, user_id)
     if row is None:
-        row = Preferences(user_id=user_id, **DEFAULTS)
-        session.add(row)
+        row = await _first_row(session, user_id)
     for key, value in values.items():
         setattr(row, key, list(dict.fromkeys(value)) if isinstance(value, list) else value)
     row.updated_at = datetime.now(UTC)

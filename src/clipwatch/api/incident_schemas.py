@@ -6,6 +6,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, Field
 
+from clipwatch.api.schemas import StrictBody
 from clipwatch.db.models import Incident, IncidentNote
 from clipwatch.monitoring.alerts.rules import Rule
 
@@ -66,8 +67,15 @@ class IncidentPage(BaseModel):
     )
 
 
-class IncidentAction(BaseModel):
-    note: str | None = Field(default=None, max_length=2000, description="kept with the incident")
+class IncidentAction(StrictBody):
+    # The pattern says what the service refuses: control characters other than tab and
+    # newline (schemathesis found a note the schema allowed answered 422).
+    note: str | None = Field(
+        default=None,
+        max_length=2000,
+        pattern=r"^[^\x00-\x08\x0b-\x1f]*$",
+        description="kept with the incident; text, tabs and new lines",
+    )
 
 
 class AlertRuleRead(BaseModel):
