@@ -19,6 +19,7 @@ import httpx
 import pytest
 import structlog
 from fastapi import FastAPI
+from prometheus_client import REGISTRY
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -188,6 +189,10 @@ async def test_the_stored_message_holds_no_secret(
     assert "[redacted]" in group.message
 
 
+def _sample(name: str, labels: dict[str, str] | None = None) -> float:
+    return REGISTRY.get_sample_value(name, labels or {}) or 0.0
+
+
 def _unreachable_url(settings: Settings, tmp_path: Path) -> str:
     if settings.is_postgres:  # the same server, a database that does not exist
         return settings.database_url.rsplit("/", 1)[0] + "/clipwatch_no_such_database"
@@ -205,10 +210,16 @@ async def test_a_database_failure_while_recording_keeps_the_500(
             tracker: ErrorTracker = app.state.error_tracker
             working = tracker.sessionmaker
             tracker.sessionmaker = create_sessionmaker(broken)
+            failed_before = _sample("clipwatch_error_tracking_failures_total")
+            seen_before = _sample("clipwatch_unhandled_errors_total", {"source": "api"})
             with structlog.testing.capture_logs() as logged:
                 for _ in range(2):
                     assert_problem_500(await http.get("/bug/redact"))
                 assert tracker.failures == 2
+                # The operator sees both in /metrics, not only in the log.
+                assert _sample("clipwatch_error_tracking_failures_total") == failed_before + 2
+                seen = _sample("clipwatch_unhandled_errors_total", {"source": "api"})
+                assert seen == seen_before + 2
                 assert await groups(sessionmaker) == {}
                 tracker.sessionmaker = working
                 assert_problem_500(await http.get("/bug/backoff"))

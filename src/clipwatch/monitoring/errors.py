@@ -30,6 +30,7 @@ import structlog
 
 import clipwatch
 from clipwatch.errors import ConfigError
+from clipwatch.monitoring import metrics
 from clipwatch.monitoring.logging import REDACTED, SECRET_KEYS, describe_error, redact_text
 
 if TYPE_CHECKING:
@@ -138,6 +139,7 @@ class ErrorTracker:
         except Exception:  # an exception type that takes no attributes: recorded anyway
             pass
         source = f"{self.source}:{where}" if where else self.source
+        metrics.UNHANDLED_ERRORS.labels(source[:64]).inc()
         try:
             occurrence = describe_occurrence(error, trace_id)
         except Exception as exc:
@@ -174,6 +176,7 @@ class ErrorTracker:
 
     def _failed(self, exc: BaseException) -> None:
         self.failures += 1
+        metrics.ERROR_TRACKING_FAILURES.inc()
         if not self._failing:
             log.warning("error_tracking_failed", error=describe_error(exc))
         self._failing = True

@@ -104,6 +104,18 @@ INCIDENTS_OPEN = Gauge(
     "clipwatch_incidents_open", "Incidents not resolved (firing or acknowledged)", ["severity"]
 )
 
+# --- unhandled errors (monitoring.errors) ----------------------------------------------------
+
+UNHANDLED_ERRORS = Counter(
+    "clipwatch_unhandled_errors",
+    "Unhandled errors recorded by error tracking, by source: api, or worker:<task>",
+    ["source"],
+)
+ERROR_TRACKING_FAILURES = Counter(
+    "clipwatch_error_tracking_failures",
+    "Unhandled errors that could not be stored in error_group (database unreachable or slow)",
+)
+
 # --- database pool ----------------------------------------------------------------------------
 
 DB_POOL_WAITS = Counter(
