@@ -38,6 +38,10 @@ POSTGRES_ADMIN_URL = os.environ.get(
 )
 TEST_SECRET = "test-secret-key-for-cursors"
 TABLES = (
+    "eventsub_subscription",
+    "twitch_user_token",
+    "stream",
+    "channel_live",
     "incident_note",
     "incident",
     "alert_state",

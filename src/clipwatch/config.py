@@ -47,6 +47,21 @@ class Settings(BaseSettings):
     sync_interval_seconds: int = Field(default=300, ge=10, le=86_400)
     # Twitch's points bucket (800 a minute for an app token); shared through Redis.
     twitch_points_per_minute: int = Field(default=800, ge=1, le=100_000)
+    # Live state and adaptive cadence (docs/live.md): Get Streams is polled every
+    # `live_poll_seconds` (100 channels a request); a live channel's recent clips are read
+    # every `live_sync_seconds`, an offline one's every `offline_sync_seconds`, and once more
+    # `stream_end_pass_seconds` after a stream ended (clips made at the end).
+    live_poll_seconds: int = Field(default=60, ge=10, le=3600)
+    live_sync_seconds: int = Field(default=60, ge=10, le=3600)
+    offline_sync_seconds: int = Field(default=900, ge=10, le=86_400)
+    stream_end_pass_seconds: int = Field(default=180, ge=0, le=3600)
+    # EventSub over WebSocket (twitch/eventsub.py) once a user token is connected.
+    eventsub_enabled: bool = True
+    eventsub_keepalive_seconds: int = Field(default=30, ge=10, le=600)
+    # GET /api/v1/stream (Server-Sent Events)
+    sse_heartbeat_seconds: float = Field(default=15.0, ge=0.5, le=300)
+    sse_queue_size: int = Field(default=256, ge=8, le=100_000)
+    sse_max_clients: int = Field(default=5000, ge=1, le=1_000_000)
     # Minutes between the lookups (of one clip alone) that must answer empty before a clip
     # missing from a batch lookup is marked deleted (docs/twitch.md, Deletions).
     deletion_confirm_minutes: int = Field(default=5, ge=0, le=7 * 24 * 60)

@@ -211,6 +211,10 @@ class ChannelSync(Base):
     last_error_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     consecutive_failures: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     next_try_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # backoff after failures
+    # Adaptive cadence (twitch/cadence.py): when the channel's next recent-clips step is due
+    # (soon while live, rarely offline), and the one extra step owed after a stream ended.
+    next_sync_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    final_pass_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class ClipQuarantine(Base):
@@ -271,6 +275,9 @@ class NotificationRoute(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     last_error_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     error_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # Stream notices through the outbox (kinds `live` and `stream_end`), off by default.
+    notify_live: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
+    notify_stream_end: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
 
 
 class Delivery(Base):
@@ -414,3 +421,83 @@ class AlertGroup(Base):
     last_sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     notified: Mapped[list[int]] = mapped_column(JSON, default=list)
     messages: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+
+
+# --- live state and EventSub --------------------------------------------------------------------
+
+
+class ChannelLive(Base):
+    """A tracked channel's live state as Twitch last told it: Get Streams polling or EventSub
+    (`source`). One row per channel that was ever checked; `live` false when offline."""
+
+    __tablename__ = "channel_live"
+
+    channel_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    live: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
+    stream_id: Mapped[str | None] = mapped_column(String(64))
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    title: Mapped[str | None] = mapped_column(Text)
+    game_id: Mapped[str | None] = mapped_column(String(64))
+    game_name: Mapped[str | None] = mapped_column(String(256))
+    viewer_count: Mapped[int | None] = mapped_column(Integer)
+    language: Mapped[str | None] = mapped_column(String(16))
+    stream_type: Mapped[str | None] = mapped_column(String(16))  # live, rerun, premiere ...
+    source: Mapped[str] = mapped_column(String(16), default="poll")  # poll | eventsub
+    changed_at: Mapped[datetime] = mapped_column(UTCDateTime)  # went live or offline
+    checked_at: Mapped[datetime] = mapped_column(UTCDateTime)  # a source last confirmed it
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # the last stream's end
+
+
+class Stream(Base):
+    """One stream of a tracked channel (history for the web page and stats)."""
+
+    __tablename__ = "stream"
+    __table_args__ = (
+        UniqueConstraint("channel_id", "started_at", name="uq_stream_channel_id_started_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    channel_id: Mapped[str] = mapped_column(String(64))
+    twitch_stream_id: Mapped[str | None] = mapped_column(String(64))
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    title: Mapped[str | None] = mapped_column(Text)
+    game_id: Mapped[str | None] = mapped_column(String(64))
+    game_name: Mapped[str | None] = mapped_column(String(256))
+    peak_viewers: Mapped[int | None] = mapped_column(Integer)
+
+
+class TwitchUserToken(Base):
+    """A Twitch user token clipwatch keeps to act as that user (`purpose` `eventsub`: the
+    socket needs a user token). Tokens are sealed with the secret key (accounts.secrets)."""
+
+    __tablename__ = "twitch_user_token"
+
+    purpose: Mapped[str] = mapped_column(String(32), primary_key=True)
+    twitch_user_id: Mapped[str] = mapped_column(String(64))
+    login: Mapped[str] = mapped_column(String(64))
+    access_token_sealed: Mapped[str] = mapped_column(Text)
+    refresh_token_sealed: Mapped[str | None] = mapped_column(Text)
+    scopes: Mapped[list[str]] = mapped_column(JSON, default=list)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    validated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    connected_by: Mapped[int | None] = mapped_column(ForeignKey("app_user.id", ondelete="SET NULL"))
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    last_error_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class EventSubSubscription(Base):
+    """An EventSub subscription the socket's holder made (Twitch's id), as last known."""
+
+    __tablename__ = "eventsub_subscription"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    type: Mapped[str] = mapped_column(String(64))
+    version: Mapped[str] = mapped_column(String(8))
+    channel_id: Mapped[str] = mapped_column(String(64), index=True)
+    status: Mapped[str] = mapped_column(String(64))
+    cost: Mapped[int] = mapped_column(Integer, default=0)
+    session_id: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -83,6 +83,59 @@ CHANNEL_SYNC_FAILURES = Counter(
     ["channel_id"],
 )
 
+# --- live state, EventSub (twitch/eventsub.py, twitch/live.py) ------------------------------------
+
+LIVE_CHANNELS = Gauge(
+    "clipwatch_channels_live", "Tracked channels live as this process last stored it"
+)
+STREAMS_POLLS = Counter(
+    "clipwatch_streams_polls",
+    "Get Streams polling rounds (every tracked channel, 100 a request), by outcome: ok, failed",
+    ["outcome"],
+)
+LIVE_CHANGES = Counter(
+    "clipwatch_live_changes",
+    "Live-state changes stored, by change (online, offline, update) and source (poll, eventsub)",
+    ["change", "source"],
+)
+EVENTSUB_CONNECTED = Gauge(
+    "clipwatch_eventsub_connected",
+    "1 while this process holds a welcomed EventSub socket, else 0",
+)
+EVENTSUB_SUBSCRIPTIONS = Gauge(
+    "clipwatch_eventsub_subscriptions", "EventSub subscriptions enabled on this process's socket"
+)
+EVENTSUB_COST = Gauge(
+    "clipwatch_eventsub_cost",
+    "EventSub cost: total (used) and max (Twitch's max_total_cost)",
+    ["kind"],
+)
+EVENTSUB_MESSAGES = Counter(
+    "clipwatch_eventsub_messages",
+    "EventSub messages received, by type (session_welcome, session_keepalive, notification, "
+    "session_reconnect, revocation, duplicate, unknown)",
+    ["type"],
+)
+EVENTSUB_RECONNECTS = Counter(
+    "clipwatch_eventsub_reconnects",
+    "EventSub socket reconnects, by reason (handover, keepalive, closed:<code>, error)",
+    ["reason"],
+)
+
+# --- the clip stream (GET /api/v1/stream) ---------------------------------------------------------
+
+SSE_CLIENTS = Gauge("clipwatch_sse_clients", "Server-Sent Events clients connected to this process")
+SSE_EVENTS = Counter(
+    "clipwatch_sse_events",
+    "Events written to SSE clients, by event (clip, clip.updated, clip.deleted, channel.live)",
+    ["event"],
+)
+SSE_DROPPED = Counter(
+    "clipwatch_sse_dropped_clients",
+    "SSE clients this process dropped, by reason (slow: queue full, limit: too many clients)",
+    ["reason"],
+)
+
 # --- Discord and the outbox -------------------------------------------------------------------
 
 DELIVERIES = Counter(
