@@ -23,9 +23,10 @@ so completeness comes from time windows small enough that no query reaches the c
 
 from __future__ import annotations
 
+import enum
 import os
 import socket
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -36,6 +37,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from clipwatch.clips.importer import KnownReferences
 from clipwatch.db.engine import session_scope
+from clipwatch.db.models import ChannelSync
 from clipwatch.db.repositories import absence, catalog, sync_state
 from clipwatch.discord import outbox
 from clipwatch.errors import NotFound
@@ -482,6 +484,9 @@ async def sync_all(
     progress: Progress | None = None,
     deletion_wait: timedelta = deletions.CONFIRM_WAIT,  # CLIPWATCH_DELETION_CONFIRM_MINUTES
     ignore_backoff: bool = False,
+    channels: Sequence[str] | None = None,
+    still_due: StillDue | None = None,
+    on_done: OnDone | None = None,
 ) -> SyncReport:
     """One pass over the tracked channels, in the order a short budget is best spent: new
     clips and the last day's refresh for every channel first, then (when asked) backfill.
@@ -491,80 +496,171 @@ async def sync_all(
     A channel's failure costs that channel only (channel_health): it is recorded, the
     channel waits out its backoff (unless `ignore_backoff`: an operator's own pass), and
     the other channels go on.
+
+    `channels` limits the pass to those tracked channels, in that order (the adaptive
+    cadence's due set, twitch/cadence.py); `still_due` and `on_done` are handed to each
+    `sync_step`.
     """
     owner = owner or worker_name()
     report = SyncReport()
     async with session_scope(sessionmaker) as session:
-        channels = [
+        tracked = [
             c.id
             for c in await sync_state.tracked_channels(session)
             if only in (None, c.id, c.login)
         ]
-    if only is not None and not channels:
+    if only is not None and not tracked:
         raise NotFound(f"{only} is not a tracked channel")
+    if channels is not None:
+        known = set(tracked)
+        tracked = [c for c in dict.fromkeys(channels) if c in known]
     skipped: set[str] = set()
-    due = channels
+    due = tracked
     if not ignore_backoff:
-        due = await channel_health.due_channels(sessionmaker, channels, datetime.now(UTC))
-        report.backing_off = [c for c in channels if c not in due]
+        due = await channel_health.due_channels(sessionmaker, tracked, datetime.now(UTC))
+        report.backing_off = [c for c in tracked if c not in due]
     phases = ["recent", "backfill"] if backfill else ["recent"]
     for phase in phases:
         for channel_id in due:
             if channel_id in report.failed_channels:
                 continue  # its backfill waits for its backoff too
-            if not await _claim(sessionmaker, channel_id, owner):
-                skipped.add(channel_id)
-                continue
-            started = datetime.now(UTC)
-            readable, unreadable = report.clips_seen, report.unreadable
-            try:
-                if phase == "recent":
-                    await incremental_channel(client, sessionmaker, channel_id, report, owner=owner)
-                    await refresh_due(client, sessionmaker, channel_id, report)
-                    await deletions.confirm_deletions(
-                        client, sessionmaker, channel_id, report, wait=deletion_wait
-                    )
-                else:
-                    await backfill_channel(
-                        client, sessionmaker, channel_id, report, progress=progress, owner=owner
-                    )
-                if report.unreadable > unreadable and report.clips_seen == readable:
-                    raise channel_health.UnreadableChannel(
-                        f"every clip Twitch returned was unreadable "
-                        f"({report.unreadable - unreadable} quarantined)"
-                    )
-            except LeaseLost:
-                # Another worker took the channel over: its step, not a failure of ours.
-                log.warning("sync_lease_lost", channel_id=channel_id, phase=phase, owner=owner)
-                skipped.add(channel_id)
-                continue
-            except Exception as exc:  # one channel's failure, whatever it is, costs that channel
-                report.failed_channels[channel_id] = channel_health.describe_failure(exc)
-                log.warning(
-                    "sync_channel_failed",
-                    channel_id=channel_id,
-                    phase=phase,
-                    error=report.failed_channels[channel_id],
-                )
-                log.debug("sync_channel_failed_trace", channel_id=channel_id, exc_info=True)
-            finally:
-                ended = datetime.now(UTC)
-                await _release(sessionmaker, channel_id, owner)
-            await channel_health.record_outcome(
-                sessionmaker, channel_id, report.failed_channels.get(channel_id)
-            )
-            report.steps.append((channel_id, phase, started, ended))
-            log.info(
-                "sync_channel_done",
-                channel_id=channel_id,
-                phase=phase,
+            outcome = await sync_step(
+                client,
+                sessionmaker,
+                channel_id,
+                phase,
+                report,
                 owner=owner,
-                started=started.isoformat(),
-                ended=ended.isoformat(),
+                progress=progress,
+                deletion_wait=deletion_wait,
+                still_due=still_due,
+                on_done=on_done,
             )
+            if outcome in (StepOutcome.BUSY, StepOutcome.LOST):
+                skipped.add(channel_id)
     try:
         await name_games(client, sessionmaker)
     except Exception as exc:  # the names follow next pass; the clips are stored
         log.warning("games_naming_failed", error=channel_health.describe_failure(exc))
     report.skipped_channels = sorted(skipped)
     return report
+
+
+class StepPaused(Exception):
+    """Raised by a step's `progress` callback to stop a backfill after a window it stored
+    (its share of the budget is spent): the next step resumes at the next window."""
+
+
+class StepOutcome(enum.Enum):
+    DONE = "done"
+    FAILED = "failed"  # recorded on the channel (channel_health): it backs off
+    BUSY = "busy"  # another worker holds the channel's lease
+    NOT_DUE = "not_due"  # `still_due` said no once the lease was held
+    LOST = "lost"  # another worker took the lease over during the step
+    PAUSED = "paused"  # a backfill stopped by StepPaused after a stored window
+
+
+# Asked under the channel's lease before its step: another worker may have done it since
+# the caller decided it was due.
+StillDue = Callable[[ChannelSync, str], bool]  # (state, phase)
+# Told after the step, in the transaction that releases the lease: (session, state, phase,
+# outcome). What it changes on `state` is committed before any other worker can claim.
+OnDone = Callable[[AsyncSession, ChannelSync, str, StepOutcome], Awaitable[None]]
+
+
+async def sync_step(
+    client: HelixClient,
+    sessionmaker: Sessionmaker,
+    channel_id: str,
+    phase: str,
+    report: SyncReport,
+    *,
+    owner: str,
+    progress: Progress | None = None,
+    deletion_wait: timedelta = deletions.CONFIRM_WAIT,
+    still_due: StillDue | None = None,
+    on_done: OnDone | None = None,
+) -> StepOutcome:
+    """One channel's step under its lease: "recent" (incremental, due refresh bands,
+    deletion confirmations) or "backfill". Its failure is the channel's (recorded, backoff)."""
+    if not await _claim(sessionmaker, channel_id, owner):
+        return StepOutcome.BUSY
+    if still_due is not None:
+        async with session_scope(sessionmaker) as session:
+            state = await sync_state.get_state(session, channel_id)
+            due = still_due(state, phase)
+        if not due:
+            await _release(sessionmaker, channel_id, owner)
+            return StepOutcome.NOT_DUE
+    started = datetime.now(UTC)
+    readable, unreadable = report.clips_seen, report.unreadable
+    outcome = StepOutcome.DONE
+    try:
+        if phase == "recent":
+            await incremental_channel(client, sessionmaker, channel_id, report, owner=owner)
+            await refresh_due(client, sessionmaker, channel_id, report)
+            await deletions.confirm_deletions(
+                client, sessionmaker, channel_id, report, wait=deletion_wait
+            )
+        else:
+            await backfill_channel(
+                client, sessionmaker, channel_id, report, progress=progress, owner=owner
+            )
+        if report.unreadable > unreadable and report.clips_seen == readable:
+            raise channel_health.UnreadableChannel(
+                f"every clip Twitch returned was unreadable "
+                f"({report.unreadable - unreadable} quarantined)"
+            )
+    except StepPaused:
+        outcome = StepOutcome.PAUSED
+    except LeaseLost:
+        # Another worker took the channel over: its step, not a failure of ours.
+        log.warning("sync_lease_lost", channel_id=channel_id, phase=phase, owner=owner)
+        outcome = StepOutcome.LOST
+    except Exception as exc:  # one channel's failure, whatever it is, costs that channel
+        report.failed_channels[channel_id] = channel_health.describe_failure(exc)
+        outcome = StepOutcome.FAILED
+        log.warning(
+            "sync_channel_failed",
+            channel_id=channel_id,
+            phase=phase,
+            error=report.failed_channels[channel_id],
+        )
+        log.debug("sync_channel_failed_trace", channel_id=channel_id, exc_info=True)
+    finally:
+        ended = datetime.now(UTC)
+        await _finish(sessionmaker, channel_id, owner, phase, outcome, on_done)
+    if outcome is StepOutcome.LOST:
+        return outcome
+    await channel_health.record_outcome(
+        sessionmaker, channel_id, report.failed_channels.get(channel_id)
+    )
+    report.steps.append((channel_id, phase, started, ended))
+    log.info(
+        "sync_channel_done",
+        channel_id=channel_id,
+        phase=phase,
+        owner=owner,
+        outcome=outcome.value,
+        started=started.isoformat(),
+        ended=ended.isoformat(),
+    )
+    return outcome
+
+
+async def _finish(
+    sessionmaker: Sessionmaker,
+    channel_id: str,
+    owner: str,
+    phase: str,
+    outcome: StepOutcome,
+    on_done: OnDone | None,
+) -> None:
+    """Release the lease, with `on_done`'s changes in the same transaction (only while
+    this worker still holds the lease: a worker that lost it leaves the state alone)."""
+    async with session_scope(sessionmaker) as session:
+        if on_done is not None and outcome is not StepOutcome.LOST:
+            state = await sync_state.get_state(session, channel_id)
+            if state.lease_owner == owner:
+                await on_done(session, state, phase, outcome)
+        await sync_state.release(session, channel_id, owner)
