@@ -32,7 +32,7 @@ import random
 import secrets
 import string
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlencode
@@ -40,6 +40,7 @@ from urllib.parse import parse_qs, urlencode
 from clipwatch.simhttp import Receive, Scope, Send, http_body
 from clipwatch.simhttp import answer as _answer
 from clipwatch.simhttp import raw as _raw
+from clipwatch.twitch.eventsub_sim import Broadcaster, EventSubSim
 from clipwatch.twitch.synthetic import CLIP_WORDS, LANGUAGES, World
 
 CLIENT_ID = "simclientid0000000000000000000"
@@ -128,6 +129,34 @@ class SimChannel:
 
 
 @dataclass
+class SimStream:
+    """A live stream: what Get Streams answers and stream.online said."""
+
+    id: str
+    started_at: datetime
+    type: str = "live"
+    viewer_count: int = 0
+
+
+@dataclass
+class ChannelInfo:
+    """The channel's title, category and language (Get Streams and channel.update)."""
+
+    title: str
+    game_id: str
+    game_name: str
+    language: str = "en"
+
+
+@dataclass
+class UserToken:
+    login: str
+    user_id: str
+    expires: float  # monotonic
+    refresh: str
+
+
+@dataclass
 class Bucket:
     """Twitch's points bucket: `limit` points, refilled continuously over `period` seconds."""
 
@@ -200,6 +229,18 @@ class TwitchSimulator:
         self.live: dict[str, datetime] = {}  # channel id -> stream start, for Get Streams
         self.codes: dict[str, tuple[str, str]] = {}  # code -> (login, redirect_uri)
         self.user_tokens: dict[str, str] = {}  # user access token -> login
+        # User tokens: access token -> its grant; refresh token -> access token it last made.
+        self.user_grants: dict[str, UserToken] = {}
+        self.refresh_tokens: dict[str, str] = {}
+        self.user_ids: dict[str, str] = {}  # logins of users who are not channels -> id
+        self.user_buckets: dict[str, Bucket] = {}  # a bucket per client id + user
+        self.user_token_lifetime = 14_124
+        # Live state: `live` (channel id -> stream start) is what Get Streams reads; `streams`
+        # and `info` add the details go_live/update_channel set (defaults when a test only
+        # sets `live`).
+        self.streams: dict[str, SimStream] = {}
+        self.info: dict[str, ChannelInfo] = {}
+        self.eventsub = EventSubSim(self._broadcaster)
 
     # --- the world ----------------------------------------------------------------------------
 
@@ -295,23 +336,201 @@ class TwitchSimulator:
     def expire_tokens(self) -> None:
         self.tokens = dict.fromkeys(self.tokens, 0.0)
 
+    # --- users and user tokens ----------------------------------------------------------------
+
+    def user_id(self, login: str) -> str:
+        """A channel's id, or a stable id for a user who has no channel here."""
+        login = login.lower()
+        for channel in self.channels.values():
+            if channel.login == login:
+                return channel.id
+        if login not in self.user_ids:
+            self.user_ids[login] = str(80_000_000 + len(self.user_ids) * 7)
+        return self.user_ids[login]
+
+    def issue_user_token(self, login: str, *, lifetime_s: int | None = None) -> tuple[str, str]:
+        """A user access token and its refresh token, as the code exchange gives them."""
+        lifetime = self.user_token_lifetime if lifetime_s is None else lifetime_s
+        access, refresh = secrets.token_hex(15), secrets.token_hex(25)
+        self.user_tokens[access] = login.lower()
+        self.user_grants[access] = UserToken(
+            login=login.lower(),
+            user_id=self.user_id(login),
+            expires=time.monotonic() + lifetime,
+            refresh=refresh,
+        )
+        self.refresh_tokens[refresh] = access
+        return access, refresh
+
+    def expire_user_token(self, access_token: str) -> None:
+        """401 for it from now on (Helix and /validate); its refresh token still works."""
+        self.user_grants[access_token].expires = 0.0
+
+    def _user_grant(self, access_token: str) -> UserToken | None:
+        grant = self.user_grants.get(access_token)
+        if grant is None or grant.expires <= time.monotonic():
+            return None
+        return grant
+
+    def _refresh(self, refresh_token: str) -> tuple[str, str] | None:
+        """New access and refresh tokens; the old refresh token is spent."""
+        access = self.refresh_tokens.pop(refresh_token, None)
+        if access is None:
+            return None
+        grant = self.user_grants[access]
+        return self.issue_user_token(grant.login)
+
+    # --- live state ---------------------------------------------------------------------------
+
+    def _broadcaster(self, user_id: str) -> Broadcaster | None:
+        channel = self.channels.get(user_id)
+        if channel is not None:
+            return Broadcaster(channel.id, channel.login, channel.display_name)
+        for login, uid in self.user_ids.items():
+            if uid == user_id:
+                return Broadcaster(uid, login, login.title().replace("_", ""))
+        return None
+
+    def _info(self, channel_id: str) -> ChannelInfo:
+        if channel_id not in self.info:
+            channel = self.channels[channel_id]
+            game = self.world.games[int(channel.id) % len(self.world.games)]
+            self.info[channel_id] = ChannelInfo(f"{channel.display_name} live", game.id, game.name)
+        return self.info[channel_id]
+
+    def _stream(self, channel_id: str) -> SimStream:
+        stream = self.streams.get(channel_id)
+        started = self.live[channel_id]
+        if stream is None or stream.started_at != started:
+            # A test set `live` by hand: a stream with default details.
+            stream = SimStream(str(90_000_000 + int(channel_id) % 1_000_000), started, "live", 100)
+            self.streams[channel_id] = stream
+        return stream
+
+    def go_live(
+        self,
+        channel_id: str,
+        *,
+        title: str = "...",
+        game_id: str | None = None,
+        game_name: str | None = None,
+        viewer_count: int = 0,
+        stream_type: str = "live",
+        started_at: datetime | None = None,
+    ) -> str:
+        """The channel goes live: Get Streams lists it and stream.online goes out. Returns the
+        stream id (the current one if it is live already: nothing is sent then)."""
+        channel = self.channels[channel_id]
+        if channel_id in self.live:
+            return self._stream(channel_id).id
+        info = self._info(channel_id)
+        info.title = title
+        if game_id is not None:
+            info.game_id = game_id
+            info.game_name = game_name or next(
+                (g.name for g in self.world.games if g.id == game_id), ""
+            )
+        elif game_name is not None:
+            info.game_name = game_name
+        self._serial += 1
+        started = started_at or datetime.now(UTC)
+        stream = SimStream(str(40_000_000_000 + self._serial), started, stream_type, viewer_count)
+        self.streams[channel_id] = stream
+        self.live[channel_id] = started
+        self.eventsub.notify(
+            "stream.online",
+            channel_id,
+            {
+                "id": stream.id,
+                "broadcaster_user_id": channel.id,
+                "broadcaster_user_login": channel.login,
+                "broadcaster_user_name": channel.display_name,
+                "type": stream_type,
+                "started_at": _event_time(started),
+            },
+        )
+        return stream.id
+
+    def go_offline(self, channel_id: str) -> None:
+        """Get Streams stops listing it and stream.offline goes out (if it was live)."""
+        channel = self.channels[channel_id]
+        if self.live.pop(channel_id, None) is None:
+            return
+        self.streams.pop(channel_id, None)
+        self.eventsub.notify(
+            "stream.offline",
+            channel_id,
+            {
+                "broadcaster_user_id": channel.id,
+                "broadcaster_user_login": channel.login,
+                "broadcaster_user_name": channel.display_name,
+            },
+        )
+
+    def update_channel(
+        self,
+        channel_id: str,
+        *,
+        title: str | None = None,
+        game_id: str | None = None,
+        game_name: str | None = None,
+        language: str | None = None,
+    ) -> None:
+        """New title/category/language (live or not): Get Streams shows it, channel.update v2
+        goes out."""
+        channel = self.channels[channel_id]
+        info = self._info(channel_id)
+        if title is not None:
+            info.title = title
+        if game_id is not None:
+            info.game_id = game_id
+            info.game_name = game_name or next(
+                (g.name for g in self.world.games if g.id == game_id), ""
+            )
+        elif game_name is not None:
+            info.game_name = game_name
+        if language is not None:
+            info.language = language
+        self.eventsub.notify(
+            "channel.update",
+            channel_id,
+            {
+                "broadcaster_user_id": channel.id,
+                "broadcaster_user_login": channel.login,
+                "broadcaster_user_name": channel.display_name,
+                "title": info.title,
+                "language": info.language,
+                "category_id": info.game_id,
+                "category_name": info.game_name,
+                "content_classification_labels": [],
+            },
+        )
+
     # --- HTTP ---------------------------------------------------------------------------------
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            if scope["path"] == "/ws":
+                await self.eventsub.serve(scope, receive, send)
+            else:
+                await receive()
+                await send({"type": "websocket.close", "code": 1008})
+            return
         body = await http_body(scope, receive, send)
         if body is None:
             return
         query = parse_qs(scope.get("query_string", b"").decode(), keep_blank_values=True)
-        if scope["method"] == "POST" and body:
-            query.update(parse_qs(body.decode(errors="replace"), keep_blank_values=True))
         headers = {k.decode().lower(): v.decode() for k, v in scope.get("headers", [])}
         path: str = scope["path"]
+        form = "application/json" not in headers.get("content-type", "")
+        if scope["method"] == "POST" and body and form and not path.startswith("/helix/"):
+            query.update(parse_qs(body.decode(errors="replace"), keep_blank_values=True))
         if path.startswith("/oauth2/"):
             await self._oauth(path, scope["method"], query, headers, send)
         elif path.startswith("/helix/"):
-            await self._helix(path, scope, query, headers, send)
+            await self._helix(path, scope, query, headers, send, body)
         elif path.startswith("/_sim/"):
-            await self._control(path, query, send)
+            await self._control(path, query, send, body)
         else:
             await _answer(send, 404, {"error": "Not Found", "status": 404, "message": "no route"})
 
@@ -331,20 +550,29 @@ class TwitchSimulator:
         if path == "/oauth2/token" and method == "POST" and code_grant:
             await self._exchange_code(query, send)
             return
-        if path == "/oauth2/validate" and bearer in self.user_tokens:
-            login = self.user_tokens[bearer]
-            user = next(c for c in self.channels.values() if c.login == login)
+        if path == "/oauth2/validate" and bearer in self.user_grants:
+            grant = self._user_grant(bearer)
+            if grant is None:
+                await _raw(send, 401, b"", {})  # expired: like an app token, no JSON promised
+                return
             await _answer(
                 send,
                 200,
                 {
                     "client_id": CLIENT_ID,
-                    "login": login,
-                    "user_id": user.id,
+                    "login": grant.login,
+                    "user_id": grant.user_id,
                     "scopes": [],
-                    "expires_in": 14_124,
+                    "expires_in": int(grant.expires - time.monotonic()),
                 },
             )
+            return
+        if (
+            path == "/oauth2/token"
+            and method == "POST"
+            and _one(query, "grant_type") == "refresh_token"
+        ):
+            await self._refresh_grant(query, send)
             return
         if path == "/oauth2/token" and method == "POST":
             if (
@@ -405,15 +633,38 @@ class TwitchSimulator:
         ):
             await _answer(send, 400, {"status": 400, "message": "Invalid authorization code"})
             return
-        token = secrets.token_hex(15)
-        self.user_tokens[token] = grant[0]
+        token, refresh = self.issue_user_token(grant[0])
         await _answer(
             send,
             200,
             {
                 "access_token": token,
-                "refresh_token": secrets.token_hex(20),
-                "expires_in": 14_124,
+                "refresh_token": refresh,
+                "expires_in": self.user_token_lifetime,
+                "scope": [],
+                "token_type": "bearer",
+            },
+        )
+
+    async def _refresh_grant(self, query: dict[str, list[str]], send: Send) -> None:
+        if _one(query, "client_id") != CLIENT_ID or _one(query, "client_secret") != CLIENT_SECRET:
+            await _answer(send, 400, {"status": 400, "message": "invalid client secret"})
+            return
+        tokens = self._refresh(_one(query, "refresh_token") or "")
+        if tokens is None:
+            await _answer(
+                send,
+                400,
+                {"error": "Bad Request", "status": 400, "message": "Invalid refresh token"},
+            )
+            return
+        await _answer(
+            send,
+            200,
+            {
+                "access_token": tokens[0],
+                "refresh_token": tokens[1],
+                "expires_in": self.user_token_lifetime,
                 "scope": [],
                 "token_type": "bearer",
             },
@@ -426,6 +677,7 @@ class TwitchSimulator:
         query: dict[str, list[str]],
         headers: dict[str, str],
         send: Send,
+        body: bytes = b"",
     ) -> None:
         self.requests.append((path, scope.get("query_string", b"").decode()))
         lookup = path == "/helix/clips" and len(set(query.get("id", []))) > 1
@@ -441,20 +693,39 @@ class TwitchSimulator:
         if scheme.lower() != "bearer" or headers.get("client-id") != CLIENT_ID:
             await _error(send, 401, "Missing Client ID or OAuth token", {})
             return
-        if self.tokens.get(value, 0.0) <= time.monotonic():
+        user = self._user_grant(value)
+        app = self.tokens.get(value, 0.0) > time.monotonic()
+        if user is None and not app:
             await _error(send, 401, "Invalid OAuth token", {})
+            return
+        eventsub = path == "/helix/eventsub/subscriptions"
+        if eventsub and user is None:
+            # Reference §5.4: the websocket transport needs a user token; app tokens get 401.
+            await _error(send, 401, "invalid transport and auth combination", {})
             return
         if fault == "429_no_headers":
             self.rate_limited += 1
             await _error(send, 429, "Too Many Requests", {})
             return
-        if not self.bucket.take():
+        bucket = self.bucket
+        if user is not None:  # a bucket per client id + user (reference §2.1)
+            bucket = self.user_buckets.setdefault(
+                user.user_id, Bucket(self.bucket.limit, self.bucket.period)
+            )
+        if not bucket.take():
             self.rate_limited += 1
-            await _error(send, 429, "Too Many Requests", self.bucket.headers())
+            await _error(send, 429, "Too Many Requests", bucket.headers())
             return
-        limit_headers = self.bucket.headers()
+        limit_headers = bucket.headers()
         if fault == "5xx":
             await _error(send, 503, "Service Unavailable", limit_headers)
+            return
+        if eventsub and user is not None:
+            code, answer = self.eventsub.helix(scope["method"], query, body, user.user_id)
+            if answer is None:
+                await _raw(send, code, b"", limit_headers)
+            else:
+                await _answer(send, code, answer, limit_headers)
             return
         try:
             if path == "/helix/clips":
@@ -464,7 +735,7 @@ class TwitchSimulator:
                     partial=fault == "partial_lookup",
                 )
             elif path == "/helix/users":
-                status, payload = self._get_users(query)
+                status, payload = self._get_users(query, user.login if user else None)
             elif path == "/helix/games":
                 status, payload = self._get_games(query)
             elif path == "/helix/streams":
@@ -482,10 +753,14 @@ class TwitchSimulator:
 
     _slow_seconds = 0.0
 
-    async def _control(self, path: str, query: dict[str, list[str]], send: Send) -> None:
+    async def _control(
+        self, path: str, query: dict[str, list[str]], send: Send, body: bytes = b""
+    ) -> None:
         """Steering for tests that run the simulator in another process."""
         try:
-            if path == "/_sim/truth":
+            if path.startswith(("/_sim/live/", "/_sim/eventsub/", "/_sim/users/")):
+                await _answer(send, 200, self._live_control(path, query, body))
+            elif path == "/_sim/truth":
                 ids = sorted(c.id for c in self.visible_clips(_one(query, "broadcaster_id") or ""))
                 await _answer(send, 200, {"ids": ids})
             elif path == "/_sim/channels":
@@ -543,6 +818,93 @@ class TwitchSimulator:
                 await _answer(send, 404, _error_body(404, "no such control"))
         except (KeyError, ValueError, _BadRequest) as exc:
             await _answer(send, 400, _error_body(400, f"bad control request: {exc}"))
+
+    def _live_control(self, path: str, query: dict[str, list[str]], body: bytes) -> Any:
+        """/_sim/live/*, /_sim/users/*, /_sim/eventsub/*: the Python controls over HTTP
+        (docs/twitch.md, "EventSub simulator")."""
+        es = self.eventsub
+        channel = _one(query, "channel_id") or ""
+        session = _one(query, "session_id")
+        if path == "/_sim/live/online":
+            viewers = _int(query, "viewer_count", 0)
+            stream_id = self.go_live(
+                channel,
+                title=_one(query, "title") or "...",
+                game_id=_one(query, "game_id"),
+                game_name=_one(query, "game_name"),
+                viewer_count=viewers,
+                stream_type=_one(query, "type") or "live",
+            )
+            return {"stream_id": stream_id}
+        if path == "/_sim/live/offline":
+            self.go_offline(channel)
+            return {}
+        if path == "/_sim/live/update":
+            self.update_channel(
+                channel,
+                title=_one(query, "title"),
+                game_id=_one(query, "game_id"),
+                game_name=_one(query, "game_name"),
+                language=_one(query, "language"),
+            )
+            return {}
+        if path == "/_sim/live/viewers":
+            self._stream(channel).viewer_count = _int(query, "viewer_count", 0)
+            return {}
+        if path == "/_sim/users/token":
+            lifetime = _one(query, "lifetime_s")
+            access, refresh = self.issue_user_token(
+                _one(query, "login") or "", lifetime_s=int(lifetime) if lifetime else None
+            )
+            return {"access_token": access, "refresh_token": refresh}
+        if path == "/_sim/users/expire":
+            self.expire_user_token(_one(query, "access_token") or "")
+            return {}
+        if path == "/_sim/eventsub/sessions":
+            return {"data": [asdict(v) for v in es.sessions()]}
+        if path == "/_sim/eventsub/subscriptions":
+            return {"data": [s.view() | {"user_id": s.user_id} for s in es.subscriptions.values()]}
+        if path == "/_sim/eventsub/messages":
+            return {
+                "notifications_sent": es.notifications_sent,
+                "data": [{"session_id": m.session_id, "message": m.message} for m in es.messages],
+            }
+        if path == "/_sim/eventsub/config":
+            for name in ("max_total_cost", "max_connections", "max_subscriptions_per_connection"):
+                if _one(query, name) is not None:
+                    setattr(es, name, _int(query, name, 0))
+            for name in ("min_keepalive_s", "grace_s"):
+                if _one(query, name) is not None:
+                    setattr(es, name, float(_one(query, name) or 0))
+            return {
+                "min_keepalive_s": es.min_keepalive_s,
+                "grace_s": es.grace_s,
+                "max_total_cost": es.max_total_cost,
+                "max_connections": es.max_connections,
+                "max_subscriptions_per_connection": es.max_subscriptions_per_connection,
+            }
+        if path == "/_sim/eventsub/reconnect":
+            return {"reconnect_url": es.reconnect(session)}
+        if path == "/_sim/eventsub/close":
+            es.close(_int(query, "code", 4000), session)
+            return {}
+        if path == "/_sim/eventsub/revoke":
+            es.revoke(_one(query, "id") or "", _one(query, "status") or "authorization_revoked")
+            return {}
+        if path == "/_sim/eventsub/duplicate":
+            es.duplicate_next(_int(query, "n", 1))
+            return {}
+        if path == "/_sim/eventsub/silence":
+            es.silence(session)
+            return {}
+        if path == "/_sim/eventsub/unsilence":
+            es.unsilence(session)
+            return {}
+        if path == "/_sim/eventsub/inject":
+            # The request body is sent as it is (any text); or ?message= for short ones.
+            es.inject(body.decode(errors="replace") or _one(query, "message") or "", session)
+            return {}
+        raise KeyError(path)
 
     def _next_fault(self, *, paging: bool, lookup: bool = False) -> str | None:
         while self.faults and self.faults[0].remaining <= 0:
@@ -624,10 +986,14 @@ class TwitchSimulator:
             )
         return 200, {"data": [c.helix() for c in page], "pagination": pagination}
 
-    def _get_users(self, query: dict[str, list[str]]) -> tuple[int, dict[str, Any]]:
+    def _get_users(
+        self, query: dict[str, list[str]], token_login: str | None = None
+    ) -> tuple[int, dict[str, Any]]:
         ids, logins = query.get("id", []), [x.lower() for x in query.get("login", [])]
         if len(ids) + len(logins) > 100:
             raise _BadRequest("at most 100 ids and logins")
+        if not ids and not logins and token_login is not None:
+            logins = [token_login]  # a user token and no parameters: the token's user
         if not ids and not logins:
             raise _BadRequest("an app token needs id or login")
         data = [
@@ -664,35 +1030,56 @@ class TwitchSimulator:
         return 200, {"data": data}
 
     def _get_streams(self, query: dict[str, list[str]]) -> tuple[int, dict[str, Any]]:
-        """Only live channels come back; an empty list means everyone asked is offline."""
+        """Only live channels come back; an empty list means everyone asked is offline.
+        Most viewers first; `first` 1-100 (default 20) a page, cursors tied to the query."""
         ids, logins = query.get("user_id", []), [x.lower() for x in query.get("user_login", [])]
-        if len(ids) + len(logins) > 100:
-            raise _BadRequest("at most 100 user_id and user_login")
-        data = []
+        if len(ids) > 100 or len(logins) > 100:
+            raise _BadRequest("at most 100 user_id and 100 user_login")
+        first = _int(query, "first", 20)
+        if not 1 <= first <= 100:
+            raise _BadRequest("first must be 1-100")
+        kind = _one(query, "type") or "all"
+        if kind not in ("all", "live"):
+            raise _BadRequest("type must be all or live")
+        games, languages = query.get("game_id", []), query.get("language", [])
+        rows: list[dict[str, Any]] = []
         for channel in self.channels.values():
             wanted = (not ids and not logins) or channel.id in ids or channel.login in logins
-            if wanted and channel.id in self.live:
-                game = self.world.games[int(channel.id) % len(self.world.games)]
-                data.append(
-                    {
-                        "id": str(90_000_000 + int(channel.id) % 1_000_000),
-                        "user_id": channel.id,
-                        "user_login": channel.login,
-                        "user_name": channel.display_name,
-                        "game_id": game.id,
-                        "game_name": game.name,
-                        "type": "live",
-                        "title": f"{channel.display_name} live",
-                        "viewer_count": 100,
-                        "started_at": self.live[channel.id].strftime("%Y-%m-%dT%H:%M:%SZ"),
-                        "language": "en",
-                        "thumbnail_url": "https://static-cdn.jtvnw.net/previews/{width}x{height}.jpg",
-                        "tags": [],
-                        "tag_ids": [],
-                        "is_mature": False,
-                    }
-                )
-        return 200, {"data": data, "pagination": {}}
+            if not wanted or channel.id not in self.live:
+                continue
+            stream, info = self._stream(channel.id), self._info(channel.id)
+            if (games and info.game_id not in games) or (
+                languages and info.language not in languages
+            ):
+                continue
+            rows.append(
+                {
+                    "id": stream.id,
+                    "user_id": channel.id,
+                    "user_login": channel.login,
+                    "user_name": channel.display_name,
+                    "game_id": info.game_id,
+                    "game_name": info.game_name,
+                    "type": "live",  # Get Streams says "live" whatever stream.online's type
+                    "title": info.title,
+                    "viewer_count": stream.viewer_count,
+                    "started_at": stream.started_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                    "language": info.language,
+                    "thumbnail_url": "https://static-cdn.jtvnw.net/previews-ttv/live_user_"
+                    f"{channel.login}-{{width}}x{{height}}.jpg",
+                    "tags": [],
+                    "tag_ids": [],
+                    "is_mature": False,
+                }
+            )
+        rows.sort(key=lambda r: (-int(r["viewer_count"]), str(r["user_id"])))
+        fingerprint = _fingerprint(query)
+        after = _one(query, "after")
+        offset = _decode_cursor(after, fingerprint) if after else 0
+        pagination: dict[str, str] = {}
+        if offset + first < len(rows):
+            pagination["cursor"] = _cursor(fingerprint, offset + first)
+        return 200, {"data": rows[offset : offset + first], "pagination": pagination}
 
     def _get_videos(self, query: dict[str, list[str]]) -> tuple[int, dict[str, Any]]:
         """Videos by id: the VODs clips point at (`video_id`)."""
@@ -730,6 +1117,11 @@ class TwitchSimulator:
             for video_id, clip in vods.items()
         ]
         return 200, {"data": data, "pagination": {}}
+
+
+def _event_time(at: datetime) -> str:
+    """EventSub's `started_at`: RFC3339 with a fraction (microseconds here)."""
+    return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _omitted_when_wide(clip_id: str) -> bool:
