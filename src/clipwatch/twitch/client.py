@@ -34,6 +34,8 @@ from clipwatch.monitoring import metrics
 
 log = structlog.get_logger(__name__)
 VALIDATE_EVERY = 3_600.0
+# 100 ids are at most 100 live streams: one page of 100; more only if Twitch pages oddly.
+STREAM_PAGES_MAX = 5
 
 
 class TwitchError(UpstreamUnavailable):
@@ -373,6 +375,30 @@ class HelixClient:
             body = await self.get("/games", [("id", i) for i in ids[start : start + 100]])
             games.extend(body.get("data") or [])
         return games
+
+    async def get_streams(self, user_ids: Sequence[str]) -> list[Any]:
+        """Get Streams for up to 100 channels (app token, 1 point a page): the live ones'
+        stream objects as sent, odd ones too (twitch/helix.HelixStream reads them). Every
+        page or an error: a caller that saw no exception saw the whole answer."""
+        if len(user_ids) > 100:
+            raise ValueError("at most 100 user ids per call")
+        if not user_ids:
+            return []
+        query = [("user_id", i) for i in user_ids] + [("first", "100")]
+        streams: list[Any] = []
+        after: str | None = None
+        for _ in range(STREAM_PAGES_MAX):
+            body = await self.get("/streams", query + ([("after", after)] if after else []))
+            data = body.get("data")
+            if not isinstance(data, list):
+                raise TwitchError("Get Streams answered without a data list")
+            streams.extend(data)
+            pagination = body.get("pagination")
+            cursor = pagination.get("cursor") if isinstance(pagination, dict) else None
+            if not cursor or not isinstance(cursor, str) or cursor == after:
+                return streams
+            after = cursor
+        raise TwitchError("Get Streams kept paging")
 
 
 def _rfc3339(moment: datetime) -> str:

@@ -15,7 +15,15 @@ import re
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    ValidationError,
+    ValidatorFunctionWrapHandler,
+    WrapValidator,
+)
 
 # Bounds of what we store. Twitch's own limits are far lower (a clip title has 100
 # characters); these only keep a hostile or broken server from filling the database.
@@ -251,6 +259,51 @@ class HelixGame(BaseModel):
     id: Annotated[str, _required_id(REF_ID_MAX)]
     name: Name = ""
     box_art_url: Url = ""
+
+
+STREAM_TYPE_MAX = 16
+VIEWERS_MAX = 2**31 - 1  # INTEGER
+
+
+def _viewers(value: int) -> int:
+    return min(max(value, 0), VIEWERS_MAX)
+
+
+def _or_default(default: Any) -> WrapValidator:
+    """A detail that cannot be read is unknown: the record keeps what it told otherwise."""
+
+    def read(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+        try:
+            return handler(value)
+        except ValidationError:
+            return default
+
+    return WrapValidator(read)
+
+
+class HelixStream(BaseModel):
+    """One element of Get Streams' `data` array: a live stream (reference §4). Only the
+    broadcaster's id is required: the channel is live whatever else is odd (an unreadable
+    detail is unknown: "", 0 or None). `type` "" is Twitch's error state."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    user_id: Annotated[str, _required_id(REF_ID_MAX)]
+    id: Annotated[str | None, _optional_id(REF_ID_MAX, empty=None)] = None
+    user_login: Annotated[str | None, _optional_id(LOGIN_MAX, empty=None)] = None
+    game_id: Annotated[str | None, _optional_id(REF_ID_MAX, empty=None)] = None
+    game_name: Annotated[Name, _or_default("")] = ""
+    type: Annotated[str, _text(STREAM_TYPE_MAX), _or_default("")] = ""
+    title: Annotated[Title, _or_default("")] = ""
+    viewer_count: Annotated[
+        int,
+        BeforeValidator(_zero_if_none),
+        BeforeValidator(_whole),
+        AfterValidator(_viewers),
+        _or_default(0),
+    ] = 0
+    started_at: Annotated[datetime | None, BeforeValidator(_instant_or_none)] = None
+    language: Annotated[str, _text(LANGUAGE_MAX), _or_default("")] = ""
 
 
 def explain_invalid(exc: ValidationError) -> str:

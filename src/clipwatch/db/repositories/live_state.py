@@ -135,14 +135,35 @@ async def states_of(session: AsyncSession, channel_ids: Sequence[str]) -> dict[s
     return {row.channel_id: row for row in (await session.scalars(stmt)).all()}
 
 
-async def mark_checked(session: AsyncSession, channel_ids: Sequence[str], at: datetime) -> None:
-    """A source confirmed these channels' state (nothing else changed)."""
-    if channel_ids:
-        await session.execute(
-            update(ChannelLive)
-            .where(ChannelLive.channel_id.in_(list(channel_ids)), ChannelLive.checked_at < at)
-            .values(checked_at=at)
+async def mark_checked(
+    session: AsyncSession, channel_ids: Sequence[str], at: datetime, *, source: str
+) -> None:
+    """A source confirmed these channels' state (nothing else changed); a channel never
+    checked before gets its (offline) row."""
+    if not channel_ids:
+        return
+    await session.execute(
+        insert_for(session, ChannelLive)
+        .values(
+            [
+                {
+                    "channel_id": c,
+                    "live": False,
+                    "source": source,
+                    "changed_at": at,
+                    "checked_at": at,
+                }
+                for c in channel_ids
+            ]
         )
+        .on_conflict_do_nothing()
+    )
+    await session.execute(
+        update(ChannelLive)
+        .where(ChannelLive.channel_id.in_(list(channel_ids)), ChannelLive.checked_at < at)
+        .values(checked_at=at)
+        .execution_options(synchronize_session=False)
+    )
 
 
 async def live_channel_ids(session: AsyncSession) -> list[str]:
