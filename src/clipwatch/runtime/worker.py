@@ -206,6 +206,21 @@ async def run_worker(
         await deliver_forever(settings, sessionmaker, done, stats, state)
 
     async def syncing_body(state: TaskState) -> None:
+        if passes == 0:  # the adaptive cadence (docs/cadence.md); `--passes N`: N full passes
+            from clipwatch.runtime.sync_loop import cadence_forever  # it imports this module
+
+            await cadence_forever(
+                client,
+                sessionmaker,
+                stop,
+                stats,
+                state,
+                settings=settings,
+                interval=interval,
+                cache=cache,
+                deletion_wait=timedelta(minutes=settings.deletion_confirm_minutes),
+            )
+            return
         await sync_forever(
             client,
             sessionmaker,
