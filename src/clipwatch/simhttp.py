@@ -80,6 +80,9 @@ class LoopbackServer:
                 log_config=None,
                 access_log=False,
                 lifespan="off",
+                # WebSockets (the EventSub simulator's /ws) through the `websockets` library,
+                # which answers pings itself; named so a missing library fails loudly.
+                ws="websockets-sansio",
             )
         )
         self._task: asyncio.Task[None] | None = None

@@ -13,7 +13,8 @@ checks the token and the bucket, then calls `helix`).
 - `reconnect()` sends `session_reconnect` with a `reconnect_url`; the new socket gets a
   welcome with a NEW session id (take it from the welcome) and the subscriptions move to it.
   Until the client closes the old socket, notifications go out on both (same message_id);
-  after `grace_s` the old one is closed 4004. A wrong reconnect URL is closed 4007.
+  after `grace_s` the old one is closed 4004 (it sends no keepalives meanwhile, as in
+  twitch-cli). A reconnect URL works once; a wrong one is closed 4007.
 - Losing a socket disables its subscriptions (`websocket_*` status); disabled or revoked
   subscriptions stay listed but count toward no cost or limit.
 - Delivery is at least once: `duplicate_next(n)` sends the next n notifications twice.
@@ -65,6 +66,7 @@ CLOSE_STATUS = {
     4007: "websocket_failed_to_reconnect",
 }
 PAGE_SIZE = 100
+MESSAGE_LOG = 50_000  # sent messages kept for assertions (demo mode runs for days)
 
 
 def timestamp(at: datetime | None = None) -> str:
@@ -192,7 +194,7 @@ class EventSubSim:
         self.ws_base = ""  # ws://host:port/ws, learnt from the first socket
         self._sessions: dict[str, Session] = {}
         self.subscriptions: dict[str, Subscription] = {}
-        self.messages: list[Sent] = []
+        self.messages: deque[Sent] = deque(maxlen=MESSAGE_LOG)  # the newest, for assertions
         self.notifications_sent = 0
         self._duplicate = 0
 
@@ -232,7 +234,7 @@ class EventSubSim:
         session.reconnect_token = token
         session.reconnect_sent = time.monotonic()
         session.status = "reconnecting"
-        url = f"{self.ws_base}?reconnect={token}"
+        url = f"{self.ws_base}?reconnect_id={token}"
         session.put(
             _envelope(
                 "session_reconnect",
@@ -334,8 +336,8 @@ class EventSubSim:
         query = parse_qs(scope.get("query_string", b"").decode(), keep_blank_values=True)
         old: Session | None = None
         keepalive = self.default_keepalive_s
-        if "reconnect" in query:
-            token = query["reconnect"][0]
+        if "reconnect_id" in query:
+            token = query["reconnect_id"][0]
             old = next(
                 (s for s in self._sessions.values() if s.open and s.reconnect_token == token),
                 None,
@@ -430,6 +432,8 @@ class EventSubSim:
 
     def _next_deadline(self, session: Session) -> float:
         deadlines = [session.last_sent + session.keepalive_s]
+        if session.reconnect_sent is not None:
+            deadlines = []  # like twitch-cli: no keepalives once session_reconnect went out
         if not session.subscribed and not session.inherited:
             deadlines.append(session.opened + session.keepalive_s)
         if session.reconnect_sent is not None:
@@ -446,7 +450,7 @@ class EventSubSim:
             and now >= session.opened + session.keepalive_s
         ):
             return _Close(4003, CLOSE_REASONS[4003])
-        if session.silenced:
+        if session.silenced or session.reconnect_sent is not None:
             session.last_sent = now  # nothing goes out, and nothing to do until the next window
             return None
         return _envelope("session_keepalive", {})
