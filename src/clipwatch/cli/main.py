@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from clipwatch.cli import accounts, clips, db, discord, incidents, serve, status, twitch
+from clipwatch.cli import accounts, clips, db, discord, eventsub, incidents, serve, status, twitch
 from clipwatch.cli.common import options
 
 app = typer.Typer(
@@ -51,3 +51,4 @@ app.add_typer(discord.routes_app, name="routes")
 app.add_typer(discord.deliveries_app, name="deliveries")
 app.add_typer(discord.discord_app, name="discord")
 app.add_typer(incidents.incidents_app, name="incidents")
+app.add_typer(eventsub.eventsub_app, name="eventsub")

@@ -180,7 +180,7 @@ async def eventsub_forever(
                             await close_socket("client ended")
                             if isinstance(failure, UserTokenFailed):
                                 await keeper.mark_failed(str(failure))
-                                role, problem = "token failed", _token_problem(str(failure))
+                                role, problem = "token failed", token_problem(str(failure))
                             elif failure is not None:
                                 raise failure  # a bug: the supervisor restarts the task
                     else:
@@ -194,7 +194,7 @@ async def eventsub_forever(
                     await leases.release(session, LEASE_NAME, owner, datetime.now(UTC))
 
 
-def _token_problem(error: str) -> str:
+def token_problem(error: str) -> str:
     return (
         f"EventSub stopped: the Twitch user token failed ({error}); live state comes from "
         "polling until an admin connects a token again (clipwatch eventsub connect)"
@@ -206,11 +206,11 @@ async def _hold(keeper: UserTokenKeeper, state: TaskState) -> tuple[str, str | N
     try:
         if not await keeper.load():
             if keeper.failed:
-                return "token failed", _token_problem(keeper.failed)
+                return "token failed", token_problem(keeper.failed)
             return "no token", None
         await keeper.access_token()  # validated hourly, refreshed before expiry
     except UserTokenFailed as exc:
-        return "token failed", _token_problem(str(exc))
+        return "token failed", token_problem(str(exc))
     except TwitchError as exc:
         # Twitch's /validate did not answer: keep the socket; the next tick asks again.
         if state.failed(exc):
@@ -235,3 +235,68 @@ def _report(
         state.succeeded(**detail)
     else:
         state.detail.update(detail)
+
+
+# --- what status, the API and the CLI show -----------------------------------------------------
+
+
+async def eventsub_overview(session: AsyncSession) -> dict[str, Any]:
+    """The socket as its holder last reported it (`worker_task`), the connected token
+    (never its secrets), the subscriptions and their cost, from the database."""
+    from clipwatch.db.repositories import eventsub as rows
+    from clipwatch.db.repositories import workers
+    from clipwatch.runtime.supervisor import ALIVE_S, now
+
+    moment = now()
+    token = await rows.user_token(session)
+    lease = await leases.holder(session, LEASE_NAME)
+    holder = lease.owner if lease is not None and lease.expires_at > moment else None
+    socket: dict[str, Any] = {}
+    if holder is not None:
+        for task in await workers.worker_tasks(session, moment - timedelta(seconds=ALIVE_S)):
+            if task.worker == holder and task.task == "eventsub":
+                socket = dict(task.detail or {})
+    subscriptions = [
+        {
+            "id": s.id,
+            "type": s.type,
+            "version": s.version,
+            "channel_id": s.channel_id,
+            "status": s.status,
+            "cost": s.cost,
+            "session_id": s.session_id,
+            "created_at": s.created_at,
+        }
+        for s in await rows.subscriptions(session)
+    ]
+    enabled = [s for s in subscriptions if s["status"] == "enabled"]
+    return {
+        "holder": holder,
+        "socket": socket.get("socket") or ("down" if holder is None else "unknown"),
+        "role": socket.get("eventsub"),
+        "session_id": socket.get("session_id"),
+        "connected_at": socket.get("connected_at"),
+        "last_message_at": socket.get("last_message_at"),
+        "total_cost": socket.get("total_cost"),
+        "max_total_cost": socket.get("max_total_cost"),
+        "covered_channels": socket.get("covered_channels"),
+        "over_budget_channels": socket.get("over_budget_channels"),
+        "reconnects": socket.get("reconnects"),
+        "problem": socket.get("eventsub_problem")
+        or (token_problem(token.last_error) if token is not None and token.last_error else None),
+        "token": None
+        if token is None
+        else {
+            "login": token.login,
+            "twitch_user_id": token.twitch_user_id,
+            "scopes": list(token.scopes or []),
+            "expires_at": token.expires_at,
+            "validated_at": token.validated_at,
+            "updated_at": token.updated_at,
+            "last_error": token.last_error,
+            "last_error_at": token.last_error_at,
+        },
+        "subscriptions": subscriptions,
+        "enabled_subscriptions": len(enabled),
+        "cost_enabled": sum(s["cost"] for s in enabled),
+    }

@@ -97,6 +97,9 @@ class Closed:
     reason: str = ""
 
 
+_WAKE = Closed(None, "wake")  # not a close: the subscriber task ended
+
+
 @dataclass
 class _Conn:
     url: str
@@ -287,8 +290,8 @@ class EventSubClient:
         self.state.channels = len(channels)
         try:
             while True:
-                if subscriber is not None and subscriber.done() and not subscriber.cancelled():
-                    error = subscriber.exception()
+                if subscriber is not None and subscriber.done():
+                    error = None if subscriber.cancelled() else subscriber.exception()
                     if error is not None:
                         raise error
                     subscriber = None
@@ -296,7 +299,7 @@ class EventSubClient:
                     self._resubscribe.clear()
                     channels = await self.channels()
                     self.state.channels = len(channels)
-                    subscriber = asyncio.create_task(self._subscribe_all(channels))
+                    subscriber = self._subscriber(channels, current, queue)
                 limit = self._watchdog_s() if current.welcomed else WELCOME_TIMEOUT_S
                 timeout = current.last_at + limit - loop.time()
                 try:
@@ -304,6 +307,8 @@ class EventSubClient:
                 except TimeoutError:
                     self._log_once("keepalive", "eventsub_keepalive_lost", limit_s=limit)
                     return "keepalive" if current.welcomed else "no_welcome"
+                if item is _WAKE:
+                    continue  # the subscriber ended: looked at above
                 if isinstance(item, Closed):
                     if conn is current:
                         return self._closed(item)
@@ -325,7 +330,7 @@ class EventSubClient:
                     elif conn is current and not current.welcomed:
                         current.welcomed = True
                         self._welcomed(message)
-                        subscriber = asyncio.create_task(self._subscribe_all(channels))
+                        subscriber = self._subscriber(channels, current, queue)
                 elif message.type == "session_reconnect":
                     assert message.session is not None
                     assert message.session.reconnect_url
@@ -344,6 +349,18 @@ class EventSubClient:
             for open_conn in (pending, current):
                 if open_conn is not None:
                     await open_conn.close()
+
+    def _subscriber(
+        self,
+        channels: list[str],
+        conn: _Conn,
+        queue: asyncio.Queue[tuple[_Conn, str | bytes | Closed]],
+    ) -> asyncio.Task[None]:
+        """Create the subscriptions beside the reading; its end wakes the loop (a token
+        that failed must end the session at once, not at the next message)."""
+        task = asyncio.create_task(self._subscribe_all(channels))
+        task.add_done_callback(lambda _: queue.put_nowait((conn, _WAKE)))
+        return task
 
     def _open(self, url: str, queue: asyncio.Queue[tuple[_Conn, str | bytes | Closed]]) -> _Conn:
         conn = _Conn(url, asyncio.get_running_loop().time())

@@ -124,17 +124,11 @@ async def refresh_grant(
     )
 
 
-async def connect_user_token(
-    settings: Settings,
-    sessionmaker: async_sessionmaker[AsyncSession],
-    access_token: str,
-    refresh_token: str | None,
-    *,
-    connected_by: int | None = None,
-    http: httpx.AsyncClient | None = None,
+async def check_user_token(
+    settings: Settings, access_token: str, *, http: httpx.AsyncClient | None = None
 ) -> TokenOwner:
-    """Check a user token with /validate and store it sealed for EventSub (replacing any
-    other). InvalidInput when it is no user token of our client id."""
+    """Whose token this is, by /validate; InvalidInput when it is no user token of our
+    client id."""
     if not settings.twitch_client_id:
         raise ConfigError("Twitch is not configured (CLIPWATCH_TWITCH_CLIENT_ID/SECRET)")
     own = http is None
@@ -149,26 +143,54 @@ async def connect_user_token(
     if not owner.user_id:
         raise InvalidInput("this is an app token: EventSub over WebSocket needs a user token")
     if owner.client_id and owner.client_id != settings.twitch_client_id:
-        raise InvalidInput(
-            "the token was issued to another client id than CLIPWATCH_TWITCH_CLIENT_ID"
-        )
+        raise InvalidInput("the token belongs to another client id than CLIPWATCH_TWITCH_CLIENT_ID")
+    return owner
+
+
+async def store_user_token(
+    session: AsyncSession,
+    settings: Settings,
+    owner: TokenOwner,
+    access_token: str,
+    refresh_token: str | None,
+    *,
+    connected_by: int | None = None,
+) -> None:
+    """Store a checked token sealed for EventSub (replacing any other, its error cleared);
+    what the old token lost by revocation may be tried again."""
     now = _now()
     key = settings.signing_key
-    async with session_scope(sessionmaker) as session:
-        await rows.save_user_token(
-            session,
-            twitch_user_id=owner.user_id,
-            login=owner.login or owner.user_id,
-            access_token_sealed=seal(key, access_token),
-            refresh_token_sealed=seal(key, refresh_token) if refresh_token else None,
-            scopes=owner.scopes,
-            expires_at=_expiry(now, owner.expires_in),
-            validated_at=now,
-            connected_by=connected_by,
-            now=now,
-        )
-        await rows.forget_revoked(session)
+    await rows.save_user_token(
+        session,
+        twitch_user_id=owner.user_id,
+        login=owner.login or owner.user_id,
+        access_token_sealed=seal(key, access_token),
+        refresh_token_sealed=seal(key, refresh_token) if refresh_token else None,
+        scopes=owner.scopes,
+        expires_at=_expiry(now, owner.expires_in),
+        validated_at=now,
+        connected_by=connected_by,
+        now=now,
+    )
+    await rows.forget_revoked(session)
     log.info("eventsub_token_connected", login=owner.login, user_id=owner.user_id)
+
+
+async def connect_user_token(
+    settings: Settings,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    access_token: str,
+    refresh_token: str | None,
+    *,
+    connected_by: int | None = None,
+    http: httpx.AsyncClient | None = None,
+) -> TokenOwner:
+    """Check a user token with /validate, then store it (its own transaction)."""
+    owner = await check_user_token(settings, access_token, http=http)
+    async with session_scope(sessionmaker) as session:
+        await store_user_token(
+            session, settings, owner, access_token, refresh_token, connected_by=connected_by
+        )
     return owner
 
 
