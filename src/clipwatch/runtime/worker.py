@@ -30,6 +30,7 @@ from clipwatch.errors import ClipwatchError
 from clipwatch.monitoring.context import start_job
 from clipwatch.monitoring.errors import ErrorTracker
 from clipwatch.runtime.alerts import alerts_forever
+from clipwatch.runtime.eventsub_task import eventsub_forever
 from clipwatch.runtime.live_poll import live_poll_forever
 from clipwatch.runtime.metrics_snapshot import snapshot_forever
 from clipwatch.runtime.supervisor import Supervisor, TaskState, backoff, wait_for_stop
@@ -239,12 +240,17 @@ async def run_worker(
     async def live_polling(state: TaskState) -> None:
         await live_poll_forever(settings, client, sessionmaker, done, state)
 
+    async def eventsubbing(state: TaskState) -> None:
+        await eventsub_forever(settings, sessionmaker, done, state, owner=supervisor.worker)
+
     async def snapshots(state: TaskState) -> None:
         await snapshot_forever(sessionmaker, done, state, interval=settings.metrics_refresh_seconds)
 
     delivering = asyncio.create_task(supervisor.run("deliveries", deliveries, done))
     evaluating = asyncio.create_task(supervisor.run("alerts", alerting, done))
     polling = asyncio.create_task(supervisor.run("live_poll", live_polling, done))
+    # The EventSub socket, held by the one process with the `eventsub` lease.
+    socket = asyncio.create_task(supervisor.run("eventsub", eventsubbing, done))
     reporting = asyncio.create_task(supervisor.report_forever(sessionmaker, done))
     # The database's figures for the metrics (outbox, channels, quarantine): read here, on
     # a cadence, so a scrape never waits on the database.
@@ -266,6 +272,7 @@ async def run_worker(
         await delivering
         await evaluating
         await polling
+        await socket
         await reporting
         if metering is not None:
             await metering
