@@ -26,6 +26,7 @@ from clipwatch.twitch.eventsub_messages import (
     plan_subscriptions,
     ws_url,
 )
+from clipwatch.twitch.helix import clean_text
 
 
 def envelope(kind: str, payload: dict[str, Any], **metadata: Any) -> str:
@@ -301,7 +302,10 @@ def test_any_event_shape_reads_or_is_malformed(event: dict[str, Any], sub_type: 
         return
     for value in vars(parsed).values():
         if isinstance(value, str):
-            assert value.isprintable()
+            # What a database can hold: UTF-8, no control characters (clean_text's rules).
+            value.encode("utf-8")
+            assert clean_text(value, len(value)) == value
+            assert not any(ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F for c in value)
 
 
 # --- duplicates ---------------------------------------------------------------------------
