@@ -112,6 +112,10 @@ def worker_problems(reports: list[WorkerReport]) -> list[str]:
             paused = (task.get("detail") or {}).get("discord_paused")
             if paused:
                 problems.append(f"worker {report.worker}: {paused}")
+            # The EventSub holder's token failed (runtime/eventsub_task.py): polling only.
+            eventsub = (task.get("detail") or {}).get("eventsub_problem")
+            if eventsub:
+                problems.append(f"worker {report.worker}: {eventsub}")
             if task["state"] in ("failing", "restarting"):
                 since = task["last_error_at"]
                 problems.append(
