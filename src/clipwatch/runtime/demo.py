@@ -5,6 +5,8 @@ simulator on free loopback ports, points the settings at them, tracks three simu
 channels, and adds a route (owned by a `demo` admin) that posts every new clip to a simulated
 webhook. The worker then does exactly what it does live: backfill, incremental passes,
 deliveries. The simulated Twitch gains a clip now and then, so new clips keep arriving.
+`clipwatchdemo` goes live for 4 minutes every 10 (Get Streams and EventSub both say so; its
+title changes half-way), and a user token for it is connected for EventSub.
 
 The simulated world lives in memory and is new at every start, so the demo database
 (`var/demo.db`) is started afresh too. docs/demo.md
@@ -34,6 +36,7 @@ from clipwatch.simhttp import LoopbackServer
 from clipwatch.twitch import sync
 from clipwatch.twitch.client import HelixClient
 from clipwatch.twitch.simulator import CLIENT_ID, CLIENT_SECRET, TwitchSimulator
+from clipwatch.twitch.user_tokens import connect_user_token
 
 log = structlog.get_logger("clipwatch.demo")
 
@@ -42,6 +45,10 @@ DEMO_CHANNELS = (("clipwatchdemo", 1_600, 1), ("speedrunner", 400, 0), ("quietst
 FRESH_CLIPS = 6  # clips from the last hours, posted by the first sync
 NEW_CLIP_EVERY_S = 20.0  # how often the simulated Twitch gains a clip
 DEMO_SYNC_INTERVAL_S = 15
+# The live schedule: LIVE_CHANNEL goes live at start, for LIVE_FOR_S out of every LIVE_EVERY_S.
+LIVE_CHANNEL = "clipwatchdemo"
+LIVE_FOR_S = 240.0
+LIVE_EVERY_S = 600.0
 OPERATOR = operator("demo")
 
 
@@ -52,6 +59,7 @@ class DemoWorld:
     hook: SimWebhook
     twitch_base: str
     discord_base: str
+    user_token: tuple[str, str]  # LIVE_CHANNEL's access and refresh token, for EventSub
 
     @property
     def sink_url(self) -> str:
@@ -82,6 +90,30 @@ def _world(seed: int = 7) -> tuple[TwitchSimulator, DiscordSimulator, SimWebhook
     return twitch, discord, discord.add_webhook()
 
 
+async def keep_streaming(
+    twitch: TwitchSimulator, channel_id: str, *, live_for: float, every: float
+) -> None:
+    """Live for `live_for` seconds out of every `every`, from now on; the title changes
+    half-way. Each change reaches Get Streams and the EventSub subscribers at once."""
+    rng = random.Random(13)
+    games = twitch.world.games
+    stream = 0
+    while True:
+        stream += 1
+        game = games[rng.randrange(len(games))]
+        twitch.go_live(
+            channel_id,
+            title=f"Demo stream #{stream}",
+            game_id=game.id,
+            viewer_count=rng.randint(50, 5_000),
+        )
+        await asyncio.sleep(live_for / 2)  # the demo's schedule
+        twitch.update_channel(channel_id, title=f"Demo stream #{stream}: second half")
+        await asyncio.sleep(live_for / 2)
+        twitch.go_offline(channel_id)
+        await asyncio.sleep(max(every - live_for, 0.0))
+
+
 async def _keep_clipping(twitch: TwitchSimulator, every: float) -> None:
     rng = random.Random(11)
     channel_ids = list(twitch.channels)
@@ -99,7 +131,13 @@ async def demo_world(settings: Settings) -> AsyncIterator[tuple[Settings, DemoWo
     twitch_base = await twitch_server.start()
     try:
         discord_base = await discord_server.start()
-        clipping = asyncio.create_task(_keep_clipping(twitch, NEW_CLIP_EVERY_S))
+        live_id = next(c.id for c in twitch.channels.values() if c.login == LIVE_CHANNEL)
+        background = [
+            asyncio.create_task(_keep_clipping(twitch, NEW_CLIP_EVERY_S)),
+            asyncio.create_task(
+                keep_streaming(twitch, live_id, live_for=LIVE_FOR_S, every=LIVE_EVERY_S)
+            ),
+        ]
         demo_settings = settings.model_copy(
             update={
                 "demo": True,
@@ -107,16 +145,22 @@ async def demo_world(settings: Settings) -> AsyncIterator[tuple[Settings, DemoWo
                 "twitch_client_secret": CLIENT_SECRET,
                 "twitch_api_url": f"{twitch_base}/helix",
                 "twitch_auth_url": f"{twitch_base}/oauth2",
+                "twitch_eventsub_ws_url": twitch_base.replace("http://", "ws://") + "/ws",
                 "discord_api_url": f"{discord_base}/api/v10",
                 "sync_interval_seconds": DEMO_SYNC_INTERVAL_S,
             }
         )
         try:
-            yield demo_settings, DemoWorld(twitch, discord, hook, twitch_base, discord_base)
+            token = twitch.issue_user_token(LIVE_CHANNEL)
+            yield (
+                demo_settings,
+                DemoWorld(twitch, discord, hook, twitch_base, discord_base, token),
+            )
         finally:
-            clipping.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await clipping
+            for task in background:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             await discord_server.stop()
     finally:
         await twitch_server.stop()
@@ -128,7 +172,8 @@ async def seed_demo(
     client: HelixClient,
     world: DemoWorld,
 ) -> None:
-    """Track the simulated channels and route every new clip to the simulated webhook."""
+    """Track the simulated channels, route every new clip to the simulated webhook, and
+    connect LIVE_CHANNEL's user token for EventSub."""
     added, _unknown = await sync.add_channels(client, sessionmaker, [c[0] for c in DEMO_CHANNELS])
     async with session_scope(sessionmaker) as session:
         user = await accounts.create_user(session, "demo", admin=True)
@@ -140,4 +185,8 @@ async def seed_demo(
             allowed_hosts=settings.webhook_allowed_hosts.split(","),
             owner_id=user.id,
         )
+    try:
+        await connect_user_token(settings, sessionmaker, *world.user_token, connected_by=user.id)
+    except Exception as exc:  # the demo goes on without EventSub; Get Streams still polls
+        log.warning("demo_eventsub_token_failed", error=f"{type(exc).__name__}: {exc}")
     log.info("demo_seeded", channels=added, discord_sink=world.sink_url)
