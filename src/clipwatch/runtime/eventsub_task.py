@@ -152,7 +152,11 @@ async def eventsub_forever(
                             session, LEASE_NAME, owner, datetime.now(UTC), ttl
                         )
                     if held:
-                        held_until = loop.time() + ttl.total_seconds() - LEASE_MARGIN_S
+                        held_until = (
+                            loop.time()
+                            + ttl.total_seconds()
+                            - min(LEASE_MARGIN_S, ttl.total_seconds() / 3)
+                        )
                     database_ok = True
                 except TRANSIENT as exc:
                     # Ours until the last renewal runs out; after that another may hold it.
