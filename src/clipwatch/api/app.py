@@ -31,12 +31,14 @@ from clipwatch.api.routers import (
     interactions,
     me,
     routes,
+    stream,
     users,
 )
 from clipwatch.api.routers import errors as error_routes
 from clipwatch.api.routers import metrics as metrics_routes
 from clipwatch.api.telemetry import RequestTelemetry
 from clipwatch.cache.manager import CacheManager, cache_from_settings
+from clipwatch.clips.stream import StreamHub
 from clipwatch.config import Settings
 from clipwatch.db.engine import attach_cache, create_engine, create_sessionmaker
 from clipwatch.discord.sender import sender_from_settings
@@ -96,9 +98,23 @@ def create_app(
         app.state.error_tracker = ErrorTracker(app.state.clipwatch.sessionmaker, "api")
         # Route tests post through the delivery's sender: its view of Discord's limits.
         app.state.discord_sender = sender_from_settings(settings)
+        # The clip stream (GET /stream): woken by the cache's invalidation feed.
+        hub = StreamHub(
+            app.state.clipwatch.sessionmaker,
+            render_clip=stream.render_clip,
+            queue_size=settings.sse_queue_size,
+            max_clients=settings.sse_max_clients,
+        )
+        app.state.stream_hub = hub
+        app_cache.add_listener(hub.notice)
+        await hub.start()
+        restore_signals = stream.end_streams_on_exit(hub)
         try:
             yield
         finally:
+            restore_signals()
+            app_cache.remove_listener(hub.notice)
+            await hub.close()
             await app.state.discord_sender.aclose()
             if app.state.clipwatch.twitch is not None:
                 await app.state.clipwatch.twitch.aclose()
@@ -129,6 +145,7 @@ def create_app(
         error_routes.router,
         routes.router,
         incidents.router,
+        stream.router,
     )
     for router in api_routers:
         app.include_router(

@@ -20,7 +20,7 @@ import asyncio
 import contextlib
 import hashlib
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Collection, Iterable
 from dataclasses import dataclass
 
 import orjson
@@ -53,6 +53,10 @@ def _digest(key: str) -> str:
 
 
 Compute = Callable[[], Awaitable[tuple[bytes, Iterable[str]]]]
+# Told which generations changed (this process's bumps and, through the feed, every other
+# process's); `ANY_CHANGE` alone when the feed (re)connected and anything may have changed.
+Listener = Callable[[Collection[str]], None]
+ANY_CHANGE = "*"
 
 
 class Breaker:
@@ -128,6 +132,7 @@ class CacheManager:
         self._unpublished: set[str] = set()
         self._flights: dict[str, asyncio.Future[Entry]] = {}
         self._feed: asyncio.Task[None] | None = None
+        self._listeners: list[Listener] = []
 
     # --- life ---------------------------------------------------------------------------------
 
@@ -151,6 +156,22 @@ class CacheManager:
         if self.redis is None:
             return "memory"
         return "redis" if self.feed_is_current() else "memory (redis unavailable)"
+
+    def add_listener(self, listener: Listener) -> None:
+        """Call `listener` with every change of generations this process learns of (the clip
+        stream wakes on it). It runs inline and must not block."""
+        self._listeners.append(listener)
+
+    def remove_listener(self, listener: Listener) -> None:
+        if listener in self._listeners:
+            self._listeners.remove(listener)
+
+    def _notify(self, changed: Collection[str]) -> None:
+        for listener in list(self._listeners):
+            try:
+                listener(changed)
+            except Exception:  # a listener's bug must not stop invalidation
+                log.exception("cache_listener_failed")
 
     # --- reading ------------------------------------------------------------------------------
 
@@ -295,6 +316,7 @@ class CacheManager:
         if self.redis is not None:
             self._unpublished |= wanted
         self._drop_outdated(wanted)
+        self._notify(wanted)
 
     async def _publish(self, deps: set[str]) -> None:
         assert self.redis is not None
@@ -311,11 +333,14 @@ class CacheManager:
         if replace:  # a (re)connected feed: Redis's values are the truth from here on
             self.gens = dict(news)
             self.local.clear()
+            self._notify((ANY_CHANGE,))
             return
         changed = [dep for dep, gen in news.items() if gen > self.gens.get(dep, 0)]
         for dep in changed:
             self.gens[dep] = news[dep]
         self._drop_outdated(changed)
+        if changed:
+            self._notify(changed)
 
     def _drop_outdated(self, changed: Iterable[str]) -> None:
         gens = self.gens

@@ -1,0 +1,101 @@
+"""What the clip stream (clips/stream.py) reads: clips by `seq`, changed clips of a few
+channels, live-state changes, and PostgreSQL's view of the transactions still running.
+
+Why the snapshot: `seq` comes from a sequence, so on PostgreSQL a transaction can take seq 50,
+another seq 51 and commit first. A reader that moved past 51 would never see 50. The stream
+reads clips and `pg_current_snapshot()` in one REPEATABLE READ transaction (one snapshot), and
+releases what it read only once every transaction running at that snapshot has ended
+(docs/stream.md). SQLite has one writer at a time: seqs commit in order there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select, text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from clipwatch.db.models import Channel, ChannelLive, Clip
+from clipwatch.db.repositories._dialect import dialect_name
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """PostgreSQL's `pg_snapshot`: transactions below `xmin` have ended, those in `running`
+    had not, those at or above `xmax` had not begun."""
+
+    xmin: int
+    xmax: int
+    running: frozenset[int]
+
+    def ended(self, xid: int) -> bool:
+        return xid < self.xmin or (xid < self.xmax and xid not in self.running)
+
+
+def parse_snapshot(value: str) -> Snapshot:
+    """`xmin:xmax:xip,xip,...` (the text form of pg_snapshot)."""
+    xmin, xmax, running = value.split(":", 2)
+    return Snapshot(int(xmin), int(xmax), frozenset(int(x) for x in running.split(",") if x))
+
+
+async def begin_consistent_read(session: AsyncSession) -> Snapshot | None:
+    """Make the session's reads share one snapshot; that snapshot on PostgreSQL (None on
+    SQLite, where a read transaction sees one state anyway)."""
+    if dialect_name(session) != "postgresql":
+        return None
+    await session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+    value = (await session.execute(text("SELECT pg_current_snapshot()::text"))).scalar_one()
+    return parse_snapshot(str(value))
+
+
+async def newest_seq(session: AsyncSession) -> int:
+    value = (await session.execute(select(Clip.seq).order_by(Clip.seq.desc()).limit(1))).first()
+    return int(value[0]) if value else 0
+
+
+async def clips_after(
+    session: AsyncSession, after: int, *, limit: int, upto: int | None = None
+) -> list[Clip]:
+    """Clips with `after < seq <= upto`, in seq order (the primary key's)."""
+    stmt = select(Clip).where(Clip.seq > after).order_by(Clip.seq).limit(limit)
+    if upto is not None:
+        stmt = stmt.where(Clip.seq <= upto)
+    return list((await session.scalars(stmt)).all())
+
+
+async def clips_changed(
+    session: AsyncSession, channel_ids: Sequence[str] | None, *, since: datetime, upto: int
+) -> list[Clip]:
+    """Clips (seq <= upto) changed after they were first stored, at or after `since`: of
+    these channels, or of every channel when `channel_ids` is None (a full scan)."""
+    stmt = select(Clip).where(
+        Clip.updated_at >= since, Clip.updated_at > Clip.first_seen_at, Clip.seq <= upto
+    )
+    if channel_ids is None:
+        return list((await session.scalars(stmt.order_by(Clip.seq))).all())
+    found: list[Clip] = []
+    ids = sorted(set(channel_ids))
+    for start in range(0, len(ids), 500):
+        chunk = stmt.where(Clip.broadcaster_id.in_(ids[start : start + 500]))
+        found += (await session.scalars(chunk)).all()
+    return sorted(found, key=lambda clip: clip.seq)
+
+
+@dataclass(frozen=True)
+class LiveChange:
+    live: ChannelLive
+    login: str | None
+    display_name: str | None
+
+
+async def live_changes(session: AsyncSession, *, since: datetime) -> list[LiveChange]:
+    """Channels whose live state changed (went online or offline) at or after `since`."""
+    stmt = (
+        select(ChannelLive, Channel.login, Channel.display_name)
+        .join(Channel, Channel.id == ChannelLive.channel_id, isouter=True)
+        .where(ChannelLive.changed_at >= since)
+        .order_by(ChannelLive.changed_at, ChannelLive.channel_id)
+    )
+    return [LiveChange(*row) for row in (await session.execute(stmt)).all()]
