@@ -522,6 +522,12 @@ async def test_subscription_errors(sim: Sim) -> None:
             headers={**_auth(token), "Content-Type": "application/json"},
         )
         assert garbled.status_code == 400
+        as_form = await http.post(
+            path,
+            content=json.dumps(body).encode(),
+            headers={**_auth(token), "Content-Type": "application/x-www-form-urlencoded"},
+        )
+        assert as_form.status_code == 400  # JSON bodies need Content-Type: application/json
         created = await http.post(path, json=body, headers=_auth(token))
         assert created.status_code == 202
         payload = created.json()
@@ -549,6 +555,12 @@ async def test_subscription_errors(sim: Sim) -> None:
         # An expired user token: 401; after a refresh, the new token works.
         twitch.expire_user_token(token)
         assert (await http.post(path, json=body, headers=_auth(token))).status_code == 401
+        # A revoked user token is dead too.
+        other, _ = twitch.issue_user_token("other_watcher")
+        assert (await http.get(path, headers=_auth(other))).status_code == 200
+        revoked = await http.post("/oauth2/revoke", data={"client_id": CLIENT_ID, "token": other})
+        assert revoked.status_code == 200
+        assert (await http.get(path, headers=_auth(other))).status_code == 401
 
 
 async def test_cost_limits(sim: Sim) -> None:

@@ -486,12 +486,19 @@ class EventSubSim:
     # --- Helix: /helix/eventsub/subscriptions ------------------------------------------------
 
     def helix(
-        self, method: str, query: dict[str, list[str]], body: bytes, user_id: str
+        self,
+        method: str,
+        query: dict[str, list[str]],
+        body: bytes,
+        user_id: str,
+        content_type: str = "application/json",
     ) -> tuple[int, dict[str, Any] | None]:
         """The subscriptions endpoint for an authenticated user token (the caller checked the
         token, the client id and the bucket)."""
         try:
             if method == "POST":
+                if content_type.partition(";")[0].strip().lower() != "application/json":
+                    raise HelixError(400, "Content-Type must be application/json")
                 return 202, self._create(body, user_id)
             if method == "GET":
                 return 200, self._list(query, user_id)

@@ -599,7 +599,10 @@ class TwitchSimulator:
                 send, 200, {"client_id": CLIENT_ID, "scopes": [], "expires_in": int(left)}
             )
         elif path == "/oauth2/revoke" and method == "POST":
-            self.tokens.pop(_one(query, "token") or "", None)
+            revoked = _one(query, "token") or ""
+            self.tokens.pop(revoked, None)
+            if revoked in self.user_grants:
+                self.expire_user_token(revoked)
             await _raw(send, 200, b"", {})
         else:
             await _answer(send, 404, {"status": 404, "message": "no route"})
@@ -721,7 +724,13 @@ class TwitchSimulator:
             await _error(send, 503, "Service Unavailable", limit_headers)
             return
         if eventsub and user is not None:
-            code, answer = self.eventsub.helix(scope["method"], query, body, user.user_id)
+            code, answer = self.eventsub.helix(
+                scope["method"],
+                query,
+                body,
+                user.user_id,
+                headers.get("content-type", ""),
+            )
             if answer is None:
                 await _raw(send, code, b"", limit_headers)
             else:
