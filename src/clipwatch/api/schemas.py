@@ -7,7 +7,7 @@ from typing import Annotated, Any, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
-from clipwatch.db.models import Channel, ChannelSync, Clip, Game
+from clipwatch.db.models import Channel, ChannelLive, ChannelSync, Clip, Game, Stream
 
 
 class StrictBody(BaseModel):
@@ -148,6 +148,37 @@ class ChannelSyncRead(BaseModel):
         )
 
 
+class StreamGame(BaseModel):
+    id: str | None
+    name: str | None
+
+
+def _game(game_id: str | None, name: str | None) -> StreamGame | None:
+    return StreamGame(id=game_id, name=name) if game_id or name else None
+
+
+class ChannelLiveRead(BaseModel):
+    since: datetime | None = Field(description="When the stream started")
+    title: str | None
+    game: StreamGame | None = Field(description="The stream's category (null: none)")
+    viewer_count: int | None
+    type: str | None = Field(description="`live`, `rerun`, `premiere` ... as Twitch says")
+    source: str = Field(description="Who said it went live: `poll` (Get Streams) or `eventsub`")
+    checked_at: datetime = Field(description="When a source last confirmed it")
+
+    @classmethod
+    def from_live(cls, live: ChannelLive) -> ChannelLiveRead:
+        return cls(
+            since=live.started_at,
+            title=live.title,
+            game=_game(live.game_id, live.game_name),
+            viewer_count=live.viewer_count,
+            type=live.stream_type,
+            source=live.source,
+            checked_at=live.checked_at,
+        )
+
+
 class ChannelRead(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
@@ -158,12 +189,48 @@ class ChannelRead(BaseModel):
     profile_image_url: str | None
     added_at: datetime
     sync: ChannelSyncRead | None = Field(default=None, description="For tracked channels")
+    live: ChannelLiveRead | None = Field(
+        default=None, description="The stream while the channel is live; null when offline"
+    )
 
     @classmethod
-    def from_channel(cls, channel: Channel, state: ChannelSync | None = None) -> ChannelRead:
+    def from_channel(
+        cls,
+        channel: Channel,
+        state: ChannelSync | None = None,
+        live: ChannelLive | None = None,
+    ) -> ChannelRead:
         read = cls.model_validate(channel)
         read.sync = ChannelSyncRead.from_state(state) if state is not None else None
+        read.live = ChannelLiveRead.from_live(live) if live is not None and live.live else None
         return read
+
+
+class StreamRead(BaseModel):
+    id: int
+    twitch_stream_id: str | None
+    started_at: datetime
+    ended_at: datetime | None = Field(description="null while it runs")
+    title: str | None
+    game: StreamGame | None
+    peak_viewers: int | None = Field(description="The most viewers a source reported")
+
+    @classmethod
+    def from_stream(cls, stream: Stream) -> StreamRead:
+        return cls(
+            id=stream.id,
+            twitch_stream_id=stream.twitch_stream_id,
+            started_at=stream.started_at,
+            ended_at=stream.ended_at,
+            title=stream.title,
+            game=_game(stream.game_id, stream.game_name),
+            peak_viewers=stream.peak_viewers,
+        )
+
+
+class StreamPage(BaseModel):
+    data: list[StreamRead]
+    next_cursor: str | None
 
 
 class ChannelsAdd(StrictBody):

@@ -201,8 +201,6 @@ async def _online(
                 stream.twitch_stream_id = twitch_id
         if at > live.checked_at:
             live.checked_at = at
-        if source == "eventsub" and not changed:
-            live.source = source  # the event confirms what a poll saw
         if changed:
             live_state.touch_live(session, channel.id)
         return "update" if changed else None

@@ -1,7 +1,8 @@
-"""GET|POST /channels, GET|DELETE /channels/{login}, GET /games."""
+"""GET|POST /channels, GET|DELETE /channels/{login}, GET /channels/{login}/streams, GET /games."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
@@ -21,16 +22,19 @@ from clipwatch.api.schemas import (
     ClipRead,
     GamePage,
     GameRead,
+    StreamPage,
+    StreamRead,
 )
 from clipwatch.clips.cursor import decode_cursor, encode_cursor
 from clipwatch.clips.stats import Period, hot_stats, stats_deps
 from clipwatch.db.models import Channel
-from clipwatch.db.repositories import catalog, clip_search, sync_state
+from clipwatch.db.repositories import catalog, clip_search, live_state, sync_state
 from clipwatch.errors import BadRequest, NotFound, UpstreamUnavailable
 from clipwatch.twitch import sync
 
 router = APIRouter(tags=["catalog"])
-CHANNEL_DEPS = {"catalog", "sync"}  # channel answers show sync progress too
+# Channel answers show sync progress and live state too (twitch/live.py bumps `live`).
+CHANNEL_DEPS = {"catalog", "sync", "live"}
 Limit = Annotated[int, Query(ge=1, le=100)]
 
 
@@ -74,9 +78,13 @@ async def list_channels(
         rows = await catalog.list_channels(
             session, limit=limit + 1, after=_after(key, cursor, "channels")
         )
-        states = await sync_state.states_of(session, [c.id for c in rows[:limit] if c.tracked])
+        tracked = [c.id for c in rows[:limit] if c.tracked]
+        states = await sync_state.states_of(session, tracked)
+        live = await live_state.live_of(session, tracked)
         return ChannelPage(
-            data=[ChannelRead.from_channel(c, states.get(c.id)) for c in rows[:limit]],
+            data=[
+                ChannelRead.from_channel(c, states.get(c.id), live.get(c.id)) for c in rows[:limit]
+            ],
             next_cursor=_page_cursor(key, "channels", [c.id for c in rows], limit),
         ), CHANNEL_DEPS
 
@@ -92,8 +100,62 @@ async def list_channels(
 async def get_channel(request: Request, state: State, session: Session, login: Key) -> Response:
     async def compute() -> tuple[ChannelRead, set[str]]:
         channel = await _channel(session, login)
-        states = await sync_state.states_of(session, [channel.id] if channel.tracked else [])
-        return ChannelRead.from_channel(channel, states.get(channel.id)), CHANNEL_DEPS
+        tracked = [channel.id] if channel.tracked else []
+        states = await sync_state.states_of(session, tracked)
+        live = await live_state.live_of(session, tracked)
+        answer = ChannelRead.from_channel(channel, states.get(channel.id), live.get(channel.id))
+        return answer, CHANNEL_DEPS
+
+    return await cached_answer(request, state, compute)
+
+
+def _stream_after(key: bytes, cursor: str | None, listing: str) -> tuple[datetime, int] | None:
+    if cursor is None:
+        return None
+    after = decode_cursor(key, cursor, query=listing).get("k")
+    try:
+        started, stream_id = after  # type: ignore[misc]
+        return datetime.fromisoformat(started), int(stream_id)
+    except (TypeError, ValueError):
+        raise BadRequest("cursor is not valid for this query") from None
+
+
+@router.get(
+    "/channels/{login}/streams",
+    response_model=StreamPage,
+    responses=problem_responses({404: "No such channel", 422: "Invalid input"}),
+    summary="A channel's streams, newest first (history kept from Get Streams and EventSub)",
+    description=(
+        "Keyset paged: pass `next_cursor` as `cursor` for the next page. A running stream "
+        "has `ended_at` null. Streams are known from when the channel was tracked on."
+    ),
+)
+async def list_channel_streams(
+    request: Request,
+    state: State,
+    session: Session,
+    login: Key,
+    limit: Limit = 20,
+    cursor: Cursor | None = None,
+) -> Response:
+    key = state.settings.signing_key
+
+    async def compute() -> tuple[StreamPage, set[str]]:
+        channel = await _channel(session, login)
+        listing = f"streams:{channel.id}"
+        rows = await live_state.list_streams(
+            session, channel.id, limit=limit + 1, before=_stream_after(key, cursor, listing)
+        )
+        page = rows[:limit]
+        next_cursor = (
+            encode_cursor(key, {"q": listing, "k": [page[-1].started_at.isoformat(), page[-1].id]})
+            if len(rows) > limit
+            else None
+        )
+        deps = {"catalog", "live", f"ch:{channel.id}"}
+        return StreamPage(
+            data=[StreamRead.from_stream(s) for s in page], next_cursor=next_cursor
+        ), deps
 
     return await cached_answer(request, state, compute)
 
