@@ -26,6 +26,7 @@ from clipwatch.api.routers import (
     auth,
     catalog,
     clips,
+    eventsub,
     health,
     incidents,
     interactions,
@@ -146,6 +147,7 @@ def create_app(
         routes.router,
         incidents.router,
         stream.router,
+        eventsub.router,
     )
     for router in api_routers:
         app.include_router(
