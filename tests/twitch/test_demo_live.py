@@ -51,8 +51,10 @@ async def test_schedule_goes_live_changes_title_and_ends_over_eventsub(sim: Sim)
             )
             assert created.status_code == 202
             assert created.json()["data"][0]["cost"] == 0  # the broadcaster's own token
+        # Live 4 s of every 4.4: Get Streams is read right after stream.online, 2 s before the
+        # title changes.
         schedule = asyncio.create_task(
-            demo.keep_streaming(twitch, channel.id, live_for=0.4, every=0.8)
+            demo.keep_streaming(twitch, channel.id, live_for=4.0, every=4.4)
         )
         try:
             seen: list[tuple[str, Any]] = []

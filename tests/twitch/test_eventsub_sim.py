@@ -405,9 +405,8 @@ async def test_reconnect_hands_subscriptions_over(sim: Sim) -> None:
             assert stale.status_code == 400
 
 
-async def test_old_socket_closed_4004_after_grace(sim: Sim) -> None:
+async def test_old_socket_closed_4004_when_the_grace_ends(sim: Sim) -> None:
     twitch = sim.twitch
-    twitch.eventsub.grace_s = 0.5
     channel = twitch.add_channel("streamer")
     token, _ = twitch.issue_user_token("watcher")
     async with _session(sim) as (old, old_id), httpx.AsyncClient(base_url=sim.base) as http:
@@ -416,6 +415,8 @@ async def test_old_socket_closed_4004_after_grace(sim: Sim) -> None:
         await _next_of(old, "session_reconnect")
         async with connect(url) as new:
             await _next(new)
+            # As `grace_s` after the reconnect message (over HTTP, as another process would).
+            assert (await http.post("/_sim/eventsub/expire-grace")).status_code == 200
             assert await _closed_with(old) == 4004
             assert (await http.get("/helix/eventsub/subscriptions", headers=_auth(token))).json()[
                 "data"
@@ -785,6 +786,13 @@ async def test_http_controls_drive_live_state_and_sockets(sim: Sim) -> None:
                 params={"channel_id": channel.id, "title": "hi", "viewer_count": "5"},
             )
             assert (await _next(ws))["payload"]["event"]["id"] == online.json()["stream_id"]
+            await http.post(
+                "/_sim/live/viewers", params={"channel_id": channel.id, "viewer_count": "77"}
+            )
+            streams = await http.get(
+                "/helix/streams", params={"user_id": channel.id}, headers=_auth(token)
+            )
+            assert streams.json()["data"][0]["viewer_count"] == 77
             await http.post("/_sim/live/update", params={"channel_id": channel.id, "title": "t2"})
             assert (await _next(ws))["payload"]["event"]["title"] == "t2"
             await http.post("/_sim/eventsub/duplicate", params={"n": "1"})

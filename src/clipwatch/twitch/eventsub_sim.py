@@ -252,6 +252,15 @@ class EventSubSim:
         session.wake.set()
         return url
 
+    def expire_grace(self, session_id: str | None = None) -> None:
+        """End the reconnect grace now: sockets that got session_reconnect are closed 4004
+        (as after `grace_s`), without a test waiting on the clock."""
+        for session in self._sessions.values():
+            wanted = session_id is None or session.id == session_id
+            if wanted and session.open and session.reconnect_sent is not None:
+                session.reconnect_sent = time.monotonic() - self.grace_s
+                session.wake.set()
+
     def close(self, code: int, session_id: str | None = None) -> None:
         if code not in CLOSE_REASONS:
             raise ValueError(f"close code must be 4000-4007, not {code}")

@@ -894,6 +894,9 @@ class TwitchSimulator:
             }
         if path == "/_sim/eventsub/reconnect":
             return {"reconnect_url": es.reconnect(session)}
+        if path == "/_sim/eventsub/expire-grace":
+            es.expire_grace(session)
+            return {}
         if path == "/_sim/eventsub/close":
             es.close(_int(query, "code", 4000), session)
             return {}
