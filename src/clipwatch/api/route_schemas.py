@@ -54,6 +54,12 @@ class RouteCreate(StrictBody):
     template: BuiltinTemplate | CustomTemplateIn = Field(default_factory=BuiltinTemplate)
     delay_seconds: int = Field(default=0, ge=0, le=3600, description="Wait before posting")
     batching: bool = Field(default=True, description="Up to 10 clips in one message")
+    notify_live: bool = Field(
+        default=False, description="Post when a channel the filters let through goes live"
+    )
+    notify_stream_end: bool = Field(
+        default=False, description='Post "stream ended: N clips" after its final sync'
+    )
 
 
 class RouteUpdate(StrictBody):
@@ -63,6 +69,8 @@ class RouteUpdate(StrictBody):
     template: BuiltinTemplate | CustomTemplateIn | None = None
     delay_seconds: int | None = Field(default=None, ge=0, le=3600)
     batching: bool | None = None
+    notify_live: bool | None = None
+    notify_stream_end: bool | None = None
     enabled: bool | None = None
 
 
@@ -75,6 +83,8 @@ class RouteRead(BaseModel):
     template: BuiltinTemplate | CustomTemplateIn
     delay_seconds: int
     batching: bool
+    notify_live: bool = Field(description="Posts when a channel goes live (docs/live.md)")
+    notify_stream_end: bool = Field(description='Posts "stream ended: N clips"')
     enabled: bool
     disabled_reason: str | None
     created_at: datetime
@@ -101,6 +111,8 @@ class RouteRead(BaseModel):
             ),
             delay_seconds=route.delay_seconds,
             batching=route.batching,
+            notify_live=bool(route.notify_live),
+            notify_stream_end=bool(route.notify_stream_end),
             enabled=route.enabled,
             disabled_reason=route.disabled_reason,
             created_at=route.created_at,
@@ -127,7 +139,8 @@ class RouteTestResult(BaseModel):
 class DeliveryRead(BaseModel):
     id: int
     route_id: int
-    clip_id: str
+    clip_id: str = Field(description="The clip's id; `live:<stream>`/`end:<stream>` for notices")
+    kind: str = Field(description="`clip`, or a stream notice: `live`, `stream_end`")
     status: str
     attempts: int
     next_attempt_at: datetime

@@ -65,8 +65,15 @@ def add_route(
     min_views: Annotated[int, typer.Option(min=0)] = 0,
     template: Annotated[TemplateName, typer.Option()] = TemplateName.card,
     delay: Annotated[int, typer.Option(min=0, max=3600, help="Seconds before posting")] = 0,
+    notify_live: Annotated[
+        bool, typer.Option("--notify-live", help="Also post when a channel goes live")
+    ] = False,
+    notify_stream_end: Annotated[
+        bool, typer.Option("--notify-stream-end", help='Also post "stream ended: N clips"')
+    ] = False,
 ) -> None:
-    """Post new clips that pass the filters to a Discord webhook."""
+    """Post new clips that pass the filters to a Discord webhook (and, if asked, stream
+    notices for the channels the filters let through)."""
     from clipwatch.accounts import service as accounts
     from clipwatch.discord import routes as service
 
@@ -83,6 +90,8 @@ def add_route(
                 "filters": {"channels": [c.lower() for c in channel or []], "min_views": min_views},
                 "template": {"name": template.value},
                 "delay_seconds": delay,
+                "notify_live": notify_live,
+                "notify_stream_end": notify_stream_end,
             },
             key=settings.signing_key,
             allowed_hosts=settings.webhook_allowed_hosts.split(","),
@@ -91,6 +100,62 @@ def add_route(
         return f"route {route.id} ({route.name}) added for {owner.name}"
 
     typer.echo(run(in_transaction(settings, work)))
+
+
+@routes_app.command("edit")
+def edit_route(
+    route_id: Annotated[int, typer.Argument(min=1)],
+    notify_live: Annotated[
+        bool | None,
+        typer.Option("--notify-live/--no-notify-live", help="Post when a channel goes live"),
+    ] = None,
+    notify_stream_end: Annotated[
+        bool | None,
+        typer.Option(
+            "--notify-stream-end/--no-notify-stream-end", help='Post "stream ended: N clips"'
+        ),
+    ] = None,
+    delay: Annotated[
+        int | None, typer.Option(min=0, max=3600, help="Seconds before posting")
+    ] = None,
+    enabled: Annotated[
+        bool | None, typer.Option("--enable/--disable", help="Turn the route on or off")
+    ] = None,
+) -> None:
+    """Change a route's stream notices, delay or state; what is not given stays."""
+    from clipwatch.discord import routes as service
+
+    settings = settings_or_exit(writes=True)
+    given = {
+        "notify_live": notify_live,
+        "notify_stream_end": notify_stream_end,
+        "delay_seconds": delay,
+        "enabled": enabled,
+    }
+    values = {k: v for k, v in given.items() if v is not None}
+    if not values:
+        fail("nothing to change (see --help)")
+
+    async def work(session: AsyncSession) -> str:
+        route = await service.update_route(
+            session,
+            _operator(),
+            route_id,
+            values,
+            key=settings.signing_key,
+            allowed_hosts=settings.webhook_allowed_hosts.split(","),
+        )
+        return f"route {route.id} ({route.name}) changed: {_notices(route) or 'no notices'}"
+
+    typer.echo(run(in_transaction(settings, work)))
+
+
+def _notices(route: NotificationRoute) -> str:
+    return ", ".join(
+        name
+        for name, on in (("live", route.notify_live), ("stream end", route.notify_stream_end))
+        if on
+    )
 
 
 def _when(moment: datetime | None) -> str:
@@ -124,7 +189,9 @@ def routes_table(routes: list[NotificationRoute], owners: dict[int, str]) -> Tab
     from rich.table import Table
     from rich.text import Text
 
-    table = Table("id", "owner", "name", "webhook", "template", "filters", "delay", "enabled")
+    table = Table(
+        "id", "owner", "name", "webhook", "template", "filters", "delay", "notices", "enabled"
+    )
     table.add_column("last error", overflow="fold")
     for route in routes:
         cells = (
@@ -135,6 +202,7 @@ def routes_table(routes: list[NotificationRoute], owners: dict[int, str]) -> Tab
             _template_name(route),
             _filters_text(route.filters),
             f"{route.delay_seconds} s" if route.delay_seconds else "",
+            _notices(route),
             "yes" if route.enabled else f"no: {route.disabled_reason or ''}",
             _last_error(route),
         )

@@ -14,7 +14,9 @@ records each outcome:
 - gone (webhook deleted, token wrong): the route is disabled with the reason, its
   deliveries dead, and nothing retries;
 - rejected (Discord refused the payload): dead, with Discord's reason.
-Waiting for a rate limit happens in the sender and is not an attempt. A worker killed
+Stream notices (kinds `live`, `stream_end`: stream_notices.py) are rendered when sent, one
+message each, through the same sender and outcomes. Waiting for a rate limit happens in the
+sender and is not an attempt. A worker killed
 mid-pass leaves its claim to expire: only the messages in flight at the kill can be sent
 twice (Discord's execute-webhook has no idempotency key).
 """
@@ -32,17 +34,20 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from clipwatch.accounts.secrets import unseal
 from clipwatch.db.engine import session_scope
 from clipwatch.db.models import Clip, Delivery, NotificationRoute
-from clipwatch.db.repositories import catalog, notifications
+from clipwatch.db.repositories import catalog, live_state, notifications
 from clipwatch.discord.alert_delivery import ALERT_KINDS, Finish, deliver_alerts
 from clipwatch.discord.messages import (
     ClipView,
     CustomTemplate,
+    StreamNoticeView,
     Template,
     TemplateFailures,
     iter_messages,
+    stream_notice_message,
     template_failure_text,
 )
 from clipwatch.discord.sender import Outcome, Rejected, RetryLater, Sent, WebhookSender
+from clipwatch.discord.stream_notices import NOTICE_KINDS
 from clipwatch.discord.webhook_url import WebhookTarget
 from clipwatch.monitoring.logging import describe_error
 from clipwatch.monitoring.metrics import DELIVERIES
@@ -141,9 +146,10 @@ async def deliver_due(
     async with session_scope(sessionmaker) as session:
         claimed = list(await notifications.claim_due(session, now, now + claim, limit))
         alerts = [d for d in claimed if d.kind in ALERT_KINDS]
-        claimed = [d for d in claimed if d.kind not in ALERT_KINDS]
+        notices = [d for d in claimed if d.kind in NOTICE_KINDS]
+        claimed = [d for d in claimed if d.kind not in ALERT_KINDS and d.kind not in NOTICE_KINDS]
         routes = await notifications.routes_by_id(
-            session, {d.route_id for d in claimed if d.route_id is not None}
+            session, {d.route_id for d in claimed + notices if d.route_id is not None}
         )
         clips = await notifications.clips_by_id(session, {d.clip_id for d in claimed})
         names = await catalog.game_names(session, (c.game_id for c in clips.values() if c.game_id))
@@ -151,6 +157,8 @@ async def deliver_due(
         report.messages += await deliver_alerts(
             alerts, sender, key, _alert_finisher(sessionmaker, report)
         )
+    if notices:  # stream notices (stream_notices.py): one message each, rendered now
+        await _deliver_notices(sessionmaker, sender, key, notices, routes, report)
     per_route: dict[int, list[Delivery]] = defaultdict(list)
     for delivery in claimed:
         if delivery.route_id is not None:
@@ -210,6 +218,80 @@ async def deliver_due(
                 await _finish(sessionmaker, part + pending, "dead", report, error=outcome.reason)
                 break
     return report
+
+
+async def _notice_view(
+    sessionmaker: async_sessionmaker[AsyncSession], delivery: Delivery
+) -> StreamNoticeView | None:
+    """The notice as it reads now: a stream end counts the clips stored by now (the final
+    pass ran before it came due). None when its stream or channel is gone."""
+    payload = delivery.payload or {}
+    stream_id = payload.get("stream")
+    if not isinstance(stream_id, int) or isinstance(stream_id, bool):
+        return None
+    async with session_scope(sessionmaker) as session:
+        stream = await live_state.get_stream(session, stream_id)
+        if stream is None:
+            return None
+        channel = await catalog.get_channel(session, stream.channel_id)
+        if channel is None:
+            return None
+        clips = 0
+        if delivery.kind == "stream_end":
+            until = stream.ended_at or datetime.now(UTC)
+            clips = await live_state.count_stream_clips(
+                session, stream.channel_id, stream.started_at, until
+            )
+        return StreamNoticeView(
+            kind=delivery.kind,
+            channel_name=channel.display_name or channel.login or channel.id,
+            channel_login=channel.login,
+            title=stream.title or "",
+            game_name=stream.game_name or "",
+            started_at=stream.started_at,
+            ended_at=stream.ended_at,
+            peak_viewers=stream.peak_viewers,
+            clips=clips,
+        )
+
+
+async def _deliver_notices(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    sender: WebhookSender,
+    key: bytes,
+    notices: list[Delivery],
+    routes: dict[int, NotificationRoute],
+    report: DeliveryReport,
+) -> None:
+    """Each notice through its route, met by the outcomes clip messages meet."""
+    for delivery in notices:
+        route = routes.get(delivery.route_id or 0)
+        if route is None or not route.enabled:
+            await _finish(sessionmaker, [delivery], "dead", report, error="route disabled")
+            continue
+        try:
+            view = await _notice_view(sessionmaker, delivery)
+            if view is None:
+                await _finish(
+                    sessionmaker, [delivery], "dead", report, error="stream not in the archive"
+                )
+                continue
+            target = WebhookTarget(route.webhook_id, unseal(key, route.webhook_token_sealed))
+            message = stream_notice_message(view)
+        except Exception as exc:  # odd data or a bug costs this notice, never the pass
+            await _route_failed(sessionmaker, route, [delivery], exc, report)
+            continue
+        outcome = await sender.send(target, message)
+        report.messages += 1
+        if isinstance(outcome, Sent):
+            await _finish(sessionmaker, [delivery], "sent", report, message_id=outcome.message_id)
+        elif isinstance(outcome, Rejected):
+            await _finish(sessionmaker, [delivery], "dead", report, error=outcome.reason)
+        elif isinstance(outcome, RetryLater):
+            await _retry(sessionmaker, [delivery], outcome, report)
+        else:  # Gone: the route is disabled; its clips and other notices die with it
+            await _disable(sessionmaker, route, outcome.reason, report)
+            await _finish(sessionmaker, [delivery], "dead", report, error=outcome.reason)
 
 
 def _alert_finisher(

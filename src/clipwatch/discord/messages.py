@@ -40,6 +40,7 @@ TWITCH_PURPLE = 0x9146FF
 NO_PINGS: dict[str, list[str]] = {"parse": []}
 _MARKDOWN = re.compile(r"([\\*_~|>`\[\]()#-])")
 _MENTION = re.compile(r"@(everyone|here)", re.IGNORECASE)
+_LOGIN = re.compile(r"[A-Za-z0-9_]{1,25}")
 
 
 @dataclass(frozen=True)
@@ -87,6 +88,60 @@ SAMPLE = ClipView(
     thumbnail_url="https://clips-media-assets2.twitch.tv/preview-480x272.jpg",
     language="en",
 )
+
+
+@dataclass(frozen=True)
+class StreamNoticeView:
+    """What a stream notice shows, read when it is sent (`clips`: stored by then)."""
+
+    kind: str  # live | stream_end
+    channel_name: str
+    channel_login: str | None
+    title: str
+    game_name: str
+    started_at: datetime
+    ended_at: datetime | None
+    peak_viewers: int | None
+    clips: int = 0
+
+
+def _length(seconds: float) -> str:
+    minutes = max(0, int(seconds // 60))
+    return f"{minutes // 60} h {minutes % 60:02d} min" if minutes >= 60 else f"{minutes} min"
+
+
+def stream_notice_message(notice: StreamNoticeView) -> dict[str, Any]:
+    """ "<channel> is live" or "<channel>: stream ended: N clips", as one embed."""
+    channel = cut(escape(notice.channel_name[:AUTHOR_MAX]), 100) or "a channel"
+    fields: list[dict[str, Any]] = []
+    if notice.game_name:
+        game = cut(escape(notice.game_name[: FIELD_VALUE_MAX + 1]), FIELD_VALUE_MAX)
+        fields.append({"name": "Game", "value": game, "inline": True})
+    if notice.kind == "live":
+        headline = f"{channel} is live"
+        moment = notice.started_at
+    else:
+        headline = f"{channel}: stream ended: {notice.clips:,} clip{'s' * (notice.clips != 1)}"
+        moment = notice.ended_at or notice.started_at
+        if notice.ended_at is not None:
+            span = (notice.ended_at - notice.started_at).total_seconds()
+            fields.append({"name": "Length", "value": _length(span), "inline": True})
+        if notice.peak_viewers:
+            fields.append(
+                {"name": "Peak viewers", "value": _views(notice.peak_viewers), "inline": True}
+            )
+    embed: dict[str, Any] = {
+        "title": cut(headline, TITLE_MAX),
+        "color": TWITCH_PURPLE,
+        "fields": fields,
+        "timestamp": moment.isoformat(),
+        "footer": {"text": "clipwatch"},
+    }
+    if notice.channel_login and _LOGIN.fullmatch(notice.channel_login):
+        embed["url"] = f"https://www.twitch.tv/{notice.channel_login}"
+    if notice.title.strip():
+        embed["description"] = cut(escape(notice.title[: DESCRIPTION_MAX + 1]), DESCRIPTION_MAX)
+    return {"embeds": [embed], "allowed_mentions": NO_PINGS}
 
 
 def _text(text: str) -> str:

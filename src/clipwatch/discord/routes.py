@@ -61,7 +61,15 @@ def _apply(
     if "template" in values and values["template"] != route.template:
         # The errors were the old template's: the route's answer speaks of the new one.
         route.last_error, route.last_error_at, route.error_count = None, None, 0
-    for name in ("name", "filters", "template", "delay_seconds", "batching"):
+    for name in (
+        "name",
+        "filters",
+        "template",
+        "delay_seconds",
+        "batching",
+        "notify_live",
+        "notify_stream_end",
+    ):
         if name in values:
             setattr(route, name, values[name])
     if "enabled" in values:
@@ -89,6 +97,8 @@ async def create_route(
         template={"name": "card"},
         delay_seconds=0,
         batching=True,
+        notify_live=False,
+        notify_stream_end=False,
         enabled=True,
         created_at=datetime.now(UTC),
     )

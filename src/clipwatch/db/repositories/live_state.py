@@ -10,7 +10,7 @@ from sqlalchemy import func, literal, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from clipwatch.db.engine import touch
-from clipwatch.db.models import Channel, ChannelLive, ChannelSync, Stream
+from clipwatch.db.models import Channel, ChannelLive, ChannelSync, Clip, Stream
 from clipwatch.db.repositories._dialect import dialect_name, insert_for
 from clipwatch.db.types import UTCDateTime
 
@@ -204,3 +204,20 @@ async def list_streams(
 
 async def get_stream(session: AsyncSession, stream_id: int) -> Stream | None:
     return await session.get(Stream, stream_id)
+
+
+async def count_stream_clips(
+    session: AsyncSession, channel_id: str, started_at: datetime, ended_at: datetime
+) -> int:
+    """Stored clips (not deleted) the channel made between the stream's start and end."""
+    stmt = (
+        select(func.count())
+        .select_from(Clip)
+        .where(
+            Clip.broadcaster_id == channel_id,
+            Clip.created_at >= started_at,
+            Clip.created_at <= ended_at,
+            Clip.deleted_at.is_(None),
+        )
+    )
+    return int((await session.execute(stmt)).scalar_one())
