@@ -314,3 +314,66 @@ async def test_the_worker_task_polls_and_holds_the_lease(
             await c.aclose()
     # Only the lease holder ever asked Get Streams.
     assert sorted(c.stats.requests > 0 for c in clients) == [False, True]
+
+
+async def test_a_channel_going_live_shows_in_the_api_within_2_s_by_polling_alone(
+    settings: Settings,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    sim: Sim,
+    client: httpx.AsyncClient,
+) -> None:
+    """The poll side of "stream.online → live in the API within 2 s and its cadence changes;
+    stream.offline → back to offline, with the final pass" (no EventSub at all here)."""
+    [channel_id] = await track(sessionmaker, sim, ["alpha"])
+    fast = settings.model_copy(update={"live_poll_seconds": 0.25, "stream_end_pass_seconds": 180})
+    stop = asyncio.Event()
+    twitch = sim.client()
+    task = asyncio.create_task(
+        live_poll_forever(fast, twitch, sessionmaker, stop, Supervisor("t").task("live_poll"))
+    )
+
+    async def live_in_api() -> Any:
+        answer = await client.get("/api/v1/channels/alpha")
+        assert answer.status_code == 200
+        return answer.json()["live"]
+
+    async def until(wanted: bool, since: float) -> float:
+        while (await live_in_api() is not None) is not wanted:
+            assert time.monotonic() - since < 2.0, f"not {'live' if wanted else 'offline'} in 2 s"
+            await asyncio.sleep(0.02)
+        return time.monotonic() - since
+
+    try:
+        deadline = time.monotonic() + DEADLINE_S
+        while channel_id not in await rows(sessionmaker):  # the first round ran
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.02)
+        assert await live_in_api() is None  # and that answer is cached now
+        began = time.monotonic()
+        sim.twitch.go_live(channel_id, title="Speedrun", viewer_count=42)
+        took_online = await until(True, began)
+        live = await live_in_api()
+        assert (live["title"], live["viewer_count"], live["source"]) == ("Speedrun", 42, "poll")
+        async with session_scope(sessionmaker) as session:
+            state = await session.get(ChannelSync, channel_id)
+            assert state is not None
+            assert state.next_sync_at is not None  # its recent clips are due at once
+            assert state.next_sync_at <= datetime.now(UTC)
+
+        began = time.monotonic()
+        sim.twitch.go_offline(channel_id)
+        took_offline = await until(False, began)
+        ended = (await rows(sessionmaker))[channel_id].ended_at
+        assert ended is not None
+        async with session_scope(sessionmaker) as session:
+            state = await session.get(ChannelSync, channel_id)
+            assert state is not None
+            assert state.final_pass_at == ended + timedelta(seconds=180)
+    finally:
+        stop.set()
+        await task
+        await twitch.aclose()
+    print(
+        f"poll 0.25 s: live in the API after {took_online:.2f} s, "
+        f"offline after {took_offline:.2f} s"
+    )
