@@ -15,7 +15,7 @@ from tests.twitch.test_kill_resume import empty, query
 
 DEADLINE_S = 240.0
 CHANNELS = 30
-POINTS_PER_MINUTE = 400  # small enough that the three run into it together
+POINTS_PER_MINUTE = 200  # small enough that the three run into it together
 
 
 def test_three_workers_share_channels_and_budget(
@@ -87,7 +87,8 @@ def test_three_workers_share_channels_and_budget(
         assert len(stored) == len(set(stored))
         assert set(stored) == twitch.truth()
         requests = httpx.get(f"{twitch.base}/_sim/requests").json()
-        assert len(requests["requests"]) > POINTS_PER_MINUTE  # the budget was really in play
+        made = len(requests["requests"])
+        assert made > POINTS_PER_MINUTE, made  # the budget was really in play
         assert requests["rate_limited"] <= 1
 
 

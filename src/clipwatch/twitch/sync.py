@@ -4,9 +4,11 @@ Twitch's Get Clips sorts by views and yields about 1,000 clips per query however
 so completeness comes from time windows small enough that no query reaches the cap:
 
 - A window is read page by page (100 a page). Once it has produced `CAP_GUARD` clips it
-  may be cut, so reading stops and the window is split in half; a cursor that comes back
-  unchanged (a known Twitch glitch) counts as cut too. Window sizes adapt: halved after a
-  split, doubled after a sparse window, never above `MAX_WINDOW`.
+  may be cut, so reading stops and the window is split; a cursor that comes back
+  unchanged (a known Twitch glitch) counts as cut too. Where windows end is planned by
+  twitch/windows.py from estimates of how many clips they hold (the last windows' density,
+  the views of a window's first pages, where a cut window's clips were), so a backfill asks
+  for few more pages than its clips fill; never wider than `windows.MAX_WINDOW`.
 - Backfill walks from the channel's creation to when the backfill began. Each finished
   window is stored together with the progress mark in one transaction, so a killed
   backfill resumes at the first unfinished window and never re-reads a finished one.
@@ -43,14 +45,12 @@ from clipwatch.discord import outbox
 from clipwatch.errors import NotFound
 from clipwatch.twitch import channel_health, deletions, intake
 from clipwatch.twitch.client import HelixClient
-from clipwatch.twitch.helix import HelixGame, HelixUser, explain_invalid
+from clipwatch.twitch.helix import HelixGame, HelixUser, explain_invalid, parse_instant
+from clipwatch.twitch.windows import CAP_GUARD, MIN_WINDOW, WindowPlanner
 
 log = structlog.get_logger(__name__)
 
-CAP_GUARD = 900  # Twitch stops near 1,000 a query; a window this full may have been cut
-MAX_WINDOW = timedelta(days=7)
-MIN_WINDOW = timedelta(seconds=1)
-FIRST_WINDOW = timedelta(days=1)
+FIRST_INCREMENTAL = timedelta(days=7)  # a channel with no backfill mark: its last week
 OVERLAP = timedelta(hours=2)
 LEASE = timedelta(minutes=2)  # renewed with every stored window
 TWITCH_EPOCH = datetime(2011, 6, 1, tzinfo=UTC)
@@ -100,16 +100,46 @@ class SyncReport:
 class WindowCut(Exception):
     """The window may hold more than one query returns."""
 
+    def __init__(self, created: list[datetime], estimate: float | None = None) -> None:
+        super().__init__("window cut")
+        self.created = created  # when the clips read before the cut were made
+        self.estimate = estimate  # how many clips the window holds, when known
+
+
+def _views(clip: dict[str, Any]) -> int | None:
+    views = clip.get("view_count")
+    return views if isinstance(views, int) and not isinstance(views, bool) else None
+
+
+def _all_views(clips: list[Any]) -> list[int]:
+    return [v for c in clips if isinstance(c, dict) and (v := _views(c)) is not None]
+
+
+def _created(clips: dict[str, dict[str, Any]]) -> list[datetime]:
+    created = []
+    for clip in clips.values():
+        try:
+            created.append(parse_instant(clip.get("created_at")))
+        except (TypeError, ValueError):
+            continue  # an odd clip says nothing of where the others are
+    return created
+
 
 async def read_window(
-    client: HelixClient, broadcaster_id: str, start: datetime, end: datetime
+    client: HelixClient,
+    broadcaster_id: str,
+    start: datetime,
+    end: datetime,
+    planner: WindowPlanner | None = None,
 ) -> list[dict[str, Any]]:
     """Every clip of the window as Twitch sent it, or WindowCut. Elements without a string
-    id are kept too (after the others): they are quarantined, not lost unseen."""
+    id are kept too (after the others): they are quarantined, not lost unseen. With a
+    `planner`, a window its first pages show to be over the cap is cut at once."""
     clips: dict[str, dict[str, Any]] = {}
     odd: list[Any] = []
     after: str | None = None
     seen: set[str] = set()
+    views: list[int] = []
     while True:
         page, cursor = await client.get_clips_page(
             broadcaster_id, started_at=start, ended_at=end, after=after
@@ -117,14 +147,21 @@ async def read_window(
         for clip in page:
             if isinstance(clip, dict) and isinstance(clip.get("id"), str):
                 clips[clip["id"]] = clip
+                view = _views(clip)
+                if view is not None:
+                    views.append(view)
             else:
                 odd.append(clip)
         if len(clips) + len(odd) >= CAP_GUARD:
-            raise WindowCut
+            estimate = planner.estimate(views) if planner is not None else None
+            raise WindowCut(_created(clips), estimate)
         if not cursor:
             return [*clips.values(), *odd]
         if cursor == after or cursor in seen:
-            raise WindowCut  # a stuck cursor: smaller windows need fewer pages
+            # A stuck cursor: smaller windows need fewer pages.
+            raise WindowCut(_created(clips))
+        if planner is not None and (estimate := planner.too_full(views)) is not None:
+            raise WindowCut(_created(clips), estimate)
         seen.add(cursor)
         after = cursor
 
@@ -183,17 +220,17 @@ async def walk_windows(
     rest are named at the end of the pass, a request per 100 games."""
     known = KnownReferences()
     named: set[str] = set()
-    size = FIRST_WINDOW
+    planner = WindowPlanner()
     cursor = start
     while cursor < end:
-        window_end = min(cursor + size, end)
+        window_end = planner.window_end(cursor, end)
         try:
-            clips = await read_window(client, channel_id, cursor, window_end)
-        except WindowCut:
+            clips = await read_window(client, channel_id, cursor, window_end, planner)
+        except WindowCut as cut:
             report.splits += 1
-            size = max((window_end - cursor) / 2, MIN_WINDOW)
             if window_end - cursor <= MIN_WINDOW:
                 raise RuntimeError(f"more than a query's worth of clips in {MIN_WINDOW}") from None
+            planner.cut(cursor, window_end, cut.created, cut.estimate)
             continue
         read = intake.read_clips(clips)
         games = await _new_games(client, sessionmaker, list(read.rows.values()), named)
@@ -208,11 +245,10 @@ async def walk_windows(
             if mark is not None:
                 await mark(session, window_end)
         report.windows += 1
+        planner.finished(cursor, window_end, _all_views(clips))
         cursor = window_end
         if progress is not None:
             progress(channel_id, cursor, end, report)
-        if len(clips) < CAP_GUARD // 4:
-            size = min(size * 2, MAX_WINDOW)
 
 
 async def backfill_channel(
@@ -276,7 +312,7 @@ async def incremental_channel(
     now = datetime.now(UTC).replace(microsecond=0)
     async with session_scope(sessionmaker) as session:
         state = await sync_state.get_state(session, channel_id)
-        since = state.last_incremental_at or state.backfill_until or now - MAX_WINDOW
+        since = state.last_incremental_at or state.backfill_until or now - FIRST_INCREMENTAL
     await walk_windows(
         client,
         sessionmaker,
