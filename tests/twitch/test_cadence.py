@@ -16,9 +16,12 @@ from hypothesis import strategies as st
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from clipwatch.config import Settings
 from clipwatch.db.engine import session_scope
 from clipwatch.db.models import ChannelSync, Clip
 from clipwatch.db.repositories.cadence import CadenceRow
+from clipwatch.runtime.sync_loop import cadence_forever
+from clipwatch.runtime.worker import WorkerStats
 from clipwatch.simhttp import LoopbackServer
 from clipwatch.twitch import cadence, live, sync
 from clipwatch.twitch.client import HelixClient
@@ -499,3 +502,42 @@ async def test_two_workers_share_the_due_channels_without_syncing_one_twice(
         assert state.lease_owner is None
         assert state.last_incremental_at is not None
         assert state.next_sync_at == state.last_incremental_at + timedelta(hours=1)
+
+
+async def test_the_worker_loop_ticks_until_stopped_and_reports_for_the_alert_rules(
+    sim: Sim, twitch_settings: Settings, sessionmaker: Sessions
+) -> None:
+    streamer = sim.twitch.add_channel("looper", clips=2, years=0.1)
+    policy = small_policy(live_every=timedelta(seconds=1))
+    stop = asyncio.Event()
+    stats = WorkerStats()
+    state = stats.supervisor.task("sync")
+    async with sim.client() as client:
+        await track(client, sessionmaker, "looper")
+        await mark_backfilled(sessionmaker, streamer.id)
+        await go_live(sessionmaker, streamer.id)
+        loop = asyncio.create_task(
+            cadence_forever(
+                client,
+                sessionmaker,
+                stop,
+                stats,
+                state,
+                settings=twitch_settings,
+                interval=10.0,
+                policy=policy,
+            )
+        )
+        clip = sim.twitch.add_clip(streamer.id, visible_at=datetime.now(UTC))
+        deadline = time.monotonic() + DEADLINE_S
+        while clip.id not in await clip_ids(sessionmaker) or stats.passes < 3:
+            assert time.monotonic() < deadline, "the loop stored no clip"
+            assert not loop.done()
+            await asyncio.sleep(0.1)
+        stop.set()
+        await asyncio.wait_for(loop, DEADLINE_S)
+    assert stats.inserted >= 1
+    assert state.detail["twitch_auth_error"] is None
+    assert state.detail["twitch_budget_remaining"] is not None
+    assert "cadence_steps" in state.detail
+    assert stats.failed_passes == 0
