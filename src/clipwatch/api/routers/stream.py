@@ -96,10 +96,15 @@ def _resume_point(header: str | None, query: int | None) -> int | None:
 class EventStreamResponse(StreamingResponse):
     """text/event-stream written by `writer`; ends when the client disconnects."""
 
-    def __init__(self, writer: Callable[[Send], Coroutine[Any, Any, None]]) -> None:
+    media_type = "text/event-stream"
+
+    def __init__(
+        self, writer: Callable[[Send], Coroutine[Any, Any, None]], status_code: int = 200
+    ) -> None:
         super().__init__(
             iter(()),
-            media_type="text/event-stream",
+            status_code=status_code,
+            media_type=self.media_type,
             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
         )
         self.writer = writer
