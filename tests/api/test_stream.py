@@ -237,8 +237,18 @@ async def test_a_channel_going_live_is_told_to_streams_of_that_channel(
     event = mine.of("channel.live")[0]
     assert event.id is None
     assert event.data["channel"] == {"id": "5001", "login": "livechan", "display_name": "LiveChan"}
-    assert event.data["live"]["live"] is True
     assert event.data["live"]["title"] == "hello"
+    assert event.data["live"]["source"] == "poll"
+    assert event.data["ended_at"] is None
+    async with session_scope(sessionmaker) as session:
+        row = await session.get(ChannelLive, "5001")
+        assert row is not None
+        row.live, row.changed_at, row.ended_at = False, datetime.now(UTC), datetime.now(UTC)
+        touch(session, "live", "ch:5001")
+    await wait_for(lambda: len(mine.of("channel.live")) == 2, "the channel going offline")
+    offline = mine.of("channel.live")[1].data
+    assert offline["live"] is None
+    assert offline["ended_at"] is not None
     seen = other.heartbeats()
     await wait_for(lambda: other.heartbeats() >= seen + 2, "heartbeats on the other stream")
     assert not other.of("channel.live")

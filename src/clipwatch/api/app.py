@@ -103,6 +103,7 @@ def create_app(
         hub = StreamHub(
             app.state.clipwatch.sessionmaker,
             render_clip=stream.render_clip,
+            render_live=stream.render_live,
             queue_size=settings.sse_queue_size,
             max_clients=settings.sse_max_clients,
         )

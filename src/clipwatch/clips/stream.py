@@ -20,7 +20,6 @@ from collections import deque
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import orjson
 import structlog
@@ -47,6 +46,7 @@ RETRY_MS = 3000  # the `retry:` hint
 SLOW_RETRY_MS = 10_000  # the hint a dropped (slow) client gets
 
 RenderClip = Callable[[Clip, str | None], bytes]
+RenderLive = Callable[[LiveChange], bytes]
 
 
 def frame(event: str, data: bytes, event_id: int | None = None) -> bytes:
@@ -139,6 +139,7 @@ class StreamHub:
         sessionmaker: async_sessionmaker[AsyncSession],
         *,
         render_clip: RenderClip,
+        render_live: RenderLive | None = None,
         queue_size: int,
         max_clients: int,
         poll_s: float = POLL_S,
@@ -147,6 +148,7 @@ class StreamHub:
     ) -> None:
         self.sessionmaker = sessionmaker
         self.render_clip = render_clip
+        self.render_live = render_live or _live_json
         self.queue_size = queue_size
         self.max_clients = max_clients
         self.poll_s = poll_s
@@ -388,7 +390,7 @@ class StreamHub:
             if key in self._sent_live:
                 continue
             self._sent_live[key] = None
-            data = frame("channel.live", orjson.dumps(live_payload(change)))
+            data = frame("channel.live", self.render_live(change))
             for subscriber in list(self.subscribers):
                 if subscriber.filter.wants_channel(row.channel_id):
                     self._deliver(subscriber, data, "channel.live")
@@ -400,29 +402,16 @@ class StreamHub:
             self.unsubscribe(subscriber)
 
 
-def live_payload(change: LiveChange) -> dict[str, Any]:
+def _live_json(change: LiveChange) -> bytes:
+    """A channel.live event's data when no renderer is given (the API gives one)."""
     row = change.live
-    return {
-        "channel": {
-            "id": row.channel_id,
-            "login": change.login,
-            "display_name": change.display_name,
-        },
-        "live": {
+    return orjson.dumps(
+        {
+            "channel": {"id": row.channel_id, "login": change.login},
             "live": row.live,
-            "stream_id": row.stream_id,
-            "started_at": row.started_at,
-            "ended_at": row.ended_at,
-            "title": row.title,
-            "game_id": row.game_id,
-            "game_name": row.game_name,
-            "viewer_count": row.viewer_count,
-            "language": row.language,
-            "type": row.stream_type,
-            "source": row.source,
             "changed_at": row.changed_at,
-        },
-    }
+        }
+    )
 
 
 async def _game_names(session: AsyncSession, clips: Iterable[Clip]) -> dict[str, str | None]:

@@ -15,6 +15,7 @@ from collections.abc import Callable, Coroutine
 from types import FrameType
 from typing import Annotated, Any, Literal
 
+import orjson
 import structlog
 from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import StreamingResponse
@@ -25,7 +26,7 @@ from clipwatch.api.deps import Session, State
 from clipwatch.api.errors import problem, problem_responses
 from clipwatch.api.params import Instant, Key, Language, SearchText
 from clipwatch.api.routers.clips import _apply_preferences
-from clipwatch.api.schemas import ClipRead
+from clipwatch.api.schemas import ChannelLiveRead, ClipRead
 from clipwatch.clips.search import ClipSearch, check_ranges
 from clipwatch.clips.stream import (
     RETRY_MS,
@@ -36,6 +37,7 @@ from clipwatch.clips.stream import (
 )
 from clipwatch.clips.stream_filter import resolve_filter
 from clipwatch.db.models import Clip
+from clipwatch.db.repositories.clip_stream import LiveChange
 from clipwatch.errors import InvalidInput
 
 log = structlog.get_logger("clipwatch.stream")
@@ -49,6 +51,25 @@ LAST_EVENT_ID_MAX = 2**63 - 1
 def render_clip(clip: Clip, game_name: str | None) -> bytes:
     """A `clip` event's data: the JSON of a GET /clips item, on one line."""
     return ClipRead.from_clip(clip, game_name).model_dump_json().encode()
+
+
+def render_live(change: LiveChange) -> bytes:
+    """A `channel.live` event's data: the channel, and its `live` object as GET /channels
+    shows it (null: it went offline)."""
+    row = change.live
+    live = ChannelLiveRead.from_live(row).model_dump(mode="json") if row.live else None
+    return orjson.dumps(
+        {
+            "channel": {
+                "id": row.channel_id,
+                "login": change.login,
+                "display_name": change.display_name,
+            },
+            "live": live,
+            "changed_at": row.changed_at,
+            "ended_at": None if row.live else row.ended_at,
+        }
+    )
 
 
 def end_streams_on_exit(hub: StreamHub) -> Callable[[], None]:
