@@ -391,3 +391,47 @@ async def test_the_watchdog_reacts_within_keepalive_plus_grace(
         await wait_for(lambda: run.client.state.last_close == "keepalive", "the watchdog")
         # keepalive 1 s + grace 1 s after the last message; generous upper bound for CI
         assert time.monotonic() - started < 10
+
+
+async def test_the_token_is_validated_hourly_and_refreshed_when_refused(
+    sim: Sim, settings: Settings, sessionmaker: Sessions
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    async with running_client(sim, settings, sessionmaker, ["alpha"], start=False) as run:
+        assert await run.keeper.access_token() == run.access_token
+        sim.twitch.expire_user_token(run.access_token)
+        # Validated less than an hour ago: used as it is (Helix's 401 would refresh it).
+        assert await run.keeper.access_token() == run.access_token
+        run.keeper._validated_at = datetime.now(UTC) - timedelta(hours=1, seconds=1)
+        fresh = await run.keeper.access_token()  # /validate answers 401: refreshed
+        assert fresh != run.access_token
+        assert run.keeper.refreshes == 1
+        assert (await _stored_tokens(run))[0] == fresh
+
+
+async def test_no_socket_without_channels_then_one_when_a_channel_is_tracked(
+    sim: Sim, settings: Settings, sessionmaker: Sessions
+) -> None:
+    from tests.twitch.eventsub_helpers import track
+
+    async with running_client(sim, settings, sessionmaker, []) as run:
+        # An empty socket would be closed 4003: the client waits for work instead.
+        await wait_for(lambda: run.client.state.socket == "idle", "the client idle")
+        assert sim.twitch.eventsub.sessions() == []
+        run.channel_ids.extend(await track(sessionmaker, sim, ["alpha"]))
+        await run.subscribed(PAIRS)
+
+
+async def test_a_newly_tracked_channel_is_subscribed_on_the_same_socket(
+    sim: Sim, settings: Settings, sessionmaker: Sessions
+) -> None:
+    from tests.twitch.eventsub_helpers import track
+
+    async with running_client(sim, settings, sessionmaker, ["alpha"]) as run:
+        first = await run.subscribed(PAIRS)
+        run.channel_ids.extend(await track(sessionmaker, sim, ["beta"]))
+        run.client.channels_changed()
+        assert await run.subscribed(2 * PAIRS) == first
+        sim.twitch.go_live(run.channel_ids[1])
+        await goes_live(run, run.channel_ids[1])

@@ -257,6 +257,16 @@ async def test_api_shows_the_socket_and_connects_a_token_without_echoing_secrets
             )
             assert answer.status_code == 200, answer.text
             assert answer.json()["login"] == "otherbot"
+            # The holder drops the old user's socket and subscribes as the new user.
+            other_id = sim.twitch.user_id("otherbot")
+            await wait_for(
+                lambda: [
+                    s
+                    for s in sim.twitch.eventsub.subscriptions.values()
+                    if s.enabled and s.user_id == other_id
+                ],
+                "subscriptions of the new token's user",
+            )
             assert access not in answer.text
             assert refresh not in answer.text
             refused = await http.post(

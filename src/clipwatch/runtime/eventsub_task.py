@@ -77,8 +77,9 @@ async def tracked_channel_ids(sessionmaker: Sessions) -> list[str]:
 class _Socket:
     """The client task this process runs while it holds the lease."""
 
-    def __init__(self, client: EventSubClient) -> None:
+    def __init__(self, client: EventSubClient, token_generation: int) -> None:
         self.client = client
+        self.token_generation = token_generation
         self.stop = asyncio.Event()
         self.task = asyncio.create_task(client.run(self.stop))
 
@@ -173,8 +174,11 @@ async def eventsub_forever(
                     role, problem = await _hold(keeper, state)
                     if role == "holder":
                         ids = await channels()
+                        if socket is not None and socket.token_generation != keeper.generation:
+                            # A new token was connected: its user's subscriptions, afresh.
+                            await close_socket("token replaced")
                         if socket is None:
-                            socket = _Socket(new_client())
+                            socket = _Socket(new_client(), keeper.generation)
                             log.info("eventsub_lease_held", owner=owner, channels=len(ids))
                         elif known is not None and set(ids) != set(known):
                             socket.client.channels_changed()

@@ -212,6 +212,7 @@ class UserTokenKeeper:
         self.user_id: str | None = None
         self.expires_at: datetime | None = None
         self.refreshes = 0
+        self.generation = 0  # counts tokens connected (not our own refreshes)
         self._access: str | None = None
         self._refresh: str | None = None
         self._sealed: str | None = None
@@ -243,6 +244,7 @@ class UserTokenKeeper:
                 self.failed = str(exc)
                 return False
             self._sealed = row.access_token_sealed
+            self.generation += 1  # another token than the one we used (a connect)
             self.login, self.user_id = row.login, row.twitch_user_id
             self.expires_at = row.expires_at
             self._validated_at = row.validated_at
