@@ -93,6 +93,18 @@ def test_estimates_follow_what_steps_cost() -> None:
     assert estimates.recent("a") == pytest.approx(10 * (1 - cadence.SMOOTHING))
 
 
+def test_the_ledger_counts_what_the_last_minute_spent() -> None:
+    ledger = cadence.Ledger()
+    ledger.note(5.0, 10)
+    assert ledger.spent(6.0, 60.0, 50) == 40  # the worker's first minute: since its start
+    ledger.note(30.0, 400)
+    ledger.note(70.0, 900)
+    # From the newest sample at least a minute old (30 s): what came after it.
+    assert ledger.spent(95.0, 60.0, 1000) == 600
+    assert ledger.spent(200.0, 60.0, 1000) == 100
+    assert len(ledger.samples) == 1  # older samples are dropped
+
+
 # --- the budget plan ------------------------------------------------------------------------
 
 

@@ -47,6 +47,7 @@ async def cadence_forever(
     policy = policy or cadence.CadencePolicy.from_settings(settings)
     owner = sync.worker_name()
     estimates = cadence.Estimates()
+    ledger = cadence.Ledger()
     hot_ttl = max(2 * interval, 60.0)
     hot_at = 0.0
     changed = True  # the hot data of a fresh start is computed after the first tick
@@ -65,6 +66,7 @@ async def cadence_forever(
                 estimates,
                 owner=owner,
                 deletion_wait=deletion_wait,
+                ledger=ledger,
             )
             report = tick.sync
             if tick.done:

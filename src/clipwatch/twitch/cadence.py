@@ -13,7 +13,8 @@ After each step `next_sync_at` says when the next one is due (in the transaction
 releases the channel's lease, so another worker never finds it still due).
 
 Budget, per tick: the points in Twitch's bucket (the last `Ratelimit-Remaining`, the bucket
-shared by every process of the client id) are handed out in order: live channels, final
+shared by every process of the client id; never more than a minute's worth minus what this
+worker spent in the last minute) are handed out in order: live channels, final
 passes and live-state changes first, whatever they cost; then offline channels, most overdue
 first, while their estimated cost fits above the *live reserve* (the live channels' demand
 over the next minute plus a margin); then backfill gets what is left, a step paused when it
@@ -25,6 +26,8 @@ The core (`recent_due_at`, `plan_tick`, `Estimates`) is pure; `sync_due` runs on
 
 from __future__ import annotations
 
+import time
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -204,10 +207,37 @@ class TickReport:
     plan: Plan | None = None
 
 
-def _level(client: HelixClient, policy: CadencePolicy) -> float:
-    """Points in the bucket: what Twitch last said, or a full bucket before any answer."""
+@dataclass
+class Ledger:
+    """This worker's requests over the last minute (samples of the client's request count),
+    so that a full bucket is not spent on top of a minute's refill: at most
+    `points_per_minute` in any minute."""
+
+    samples: deque[tuple[float, int]] = field(default_factory=deque)
+
+    def note(self, at: float, requests: int) -> None:
+        self.samples.append((at, requests))
+
+    def spent(self, at: float, window: float, requests: int) -> int:
+        """Requests made in the `window` seconds before `at`."""
+        while len(self.samples) > 1 and self.samples[1][0] <= at - window:
+            self.samples.popleft()
+        if not self.samples or self.samples[0][0] > at - window:
+            # No sample that old: count from the oldest one (the worker's first minute).
+            return requests - self.samples[0][1] if self.samples else 0
+        return requests - self.samples[0][1]
+
+
+def _level(client: HelixClient, policy: CadencePolicy, ledger: Ledger) -> float:
+    """Points this worker may count on: what Twitch last said is in the bucket (a full one
+    before any answer), never more than a minute's worth minus this minute's spending."""
     remaining = client.budget.remaining
-    return float(policy.points_per_minute if remaining is None else remaining)
+    bucket = float(policy.points_per_minute if remaining is None else remaining)
+    requests = client.stats.requests
+    at = time.monotonic()
+    ledger.note(at, requests)
+    minute = policy.minute.total_seconds()
+    return min(bucket, policy.points_per_minute - ledger.spent(at, minute, requests))
 
 
 async def sync_due(
@@ -219,16 +249,18 @@ async def sync_due(
     owner: str | None = None,
     deletion_wait: timedelta = deletions.CONFIRM_WAIT,
     now: datetime | None = None,
+    ledger: Ledger | None = None,
 ) -> TickReport:
     """One tick: plan the due steps, run them in order under their leases. Non-urgent steps
     stop when a live channel or final pass comes due meanwhile, or when the bucket (as
     Twitch last reported it) no longer covers them above the live reserve."""
     owner = owner or sync.worker_name()
     now = now or datetime.now(UTC)
+    ledger = ledger if ledger is not None else Ledger()
     async with session_scope(sessionmaker) as session:
         rows = await cadence_repo.cadence_rows(session)
     live = {r.channel_id for r in rows if r.live}
-    plan = plan_tick(rows, now, policy, estimates, _level(client, policy))
+    plan = plan_tick(rows, now, policy, estimates, _level(client, policy, ledger))
     tick = TickReport(plan=plan, deferred=len(plan.deferred), next_due_at=plan.next_due_at)
     requests_before = client.stats.requests
     backfill_left = plan.level - plan.reserve - sum(s.cost for s in plan.steps)
@@ -241,11 +273,11 @@ async def sync_due(
                 tick.yielded = True
                 tick.deferred += len(plan.steps) - index
                 break
-            if step.phase == "recent" and _level(client, policy) - step.cost < plan.reserve:
+            if step.phase == "recent" and _level(client, policy, ledger) - step.cost < plan.reserve:
                 tick.deferred += len(plan.steps) - index
                 break
         if step.phase == "backfill":
-            allowance = min(backfill_left, _level(client, policy) - plan.reserve)
+            allowance = min(backfill_left, _level(client, policy, ledger) - plan.reserve)
             if allowance < MIN_BACKFILL_POINTS:
                 tick.deferred += 1
                 continue
