@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from bench import body_limit, cli, delivery, metrics_overhead, search
+from bench import body_limit, cli, delivery, metrics_overhead, search, sse
 from bench import sync as sync_bench
 
 BENCHMARKS = {
@@ -14,6 +14,7 @@ BENCHMARKS = {
     "cli": cli.main,
     "body_limit": body_limit.main,
     "metrics_overhead": metrics_overhead.main,
+    "sse": sse.main,
 }
 
 
