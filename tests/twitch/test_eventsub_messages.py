@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from clipwatch.twitch.eventsub_messages import (
@@ -359,3 +359,87 @@ def test_fits_budget_and_connection_limit() -> None:
     assert not fits(
         pair, total_cost=0, max_total_cost=None, unit_cost=0, created=MAX_PER_CONNECTION - 1
     )
+
+
+# --- the client's reading shell: whatever arrives, it returns -------------------------------
+
+
+def _client() -> object:
+    import httpx
+
+    from clipwatch.twitch.eventsub import EventSubClient
+
+    async def no_channels() -> list[str]:
+        return []
+
+    class NoTokens:
+        async def access_token(self) -> str:
+            raise AssertionError("no subscription is made here")
+
+        async def refresh(self, reason: str) -> str:
+            raise AssertionError("no subscription is made here")
+
+    handled: list[object] = []
+
+    async def handle(event: object) -> None:
+        handled.append(event)
+
+    client = EventSubClient(
+        ws_url="ws://127.0.0.1:9/ws",
+        api_url="http://127.0.0.1:9/helix/eventsub/subscriptions",
+        client_id="x",
+        tokens=NoTokens(),
+        channels=no_channels,
+        handler=handle,
+        sessionmaker=None,  # type: ignore[arg-type]  # reading touches no database
+        http=httpx.AsyncClient(),
+    )
+    client.handled = handled  # type: ignore[attr-defined]
+    return client
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    messages=st.lists(
+        st.one_of(
+            st.text(max_size=80),
+            JSON.map(json.dumps),
+            st.builds(
+                lambda kind, mid, event: envelope(
+                    "notification",
+                    {"subscription": {"type": kind, "version": "1"}, "event": event},
+                    message_id=mid,
+                ),
+                st.sampled_from(["stream.online", "stream.offline", "channel.update", "x"]),
+                st.sampled_from(["a", "b", "c", None, 7]),
+                st.dictionaries(
+                    st.sampled_from(["broadcaster_user_id", "title", "started_at", "id"]), FIELD
+                ),
+            ),
+        ),
+        max_size=12,
+    )
+)
+def test_the_client_reads_any_sequence_without_raising(messages: list[str]) -> None:
+    """Whatever the socket delivers, reading and handling return: a bad message is counted;
+    a good notification with an id seen before is handled once."""
+    import asyncio
+
+    client: Any = _client()
+
+    async def feed() -> None:
+        for raw in messages:
+            message = client._read(raw)
+            if message is not None and message.type == "notification":
+                await client._notified(message)
+        await client.http.aclose()
+
+    asyncio.run(feed())
+    ids = set()
+    for raw in messages:
+        with contextlib.suppress(Malformed):
+            message = parse_message(raw)
+            if message.type == "notification":
+                ids.add(message.message_id)
+    assert len(client.handled) <= len(ids)  # a repeated id is handled once at most
+    assert client.state.events == len(client.handled)
