@@ -125,6 +125,14 @@ async def test_reconnect_handover_keeps_every_event_once_and_creates_nothing(
         await goes_live(run, beta)
         onlines = [e.channel_id for e in run.events if isinstance(e, StreamOnline)]
         assert sorted(onlines) == sorted([alpha, beta])  # none lost, none twice
+        # Events went out on both sockets (alpha's on the old, the later ones on the new).
+        sent_on = {
+            m.session_id
+            for m in run.es.messages
+            if isinstance(m.message, dict)
+            and m.message["metadata"]["message_type"] == "notification"
+        }
+        assert {old, new} <= sent_on
         assert _posts(sim) == posts_before  # no subscription created again
         assert set(run.es.subscriptions) == subscriptions_before
         views = {s.id: s for s in run.es.sessions()}
