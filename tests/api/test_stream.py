@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -28,9 +31,12 @@ from clipwatch.db.models import Channel, ChannelLive, Clip
 from clipwatch.db.repositories.sync_state import mark_deleted
 from clipwatch.monitoring.metrics import SSE_DROPPED
 from tests.api.sse_client import Served, Stream, open_stream, serve_app, wait_for
+from tests.conftest import TEST_SECRET
 from tests.factories import helix_clip, store_clips
+from tests.processes import serving
 
 PROBLEM = "application/problem+json"
+STOP_DEADLINE_S = 10.0  # uvicorn alone would wait for the streams forever
 
 
 def chan(channel_id: str) -> dict[str, str]:
@@ -484,3 +490,32 @@ async def test_with_redis_a_clip_written_by_one_process_reaches_a_client_of_anot
         await writer_engine.dispose()
         await writer_cache.close()
         await reader_cache.close()
+
+
+# --- a real `clipwatch serve` stops at once with clients connected -----------------------------
+
+
+async def test_serve_stops_promptly_with_streams_open(
+    database_url: str, engine: AsyncEngine, tmp_path: Path
+) -> None:
+    env = {
+        **os.environ,
+        "CLIPWATCH_DATABASE_URL": database_url,
+        "CLIPWATCH_SECRET_KEY": TEST_SECRET,
+        "CLIPWATCH_TWITCH_CLIENT_ID": "stream-test",
+        "CLIPWATCH_TWITCH_CLIENT_SECRET": "stream-test",
+        "CLIPWATCH_LOG_LEVEL": "warning",
+    }
+    with serving(tmp_path, env, "--no-worker", "--no-access-log") as (base, process):
+        async with httpx.AsyncClient(base_url=base, timeout=30) as http:
+            streams = [await open_stream(http) for _ in range(3)]
+            assert [s.status for s in streams] == [200, 200, 200]
+            process.send_signal(signal.SIGTERM)
+            code = await asyncio.get_running_loop().run_in_executor(
+                None, lambda: process.wait(timeout=STOP_DEADLINE_S)
+            )
+            assert code == 0
+            await wait_for(lambda: all(s.ended for s in streams), "the streams to end")
+            for stream in streams:
+                assert [e.data["reason"] for e in stream.of("error")] == ["shutdown"]
+                assert stream.retries[-1] > 0

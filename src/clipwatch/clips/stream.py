@@ -123,7 +123,6 @@ class _Held:
 class _Hints:
     channels: set[str] = field(default_factory=set)
     everything: bool = False  # the feed reconnected: any channel may have changed
-    live: bool = False
 
 
 @dataclass(frozen=True)
@@ -252,11 +251,9 @@ class StreamHub:
         for dep in changed:
             if dep.startswith("ch:"):
                 hints.channels.add(dep[3:])
-            elif dep == "live":
-                hints.live = True
             elif dep == ANY_CHANGE:
-                hints.everything = hints.live = True
-            elif dep != "clips":
+                hints.everything = True
+            elif dep not in ("clips", "live"):
                 continue
             self._wake.set()
 
@@ -309,15 +306,14 @@ class StreamHub:
                 changed = await clip_stream.clips_changed(
                     session, channels, since=self._changes_mark - LOOKBACK, upto=self.released
                 )
-            if listening and hints.live:
+            if listening:  # one row per tracked channel: looked at on every wake-up
                 live = await clip_stream.live_changes(session, since=self._live_mark - LOOKBACK)
             new = [clip for clip in clips if clip.seq <= upto]
             if new or changed:
                 names = await _game_names(session, [*new, *changed])
         if hints.channels or hints.everything or not listening:
             self._changes_mark = started
-        if hints.live or not listening:
-            self._live_mark = started
+        self._live_mark = started
         self._fan_out_new(new, names)
         self._fan_out_changed(changed, names)
         self._fan_out_live(live)
