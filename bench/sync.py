@@ -6,8 +6,9 @@ python -m bench sync [--only backfill|cadence] [--channels 500 --live 20 --compr
   the requests made (requests beyond the bucket's initial 800, at 800 a minute). Context:
   requests made ÷ the fewest that could return the channel's clips (100 a page).
 - The adaptive cadence (twitch/cadence.py): 500 channels, 20 of them live and gaining clips
-  all the time. For each live channel's clip, the delay from its appearance on Twitch (its
-  `created_at` + the simulator's appear delay) to being stored; p95 against the baseline
+  all the time, 2 new ones with a history to backfill. For each live channel's clip, the
+  delay from its appearance on Twitch (its `created_at` + the simulator's appear delay) to
+  being stored; p95 against the baseline
   measured in the same run on the same world: the old worker's fixed 300 s passes. Points a
   minute counted by the simulator (every Helix request it answered), busiest minute and mean.
   Time is compressed `--compress` times (cadences, appear delay, the bucket's refill period
@@ -104,10 +105,19 @@ class CadenceRun:
     mean_per_minute: float
     rate_limited: int
     requests: int
+    backfilled: int  # clips of the backfilling channels stored by the end
+    failed: int  # passes or ticks that failed (and were tried again)
+    backfill_truth: int
 
 
 async def run_cadence(
-    mode: str, channels: int, live_count: int, compress: float, sim_minutes: float
+    mode: str,
+    channels: int,
+    live_count: int,
+    compress: float,
+    sim_minutes: float,
+    backfilling: int,
+    backfill_clips: int,
 ) -> CadenceRun:
     """One world, synced the old way ("baseline") or on the adaptive cadence."""
     k = compress
@@ -118,8 +128,15 @@ async def run_cadence(
         bucket_period=minute_s,
         appear_delay=timedelta(seconds=APPEAR_DELAY_S / k),
     )
-    world = [twitch.add_channel(f"chan{i:03}", years=0.1) for i in range(channels)]
-    onair = world[:: max(1, channels // live_count)][:live_count]
+    # The last `backfilling` channels are new to the archive with a history to backfill.
+    world = [
+        twitch.add_channel(f"chan{i:03}", years=0.1)
+        if i < channels - backfilling
+        else twitch.add_channel(f"chan{i:03}", clips=backfill_clips, years=2)
+        for i in range(channels)
+    ]
+    history = world[channels - backfilling :]
+    onair = world[: channels - backfilling : max(1, channels // live_count)][:live_count]
     server = LoopbackServer(twitch)
     base = await server.start()
     appeared: dict[str, datetime] = {}
@@ -138,7 +155,8 @@ async def run_cadence(
                 auth_url=f"{base}/oauth2",
             ) as client:
                 await sync.add_channels(client, sessionmaker, [c.login for c in world])
-                await _steady_state(sessionmaker, [c.id for c in world], OFFLINE_EVERY_S / k)
+                settled = world[: channels - backfilling]
+                await _steady_state(sessionmaker, [c.id for c in settled], OFFLINE_EVERY_S / k)
                 for channel in onair:
                     await live.went_online(
                         sessionmaker,
@@ -193,11 +211,13 @@ async def run_cadence(
                         break
                     await asyncio.sleep(0.2)
                 stop.set()
+                failed = stats.failed_passes
                 for task in (running, counting):
                     task.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
                         await task
                 stored = await _stored(sessionmaker, appeared)
+                backfilled = await _count_clips(sessionmaker, [c.id for c in history])
         finally:
             await engine.dispose()
             await server.stop()
@@ -211,6 +231,9 @@ async def run_cadence(
         mean_per_minute=mean,
         rate_limited=twitch.rate_limited,
         requests=samples[-1][1] if samples else 0,
+        backfilled=backfilled,
+        failed=failed,
+        backfill_truth=sum(len(twitch.visible_clips(c.id)) for c in history),
     )
 
 
@@ -277,6 +300,14 @@ def _per_minute(samples: list[tuple[float, int]], minute_s: float) -> tuple[int,
     return busiest, samples[-1][1] / (elapsed / minute_s) if elapsed else 0.0
 
 
+async def _count_clips(sessionmaker: Any, channel_ids: list[str]) -> int:
+    if not channel_ids:
+        return 0
+    async with session_scope(sessionmaker) as session:
+        rows = await session.scalars(select(Clip.id).where(Clip.broadcaster_id.in_(channel_ids)))
+        return len(rows.all())
+
+
 async def _stored(sessionmaker: Any, appeared: dict[str, datetime]) -> dict[str, datetime]:
     ids = list(appeared)
     found: dict[str, datetime] = {}
@@ -292,8 +323,9 @@ async def _stored(sessionmaker: Any, appeared: dict[str, datetime]) -> dict[str,
 def _print_cadence(base: CadenceRun, run: CadenceRun, args: argparse.Namespace) -> bool:
     p95_base, p95 = percentile(base.delays, 95), percentile(run.delays, 95)
     print(
-        f"\n=== sync benchmark: {args.channels} channels, {args.live} live, adaptive cadence "
-        f"vs fixed {BASELINE_INTERVAL_S:.0f} s passes ==="
+        f"\n=== sync benchmark: {args.channels} channels ({args.live} live, {args.backfilling} "
+        f"backfilling {args.backfill_clips:,} clips each), adaptive cadence vs fixed "
+        f"{BASELINE_INTERVAL_S:.0f} s passes ==="
     )
     print(
         f"time compressed {args.compress:g}x (cadences, appear delay, bucket refill, baseline "
@@ -304,7 +336,8 @@ def _print_cadence(base: CadenceRun, run: CadenceRun, args: argparse.Namespace) 
             f"  {r.mode:8}: live clips {len(r.delays) + r.missing}, stored {len(r.delays)}; "
             f"delay p50 {percentile(r.delays, 50):.0f} s, p95 {percentile(r.delays, 95):.0f} s, "
             f"max {r.delays[-1] if r.delays else float('nan'):.0f} s; points/min busiest "
-            f"{r.busiest_minute}, mean {r.mean_per_minute:.0f}; 429s {r.rate_limited}"
+            f"{r.busiest_minute}, mean {r.mean_per_minute:.0f}; 429s {r.rate_limited}; "
+            f"backfill {r.backfilled:,} of {r.backfill_truth:,} clips; failed passes {r.failed}"
         )
     print(
         f"live clips stored p95 {p95:.0f} s vs {p95_base:.0f} s → ratio {p95 / p95_base:.2f} "
@@ -322,6 +355,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--channels", type=int, default=500)
     parser.add_argument("--live", type=int, default=20)
     parser.add_argument("--compress", type=float, default=10.0)
+    parser.add_argument("--backfilling", type=int, default=2)
+    parser.add_argument("--backfill-clips", type=int, default=6_000)
     parser.add_argument("--sim-minutes", type=float, default=12.0, help="clips made for so long")
     args = parser.parse_args(argv)
     failed = 0
@@ -329,12 +364,16 @@ def main(argv: list[str]) -> int:
         failed |= backfill_main(args)
     if args.only in (None, "cadence"):
         configure_logging("warning")  # a line per channel step would drown the figures
-        base = asyncio.run(
-            run_cadence("baseline", args.channels, args.live, args.compress, args.sim_minutes)
+        world = (
+            args.channels,
+            args.live,
+            args.compress,
+            args.sim_minutes,
+            args.backfilling,
+            args.backfill_clips,
         )
-        run = asyncio.run(
-            run_cadence("cadence", args.channels, args.live, args.compress, args.sim_minutes)
-        )
+        base = asyncio.run(run_cadence("baseline", *world))
+        run = asyncio.run(run_cadence("cadence", *world))
         if not _print_cadence(base, run, args):
             print("TARGET MISSED: see the figures above")
             failed |= 1
