@@ -9,6 +9,7 @@ refresh token, which is stored. A refresh Twitch refuses (400/401) marks the tok
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -192,6 +193,54 @@ async def connect_user_token(
             session, settings, owner, access_token, refresh_token, connected_by=connected_by
         )
     return owner
+
+
+async def exchange_login_code(
+    settings: Settings, code: str, redirect_uri: str, *, http: httpx.AsyncClient | None = None
+) -> tuple[TokenOwner, str, str | None]:
+    """The login's code exchanged for its user token, kept (`/auth/login?eventsub=true`): the
+    owner, the access token and the refresh token. TwitchAuthError when Twitch refuses."""
+    own = http is None
+    http = http or httpx.AsyncClient(timeout=10.0)
+    try:
+        try:
+            answer = await http.post(
+                f"{settings.twitch_auth_url}/token",
+                data={
+                    "client_id": settings.twitch_client_id,
+                    "client_secret": settings.twitch_client_secret,
+                    "code": code,
+                    "grant_type": "authorization_code",
+                    "redirect_uri": redirect_uri,
+                },
+            )
+        except httpx.TransportError as exc:
+            metrics.count_twitch_request("/token", None)
+            raise TwitchError(f"Twitch did not answer ({type(exc).__name__})") from None
+        metrics.count_twitch_request("/token", answer.status_code)
+        body = _json(answer)
+        access = body.get("access_token")
+        if answer.status_code != 200 or not isinstance(access, str) or not access:
+            raise TwitchAuthError("Twitch refused the login code", status=answer.status_code)
+        refresh = body.get("refresh_token")
+        try:
+            owner = await check_user_token(settings, access, http=http)
+        except InvalidInput as exc:
+            raise TwitchAuthError(str(exc)) from None
+        return owner, access, refresh if isinstance(refresh, str) and refresh else None
+    finally:
+        if own:
+            await http.aclose()
+
+
+async def revoke_token(settings: Settings, token: str) -> None:
+    """Give a user token back to Twitch (best effort: one we will not keep)."""
+    async with httpx.AsyncClient(timeout=10.0) as http:
+        with contextlib.suppress(httpx.TransportError):
+            await http.post(
+                f"{settings.twitch_auth_url}/revoke",
+                data={"client_id": settings.twitch_client_id, "token": token},
+            )
 
 
 class UserTokenKeeper:

@@ -15,10 +15,12 @@ from clipwatch.api.auth import Caller, auth_endpoint_limit, client_ip, session_c
 from clipwatch.api.deps import AppState, Session, State
 from clipwatch.api.errors import problem_responses
 from clipwatch.errors import BadRequest, Unauthenticated, UpstreamUnavailable
+from clipwatch.twitch import user_tokens
 from clipwatch.twitch.client import TwitchAuthError
 
 router = APIRouter(prefix="/auth", tags=["auth"])
 STATE_COOKIE = "cw_oauth_state"
+EVENTSUB_COOKIE = "cw_oauth_eventsub"  # /auth/login?eventsub=true: keep the admin's token
 STATE_MAX_AGE = 600  # seconds to finish the consent
 
 
@@ -45,7 +47,13 @@ def _callback_url(state: AppState) -> str:
     responses=problem_responses({503: "Twitch is not configured"}),
     summary="Log in with Twitch: redirects to Twitch's consent page",
 )
-async def login(state: State) -> RedirectResponse:
+async def login(
+    state: State,
+    eventsub: Annotated[
+        bool,
+        Query(description="An admin's login also connects its Twitch token for EventSub"),
+    ] = False,
+) -> RedirectResponse:
     if state.twitch is None:
         raise UpstreamUnavailable("Twitch is not configured (CLIPWATCH_TWITCH_CLIENT_ID/SECRET)")
     nonce = secrets.token_urlsafe(24)
@@ -53,6 +61,16 @@ async def login(state: State) -> RedirectResponse:
         state.twitch.authorize_url(redirect_uri=_callback_url(state), state=nonce),
         status_code=302,
     )
+    if eventsub:  # docs/eventsub.md: the callback keeps the token if the user is an admin
+        response.set_cookie(
+            EVENTSUB_COOKIE,
+            "1",
+            max_age=STATE_MAX_AGE,
+            path="/auth",
+            httponly=True,
+            samesite="lax",
+            secure=state.settings.base_url.startswith("https://"),
+        )
     # Samesite=Lax: the cookie comes back on Twitch's top-level redirect to the callback.
     response.set_cookie(
         STATE_COOKIE,
@@ -97,13 +115,26 @@ async def callback(
         raise BadRequest("the login state does not match; start again at /auth/login")
     if error or not code:
         raise BadRequest(f"Twitch login did not complete ({error or 'no code'})")
+    keep = request.cookies.get(EVENTSUB_COOKIE) == "1"
     try:
-        twitch_id, twitch_login = await state.twitch.identify_login(
-            code=code, redirect_uri=_callback_url(state)
-        )
+        if keep:
+            owner, access, refresh = await user_tokens.exchange_login_code(
+                state.settings, code, _callback_url(state)
+            )
+            twitch_id, twitch_login = owner.user_id, owner.login
+        else:
+            twitch_id, twitch_login = await state.twitch.identify_login(
+                code=code, redirect_uri=_callback_url(state)
+            )
     except TwitchAuthError:
         raise Unauthenticated("Twitch refused the login") from None
     user = await service.user_for_twitch(session, twitch_id, twitch_login)
+    if keep and user.role == "admin":
+        await user_tokens.store_user_token(
+            session, state.settings, owner, access, refresh, connected_by=user.id
+        )
+    elif keep:
+        await user_tokens.revoke_token(state.settings, access)  # not an admin: not kept
     scopes = {"read", "write", "admin"} if user.role == "admin" else {"read", "write"}
     _row, secret = await service.open_session(
         session,
@@ -116,6 +147,8 @@ async def callback(
     response = RedirectResponse("/", status_code=302)
     _set_session_cookie(response, state, secret)
     response.delete_cookie(STATE_COOKIE, path="/auth")
+    if keep:
+        response.delete_cookie(EVENTSUB_COOKIE, path="/auth")
     return response
 
 
