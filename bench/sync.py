@@ -8,9 +8,9 @@ python -m bench sync [--only backfill|cadence] [--channels 500 --live 20 --compr
 - The adaptive cadence (twitch/cadence.py): 500 channels, 20 of them live and gaining clips
   all the time, 2 new ones with a history to backfill. For each live channel's clip, the
   delay from its appearance on Twitch (its `created_at` + the simulator's appear delay) to
-  being stored; p95 against the baseline
-  measured in the same run on the same world: the old worker's fixed 300 s passes. Points a
-  minute counted by the simulator (every Helix request it answered), busiest minute and mean.
+  being stored; p95 against the baseline measured in the same run on the same world: the
+  old worker's fixed 300 s passes. Points a minute counted by the simulator (every Helix
+  request it answered), busiest minute and mean.
   Time is compressed `--compress` times (cadences, appear delay, the bucket's refill period
   and the baseline's interval alike; requests and database work are not, which only makes
   the compressed figures worse); delays are printed in uncompressed seconds.

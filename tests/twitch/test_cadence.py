@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from clipwatch.config import Settings
 from clipwatch.db.engine import session_scope
 from clipwatch.db.models import ChannelSync, Clip
+from clipwatch.db.repositories import sync_state
 from clipwatch.db.repositories.cadence import CadenceRow
 from clipwatch.runtime.sync_loop import cadence_forever
 from clipwatch.runtime.worker import WorkerStats
@@ -399,6 +400,35 @@ async def test_a_stream_end_makes_the_channel_due_then_its_final_pass_comes_once
             report = await ticks.tick()
             assert report.next_due_at == after.next_sync_at
         assert len(ticks.steps) == count
+
+
+async def test_a_live_state_change_during_a_step_is_not_overwritten_by_it(
+    sim: Sim, sessionmaker: Sessions
+) -> None:
+    channel = sim.twitch.add_channel("midstep", years=0.1)
+    async with sim.client() as client:
+        await track(client, sessionmaker, "midstep")
+    policy = small_policy(offline_every=timedelta(hours=1))
+    started = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=5)
+    done = cadence._on_done(policy, started)
+
+    async def finish(next_sync_at: datetime | None) -> ChannelSync:
+        async with session_scope(sessionmaker) as session:
+            state = await sync_state.get_state(session, channel.id)
+            state.last_incremental_at = started
+            state.next_sync_at = next_sync_at
+            await done(session, state, "recent", sync.StepOutcome.DONE)
+        return await state_of(sessionmaker, channel.id)
+
+    # went_offline/went_online during the step: due at once still.
+    poke = started + timedelta(seconds=2)
+    assert (await finish(poke)).next_sync_at == poke
+    # The mark the last step left (due before this one began): replaced by the cadence.
+    assert (await finish(started - timedelta(seconds=1))).next_sync_at == started + timedelta(
+        hours=1
+    )
+    # A mark further away than the cadence (it was offline): the cadence of its state now.
+    assert (await finish(started + timedelta(hours=2))).next_sync_at == started + timedelta(hours=1)
 
 
 async def test_a_failing_channel_waits_out_its_backoff(sim: Sim, sessionmaker: Sessions) -> None:

@@ -370,15 +370,19 @@ def _still_due(policy: CadencePolicy, live: bool) -> sync.StillDue:
 
 def _on_done(policy: CadencePolicy, started: datetime) -> sync.OnDone:
     """After a step, in the lease's releasing transaction: when the next one is due; a
-    final pass that was due when the step began is done."""
+    final pass that was due when the step began is done. A live-state change during the
+    step (twitch/live.py set `next_sync_at` to its moment) is kept: the step may have read
+    before it."""
 
     async def done(
         session: AsyncSession, state: ChannelSync, phase: str, outcome: sync.StepOutcome
     ) -> None:
         if outcome is not sync.StepOutcome.DONE or state.last_incremental_at is None:
             return  # a failure waits out its backoff; the marks stay as they are
-        live = await cadence_repo.is_live(session, state.channel_id)
-        state.next_sync_at = state.last_incremental_at + policy.every(live)
+        poked = state.next_sync_at
+        if poked is None or not started <= poked <= datetime.now(UTC):
+            live = await cadence_repo.is_live(session, state.channel_id)
+            state.next_sync_at = state.last_incremental_at + policy.every(live)
         if state.final_pass_at is not None and state.final_pass_at <= started:
             state.final_pass_at = None
 
