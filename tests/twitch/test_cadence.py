@@ -129,6 +129,7 @@ def test_live_channels_come_first_and_offline_ones_by_how_overdue() -> None:
         ("bf", "backfill"),
     ]
     assert plan.deferred == []
+    assert plan.late_live == 0  # due now, not a cadence late
     assert plan.next_due_at == NOW - timedelta(minutes=1) + timedelta(seconds=900)
     assert plan.next_urgent_at is None  # the one live channel is due now
 
@@ -170,6 +171,7 @@ def test_an_empty_bucket_still_serves_live_channels() -> None:
     plan = cadence.plan_tick(rows, NOW, POLICY, cadence.Estimates(), level=0)
     assert [s.channel_id for s in plan.steps] == ["live"]
     assert {s.channel_id for s in plan.deferred} == {"off", "bf"}
+    assert plan.late_live == 1  # due 4 minutes ago: starved, and said so
 
 
 def test_the_live_reserve_never_takes_the_whole_bucket() -> None:

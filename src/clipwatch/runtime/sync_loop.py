@@ -52,6 +52,7 @@ async def cadence_forever(
     hot_at = 0.0
     changed = True  # the hot data of a fresh start is computed after the first tick
     count = 0
+    was_late = False
     while not stop.is_set() and (ticks == 0 or count < ticks):
         state.working()
         try:
@@ -69,6 +70,7 @@ async def cadence_forever(
                 ledger=ledger,
             )
             report = tick.sync
+            late = tick.plan.late_live if tick.plan else 0
             if tick.done:
                 await sync.name_games(client, sessionmaker)
         except TRANSIENT as exc:
@@ -89,7 +91,13 @@ async def cadence_forever(
                 cadence_steps=dict(tick.done),
                 cadence_deferred=tick.deferred,
                 cadence_live_reserve=round(tick.plan.reserve) if tick.plan else None,
+                cadence_live_late=late,
             )
+            if late and not was_late:
+                # Live channels a whole cadence late: the workers cannot keep up (the budget,
+                # the database, too many live channels). Logged once a streak.
+                log.warning("sync_live_channels_late", channels=late)
+            was_late = bool(late)
             if tick.done:
                 log.info(
                     "sync_tick_done",

@@ -141,6 +141,7 @@ class Plan:
     level: float  # points in the bucket when planned
     next_due_at: datetime | None  # the earliest recent step due after now
     next_urgent_at: datetime | None  # ... of a live channel or a final pass
+    late_live: int = 0  # live channels overdue by more than their cadence (starved)
 
 
 def live_reserve(rows: Sequence[CadenceRow], policy: CadencePolicy, estimates: Estimates) -> float:
@@ -192,7 +193,8 @@ def plan_tick(
         steps.extend(backfills)
     else:
         deferred.extend(backfills)
-    return Plan(steps, deferred, reserve, level, next_due, next_urgent)
+    late = sum(1 for s in urgent if s.kind == LIVE and s.due_at < now - policy.live_every)
+    return Plan(steps, deferred, reserve, level, next_due, next_urgent, late)
 
 
 @dataclass
