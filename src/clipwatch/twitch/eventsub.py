@@ -206,6 +206,7 @@ class EventSubClient:
         self._keepalive_now = float(keepalive_s)
         self._logged: set[str] = set()
         self._resubscribe = asyncio.Event()
+        self._wake: Callable[[], None] | None = None  # wakes the running session's loop
 
     # --- the loop -----------------------------------------------------------------------------
 
@@ -216,6 +217,8 @@ class EventSubClient:
     def channels_changed(self) -> None:
         """The tracked channels changed: create what is missing on the current socket."""
         self._resubscribe.set()
+        if self._wake is not None:
+            self._wake()
 
     async def run(self, stop: asyncio.Event) -> None:
         """Hold a socket until `stop`; UserTokenFailed ends it (polling carries on)."""
@@ -288,6 +291,7 @@ class EventSubClient:
         pending: _Conn | None = None
         subscriber: asyncio.Task[None] | None = None
         self.state.channels = len(channels)
+        self._wake = lambda: queue.put_nowait((current, _WAKE))
         try:
             while True:
                 if subscriber is not None and subscriber.done():
@@ -305,12 +309,14 @@ class EventSubClient:
                 try:
                     conn, item = await asyncio.wait_for(queue.get(), max(timeout, 0.0))
                 except TimeoutError:
+                    _token_failure(subscriber)
                     self._log_once("keepalive", "eventsub_keepalive_lost", limit_s=limit)
                     return "keepalive" if current.welcomed else "no_welcome"
                 if item is _WAKE:
-                    continue  # the subscriber ended: looked at above
+                    continue  # the subscriber ended, or channels changed: looked at above
                 if isinstance(item, Closed):
                     if conn is current:
+                        _token_failure(subscriber)  # the cause, if the token failed first
                         return self._closed(item)
                     if conn is pending:
                         log.warning("eventsub_handover_failed", code=item.code, error=item.reason)
@@ -342,6 +348,7 @@ class EventSubClient:
                 elif message.type == "revocation":
                     await self._revoked(message)
         finally:
+            self._wake = None
             if subscriber is not None:
                 subscriber.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -659,6 +666,14 @@ class EventSubClient:
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+def _token_failure(subscriber: asyncio.Task[None] | None) -> None:
+    """Raise the subscriber's UserTokenFailed, if that is how it ended."""
+    if subscriber is not None and subscriber.done() and not subscriber.cancelled():
+        error = subscriber.exception()
+        if isinstance(error, UserTokenFailed):
+            raise error
 
 
 def _json(answer: httpx.Response) -> dict[str, Any]:
