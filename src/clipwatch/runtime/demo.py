@@ -148,6 +148,10 @@ async def demo_world(settings: Settings) -> AsyncIterator[tuple[Settings, DemoWo
                 "twitch_eventsub_ws_url": twitch_base.replace("http://", "ws://") + "/ws",
                 "discord_api_url": f"{discord_base}/api/v10",
                 "sync_interval_seconds": DEMO_SYNC_INTERVAL_S,
+                # The cadence (docs/cadence.md) syncs offline channels every 15 min: the
+                # demo's clips would wait that long.
+                "live_sync_seconds": DEMO_SYNC_INTERVAL_S,
+                "offline_sync_seconds": DEMO_SYNC_INTERVAL_S,
             }
         )
         try:
