@@ -19,7 +19,7 @@ import structlog
 
 from clipwatch.cache.manager import CacheManager
 from clipwatch.config import Settings
-from clipwatch.runtime.supervisor import TaskState, backoff, wait_for_stop
+from clipwatch.runtime.supervisor import TaskState, backoff, describe, wait_for_stop
 from clipwatch.runtime.worker import TRANSIENT, Sessions, WorkerStats, _refresh_hot
 from clipwatch.twitch import cadence, deletions, sync
 from clipwatch.twitch.client import HelixClient
@@ -53,6 +53,7 @@ async def cadence_forever(
     changed = True  # the hot data of a fresh start is computed after the first tick
     count = 0
     was_late = False
+    naming_failed = False
     while not stop.is_set() and (ticks == 0 or count < ticks):
         state.working()
         try:
@@ -72,7 +73,7 @@ async def cadence_forever(
             report = tick.sync
             late = tick.plan.late_live if tick.plan else 0
             if tick.done:
-                await sync.name_games(client, sessionmaker)
+                naming_failed = await _name_games(client, sessionmaker, naming_failed)
         except TRANSIENT as exc:
             stats.failed_passes += 1
             if state.failed(exc):
@@ -128,3 +129,14 @@ async def cadence_forever(
         count += 1
         if ticks == 0 or count < ticks:
             await wait_for_stop(stop, delay)
+
+
+async def _name_games(client: HelixClient, sessionmaker: Sessions, failing: bool) -> bool:
+    """Name the games clips mention; whether it failed (logged once a streak)."""
+    try:
+        await sync.name_games(client, sessionmaker)
+    except TRANSIENT as exc:  # the names follow a later tick; the clips are stored
+        if not failing:
+            log.warning("games_naming_failed", error=describe(exc))
+        return True
+    return False
