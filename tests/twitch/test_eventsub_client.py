@@ -443,3 +443,24 @@ async def test_a_newly_tracked_channel_is_subscribed_on_the_same_socket(
         assert await run.subscribed(2 * PAIRS) == first
         sim.twitch.go_live(run.channel_ids[1])
         await goes_live(run, run.channel_ids[1])
+
+
+async def test_4001_is_logged_as_our_bug_once(
+    sim: Sim, settings: Settings, sessionmaker: Sessions
+) -> None:
+    from structlog.testing import capture_logs
+
+    with capture_logs() as logs:
+        async with running_client(sim, settings, sessionmaker, ["alpha"]) as run:
+            for _ in range(2):
+                session_id = await run.subscribed(PAIRS)
+                run.es.close(4001, session_id)
+                await wait_for(
+                    lambda sid=session_id: run.client.state.session_id not in (None, sid),
+                    "a new session",
+                )
+            await run.subscribed(PAIRS)
+    errors = [e for e in logs if e["event"] == "eventsub_closed_inbound_traffic"]
+    assert len(errors) == 1
+    assert errors[0]["log_level"] == "error"
+    assert run.client.state.reconnects == 2

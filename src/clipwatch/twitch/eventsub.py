@@ -239,7 +239,9 @@ class EventSubClient:
                     raise
                 except (TwitchError, SQLAlchemyError, OSError) as exc:
                     error = describe_error(exc, 200)
-                    self._log_once(f"session:{error}", "eventsub_session_failed", error=error)
+                    self._log_once(
+                        f"session:{type(exc).__name__}", "eventsub_session_failed", error=error
+                    )
                     reason = "error"
                 if reason is None:
                     return
@@ -402,7 +404,7 @@ class EventSubClient:
         code = closed.code
         meaning = CLOSE_MEANING.get(code or 0)
         if code == 4001:
-            log.error("eventsub_closed_inbound_traffic", code=code, meaning=meaning)
+            self._log_once("4001", "eventsub_closed_inbound_traffic", "error", meaning=meaning)
         elif code == 4003:
             self._log_once("4003", "eventsub_closed_unused", code=code, meaning=meaning)
         elif code == 4007:
@@ -658,10 +660,10 @@ class EventSubClient:
         except (SQLAlchemyError, OSError) as exc:
             self._log_once("db", "eventsub_bookkeeping_failed", error=describe_error(exc, 200))
 
-    def _log_once(self, key: str, event: str, **fields: Any) -> None:
+    def _log_once(self, key: str, event: str, level: str = "warning", **fields: Any) -> None:
         if key not in self._logged:
             self._logged.add(key)
-            log.warning(event, **fields)
+            getattr(log, level)(event, **fields)
 
 
 def _now() -> datetime:
