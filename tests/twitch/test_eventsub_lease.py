@@ -20,7 +20,7 @@ from clipwatch.db.engine import session_scope
 from clipwatch.db.models import Lease
 from clipwatch.db.repositories import eventsub as rows
 from clipwatch.runtime.eventsub_task import LEASE_NAME, eventsub_forever
-from clipwatch.runtime.status import worker_problems, worker_reports
+from clipwatch.runtime.status import eventsub_line, worker_problems, worker_reports
 from clipwatch.runtime.supervisor import Supervisor, TaskState
 from clipwatch.twitch.user_tokens import connect_user_token
 from tests.conftest import app_client
@@ -167,6 +167,8 @@ async def test_a_failed_token_is_a_status_problem_and_polling_goes_on(
                 return worker_problems(await worker_reports(session))
 
         found = await wait_for(problems, "a status problem")
+        async with session_scope(sessionmaker) as session:
+            assert eventsub_line(await worker_reports(session)) == "eventsub: token failed (host:1)"
         assert any("EventSub stopped" in p and "refresh" in p for p in found)
         assert not [s for s in sim.twitch.eventsub.sessions() if s.open]
         # Connecting a token again clears it: the holder picks it up within a renewal.
@@ -227,6 +229,10 @@ async def test_api_shows_the_socket_and_connects_a_token_without_echoing_secrets
                 )
 
             view = await wait_for(connected_view, "the socket in /api/v1/eventsub")
+            async with session_scope(sessionmaker) as session:
+                line = eventsub_line(await worker_reports(session))
+            assert line.startswith("eventsub: connected on host:2")
+            assert "3 subscriptions (cost 3/10)" in line
             assert view["holder"] == "host:2"
             assert view["total_cost"] == 3
             assert view["max_total_cost"] == 10

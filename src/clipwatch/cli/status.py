@@ -73,6 +73,7 @@ def status_command(
     from clipwatch.runtime.status import (
         ROUTE_ERRORS_SHOWN_FOR,
         error_problems,
+        eventsub_line,
         incident_problems,
         route_problems,
         sync_problems,
@@ -100,6 +101,7 @@ def status_command(
     console.print(_facts("deliveries", status.deliveries))
     if status.workers:
         console.print(_workers_table(status.workers))
+        console.print(eventsub_line(status.workers), highlight=False, soft_wrap=True)
     else:
         console.print("no worker has reported in the last hour")
     problems = (

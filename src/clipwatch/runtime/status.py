@@ -127,6 +127,29 @@ def worker_problems(reports: list[WorkerReport]) -> list[str]:
     return problems
 
 
+def eventsub_line(reports: list[WorkerReport]) -> str:
+    """One line on the EventSub socket, from the holder's `eventsub` task detail."""
+    for report in reports:
+        if not report.alive:
+            continue
+        for task in report.tasks:
+            detail = task.get("detail") or {}
+            if task["task"] != "eventsub" or detail.get("eventsub") == "standby":
+                continue
+            role = detail.get("eventsub")
+            if role != "holder":
+                return f"eventsub: {role or 'starting'} ({report.worker})"
+            cost = f"{detail.get('total_cost')}/{detail.get('max_total_cost')}"
+            return (
+                f"eventsub: {detail.get('socket')} on {report.worker}, session "
+                f"{detail.get('session_id') or '-'}, {detail.get('subscriptions', 0)} "
+                f"subscriptions (cost {cost}), {detail.get('covered_channels', 0)} channels by "
+                f"EventSub, {detail.get('over_budget_channels', 0)} left to polling, last "
+                f"message {detail.get('last_message_at') or 'never'}"
+            )
+    return "eventsub: no worker holds the socket"
+
+
 ERRORS_SHOWN_FOR = timedelta(days=1)
 
 
