@@ -464,3 +464,19 @@ async def test_4001_is_logged_as_our_bug_once(
     assert len(errors) == 1
     assert errors[0]["log_level"] == "error"
     assert run.client.state.reconnects == 2
+
+
+async def test_two_callers_refreshing_at_once_spend_the_refresh_token_once(
+    sim: Sim, settings: Settings, sessionmaker: Sessions
+) -> None:
+    async with running_client(sim, settings, sessionmaker, ["alpha"], start=False) as run:
+        sim.twitch.expire_user_token(run.access_token)
+        # The socket's 401 and the renewal's check refuse the same token at once.
+        first, second = await asyncio.gather(
+            run.keeper.refresh("401", run.access_token),
+            run.keeper.refresh("401", run.access_token),
+        )
+        assert first == second != run.access_token
+        assert run.keeper.refreshes == 1
+        assert run.keeper.failed is None
+        assert (await _stored_tokens(run))[0] == first

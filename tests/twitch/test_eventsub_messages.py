@@ -376,7 +376,7 @@ def _client() -> object:
         async def access_token(self) -> str:
             raise AssertionError("no subscription is made here")
 
-        async def refresh(self, reason: str) -> str:
+        async def refresh(self, reason: str, used: str | None = None) -> str:
             raise AssertionError("no subscription is made here")
 
     handled: list[object] = []

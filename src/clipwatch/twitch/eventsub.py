@@ -83,7 +83,7 @@ class EventHandler(Protocol):
 class TokenSource(Protocol):
     async def access_token(self) -> str: ...
 
-    async def refresh(self, reason: str) -> str: ...
+    async def refresh(self, reason: str, used: str | None = None) -> str: ...
 
 
 def reconnect_delay(failures: int) -> float:
@@ -581,7 +581,7 @@ class EventSubClient:
             metrics.count_twitch_request("/eventsub/subscriptions", status)
             if status == 401 and not refreshed:
                 refreshed = True
-                await self.tokens.refresh("401 on subscription create")
+                await self.tokens.refresh("401 on subscription create", token)
                 continue
             if status == 401:
                 raise UserTokenFailed("Twitch refused a freshly refreshed user token", status=401)

@@ -9,6 +9,7 @@ refresh token, which is stored. A refresh Twitch refuses (400/401) marks the tok
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -266,6 +267,7 @@ class UserTokenKeeper:
         self._refresh: str | None = None
         self._sealed: str | None = None
         self._validated_at: datetime | None = None
+        self._lock = asyncio.Lock()  # one refresh at a time: the socket's and the renewal's
 
     @property
     def loaded(self) -> bool:
@@ -301,23 +303,35 @@ class UserTokenKeeper:
 
     async def access_token(self) -> str:
         """The token to use now: validated within the hour and not about to expire."""
+        async with self._lock:
+            return await self._access_token()
+
+    async def refresh(self, reason: str, used: str | None = None) -> str:
+        """A new access token by the refresh grant (on a 401: `used` is the token refused;
+        if another caller refreshed it meanwhile, theirs is the answer: a refresh token
+        works once)."""
+        async with self._lock:
+            if used is not None and self._access is not None and used != self._access:
+                return self._access
+            return await self._refresh_now(reason)
+
+    async def _access_token(self) -> str:
         if self._access is None or self.failed is not None:
             raise UserTokenFailed(self.failed or "no user token is connected")
         now = _now()
         if self._validated_at is None or now - self._validated_at >= VALIDATE_EVERY:
             owner = await validate_token(self.http, self.settings.twitch_auth_url, self._access)
             if owner is None:
-                return await self.refresh("validate answered 401")
+                return await self._refresh_now("validate answered 401")
             self._validated_at = now
             self.expires_at = _expiry(now, owner.expires_in) or self.expires_at
             async with session_scope(self.sessionmaker) as session:
                 await rows.mark_validated(session, expires_at=self.expires_at, now=now)
         if self.expires_at is not None and self.expires_at - now <= REFRESH_BEFORE:
-            return await self.refresh("about to expire")
+            return await self._refresh_now("about to expire")
         return self._access
 
-    async def refresh(self, reason: str) -> str:
-        """A new access token by the refresh grant (on a 401, or before expiry)."""
+    async def _refresh_now(self, reason: str) -> str:
         if self._refresh is None:
             await self._fail(f"the user token was refused ({reason}) and there is no refresh token")
         assert self._refresh is not None
