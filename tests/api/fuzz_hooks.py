@@ -67,6 +67,9 @@ def validity_unknowable(case: schemathesis.Case) -> str | None:
         return "login state"
     if _contradicts(query):
         return "contradicting range"
+    if case.operation.path == "/api/v1/eventsub/connect":
+        # A token is valid when Twitch's /validate says so (422 otherwise): no schema can.
+        return "Twitch token"
     body = case.body if isinstance(case.body, dict) else {}
     template = body.get("template")
     if isinstance(template, dict) and template.get("custom"):
