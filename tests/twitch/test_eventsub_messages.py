@@ -443,3 +443,22 @@ def test_the_client_reads_any_sequence_without_raising(messages: list[str]) -> N
                 ids.add(message.message_id)
     assert len(client.handled) <= len(ids)  # a repeated id is handled once at most
     assert client.state.events == len(client.handled)
+
+
+@settings(max_examples=100, deadline=None)
+@given(failures=st.integers(min_value=0, max_value=1_000))
+def test_reconnect_delay_is_jittered_and_bounded(failures: int) -> None:
+    from clipwatch.twitch.eventsub import BACKOFF_CAP_S, reconnect_delay
+
+    bound = min(BACKOFF_CAP_S, 2.0 ** max(failures - 1, 0))
+    delays = {reconnect_delay(failures) for _ in range(20)}
+    assert all(0 <= d <= bound for d in delays)
+    assert len(delays) > 1  # jitter: processes that dropped together do not return together
+
+
+def test_reconnect_delay_grows_while_sessions_die_young() -> None:
+    from clipwatch.twitch.eventsub import reconnect_delay
+
+    assert max(reconnect_delay(1) for _ in range(200)) <= 1.0
+    assert max(reconnect_delay(7) for _ in range(200)) > 1.0
+    assert max(reconnect_delay(50) for _ in range(200)) <= 60.0
