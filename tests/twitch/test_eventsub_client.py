@@ -480,3 +480,29 @@ async def test_two_callers_refreshing_at_once_spend_the_refresh_token_once(
         assert run.keeper.refreshes == 1
         assert run.keeper.failed is None
         assert (await _stored_tokens(run))[0] == first
+
+
+async def test_an_event_the_database_refuses_costs_only_itself(
+    sim: Sim, settings: Settings, sessionmaker: Sessions
+) -> None:
+    from sqlalchemy.exc import OperationalError
+
+    async with running_client(sim, settings, sessionmaker, ["alpha", "beta"]) as run:
+        session_id = await run.subscribed(2 * PAIRS)
+        store = run.client.handler
+        refused: list[object] = []
+
+        async def flaky(event: object) -> None:
+            if not refused:
+                refused.append(event)
+                raise OperationalError("INSERT", {}, Exception("database is locked"))
+            await store(event)  # type: ignore[arg-type]
+
+        run.client.handler = flaky
+        alpha, beta = run.channel_ids
+        sim.twitch.go_live(alpha)
+        await wait_for(lambda: refused, "the refused event")
+        sim.twitch.go_live(beta)
+        await goes_live(run, beta)
+        assert run.client.state.session_id == session_id  # the socket lived on
+        assert await live_state(sessionmaker, alpha) is None  # polling will see it

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -171,28 +172,16 @@ async def eventsub_forever(
                     await close_socket("lease lost")
                     known = None
                 elif database_ok:
-                    role, problem = await _hold(keeper, state)
-                    if role == "holder":
-                        ids = await channels()
-                        if socket is not None and socket.token_generation != keeper.generation:
-                            # A new token was connected: its user's subscriptions, afresh.
-                            await close_socket("token replaced")
-                        if socket is None:
-                            socket = _Socket(new_client(), keeper.generation)
-                            log.info("eventsub_lease_held", owner=owner, channels=len(ids))
-                        elif known is not None and set(ids) != set(known):
-                            socket.client.channels_changed()
-                        known = ids
-                        failure = socket.outcome()
-                        if failure is not None or socket.task.done():
-                            await close_socket("client ended")
-                            if isinstance(failure, UserTokenFailed):
-                                await keeper.mark_failed(str(failure))
-                                role, problem = "token failed", token_problem(str(failure))
-                            elif failure is not None:
-                                raise failure  # a bug: the supervisor restarts the task
-                    else:
-                        await close_socket(role)
+                    try:
+                        role, problem, socket, known = await _tick(
+                            keeper, state, socket, known, channels, new_client, close_socket
+                        )
+                    except TRANSIENT as exc:
+                        # The database or Twitch failed this tick: the socket stays as it is.
+                        database_ok = False
+                        role = "holder" if socket is not None else "standby"
+                        if state.failed(exc):
+                            log.warning("eventsub_check_failed", error=state.last_error)
                 _report(state, role, problem, socket, database_ok)
                 await wait_for_stop(stop, renew_s)
         finally:
@@ -200,6 +189,43 @@ async def eventsub_forever(
             with contextlib.suppress(*TRANSIENT):
                 async with session_scope(sessionmaker) as session:
                     await leases.release(session, LEASE_NAME, owner, datetime.now(UTC))
+
+
+async def _tick(
+    keeper: UserTokenKeeper,
+    state: TaskState,
+    socket: _Socket | None,
+    known: list[str] | None,
+    channels: Callable[[], Awaitable[list[str]]],
+    new_client: Callable[[], EventSubClient],
+    close_socket: Callable[[str], Awaitable[None]],
+) -> tuple[str, str | None, _Socket | None, list[str] | None]:
+    """One renewal of the holder: the token's health, the socket started or restarted, the
+    channels it should cover. Returns (role, problem, socket, channels known)."""
+    role, problem = await _hold(keeper, state)
+    if role != "holder":
+        await close_socket(role)
+        return role, problem, None, known
+    ids = await channels()
+    if socket is not None and socket.token_generation != keeper.generation:
+        # A new token was connected: its user's subscriptions, afresh.
+        await close_socket("token replaced")
+        socket = None
+    if socket is None:
+        socket = _Socket(new_client(), keeper.generation)
+        log.info("eventsub_socket_started", channels=len(ids))
+    elif known is not None and set(ids) != set(known):
+        socket.client.channels_changed()
+    failure = socket.outcome()
+    if failure is not None or socket.task.done():
+        await close_socket("client ended")
+        socket = None
+        if isinstance(failure, UserTokenFailed):
+            await keeper.mark_failed(str(failure))
+            return "token failed", token_problem(str(failure)), None, ids
+        if failure is not None:
+            raise failure  # a bug: the supervisor restarts the task
+    return role, problem, socket, ids
 
 
 def token_problem(error: str) -> str:

@@ -225,7 +225,14 @@ class EventSubClient:
         failures = 0
         try:
             while not stop.is_set():
-                channels = await self.channels()
+                try:
+                    channels = await self.channels()
+                except (SQLAlchemyError, OSError) as exc:
+                    self._log_once(
+                        "channels", "eventsub_channels_unread", error=describe_error(exc, 200)
+                    )
+                    await _wait(stop, 5.0)
+                    continue
                 if not channels:
                     # An empty socket would be closed with 4003: connect once there is work.
                     self.state.socket = "idle"
@@ -303,9 +310,13 @@ class EventSubClient:
                     subscriber = None
                 if self._resubscribe.is_set() and current.welcomed and subscriber is None:
                     self._resubscribe.clear()
-                    channels = await self.channels()
-                    self.state.channels = len(channels)
-                    subscriber = self._subscriber(channels, current, queue)
+                    try:
+                        channels = await self.channels()
+                    except (SQLAlchemyError, OSError):
+                        self._resubscribe.set()  # tried again with the next message
+                    else:
+                        self.state.channels = len(channels)
+                        subscriber = self._subscriber(channels, current, queue)
                 limit = self._watchdog_s() if current.welcomed else WELCOME_TIMEOUT_S
                 timeout = current.last_at + limit - loop.time()
                 try:
