@@ -245,6 +245,7 @@ class Ticks:
     estimates: cadence.Estimates = field(default_factory=cadence.Estimates)
     steps: list[tuple[str, str, str, datetime]] = field(default_factory=list)  # id, phase, kind, at
     reports: list[cadence.TickReport] = field(default_factory=list)
+    remaining: list[int] = field(default_factory=list)  # the bucket after each tick
 
     async def tick(self) -> cadence.TickReport:
         report = await cadence.sync_due(
@@ -257,6 +258,8 @@ class Ticks:
         for channel_id, phase, started, _ in report.sync.steps:
             self.steps.append((channel_id, phase, kinds[(channel_id, phase)], started))
         self.reports.append(report)
+        if self.client.budget.remaining is not None:
+            self.remaining.append(self.client.budget.remaining)
         return report
 
     async def until(self, done: Callable[[], bool], what: str, limit: float = DEADLINE_S) -> None:
@@ -505,6 +508,10 @@ async def test_backfill_and_many_offline_channels_do_not_starve_a_live_one_under
             )
             assert client.budget.waited == 0.0
             assert twitch.rate_limited == 0
+            # The bucket never went under the live reserve by more than a step or a window.
+            reserve = ticks.reports[-1].plan.reserve if ticks.reports[-1].plan else 0
+            assert reserve >= 20
+            assert min(ticks.remaining) >= reserve - 20, (sorted(ticks.remaining)[:5], reserve)
             # Yet the others moved: backfill made progress, offline channels had steps.
             state = await state_of(sessionmaker, history.id)
             assert state.backfill_done_until is not None
