@@ -294,3 +294,14 @@ async def test_api_shows_the_socket_and_connects_a_token_without_echoing_secrets
         stop.set()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.gather(running, reporting), 15)
+
+
+async def test_eventsub_off_holds_no_lease_and_no_socket(
+    sim: Sim, settings: Settings, sessionmaker: Sessions
+) -> None:
+    settings = task_settings(settings, sim).model_copy(update={"eventsub_enabled": False})
+    await connected(sim, settings, sessionmaker, ["alpha"])
+    async with worker_task(settings, sessionmaker, "w1") as (state, _stop, _task):
+        await wait_for(lambda: state.detail.get("eventsub") == "off", "the task off")
+        assert await lease_owner(sessionmaker) is None
+        assert sim.twitch.eventsub.sessions() == []
