@@ -59,6 +59,8 @@ async def serve_app(settings: Settings, cache: CacheManager | None = None) -> As
     try:
         await wait_for(lambda: server.started or task.done(), "the server to start")
         assert not task.done(), "the server stopped at start"
+        hub: StreamHub = app.state.stream_hub
+        await wait_for(lambda: hub.ready, "the stream's first look at the database")
         yield Served(f"http://127.0.0.1:{port}", app)
     finally:
         if server.started:

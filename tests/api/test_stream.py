@@ -199,6 +199,28 @@ async def test_a_long_absence_is_replayed_over_reconnects_without_gaps(
     assert received == [f"Gone{n:02d}" for n in range(8)]
 
 
+async def test_a_replay_reads_a_bounded_number_of_rows_then_says_what_it_skipped(
+    served: Served, http: httpx.AsyncClient, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    served.hub.replay_scan = 4  # rows; the filter below matches one clip in five
+    clips = [helix_clip(id=f"Far{n}", **chan("3101" if n % 5 == 4 else "3102")) for n in range(10)]
+    await store_clips(sessionmaker, clips)
+    newest = await seq_of(sessionmaker, "Far9")
+    await wait_for(lambda: served.hub.released >= newest, "the hub past the clips")
+    first = await seq_of(sessionmaker, "Far0")
+    stream = await open_stream(
+        http, params={"broadcaster": "3101"}, headers={"Last-Event-ID": str(first - 1)}
+    )
+    await wait_for(lambda: bool(stream.of("replay.truncated")), "the truncation notice")
+    assert stream.clip_ids() == []  # Far4 is the fifth row: past the four read
+    notice = stream.of("replay.truncated")[0]
+    assert notice.id is None
+    assert notice.data == {"after": first + 3, "upto": newest}
+    await store_clips(sessionmaker, [helix_clip(id="Near", **chan("3101"))])
+    await wait_for(lambda: stream.clip_ids() == ["Near"], "live clips after it")
+    await stream.close()
+
+
 async def test_updates_and_deletions_are_told(
     served: Served, http: httpx.AsyncClient, sessionmaker: async_sessionmaker[AsyncSession]
 ) -> None:
@@ -379,6 +401,7 @@ async def test_a_slow_client_is_dropped_with_a_retry_hint_and_the_fast_one_gets_
     cache.add_listener(hub.notice)
     await hub.start()
     try:
+        await wait_for(lambda: hub.ready, "the hub's first look")
         slow = hub.subscribe(StreamFilter())
         fast = hub.subscribe(StreamFilter())
         got: list[bytes] = []
@@ -423,6 +446,7 @@ async def test_postgresql_a_clip_committing_late_below_a_released_one_is_not_los
     cache.add_listener(hub.notice)
     await hub.start()
     try:
+        await wait_for(lambda: hub.ready, "the hub's first look")
         sub = hub.subscribe(StreamFilter())
         await store_clips(sessionmaker, [helix_clip(id="Before")])
         await wait_for(lambda: b"Before" in b"".join(sub.frames), "the first clip")

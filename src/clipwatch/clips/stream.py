@@ -61,7 +61,11 @@ def error_frame(reason: str, detail: str, retry_ms: int) -> bytes:
 
 
 class StreamFull(Exception):
-    """This process serves `max_clients` streams already."""
+    """This process serves `max_clients` streams already (or is not following yet)."""
+
+    def __init__(self, message: str, *, retry_after: int = 10) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class Subscriber:
@@ -129,7 +133,8 @@ class _Hints:
 class Replay:
     frames: list[bytes]
     last: int  # the highest seq read
-    more: bool  # more clips were missed than one replay sends
+    more: bool  # more clips were missed than one replay sends: the client reconnects
+    truncated: bool = False  # the rows to read for them were too many: the rest is skipped
 
 
 class StreamHub:
@@ -155,6 +160,7 @@ class StreamHub:
         self.replay_scan = replay_scan
         self.subscribers: set[Subscriber] = set()
         self.released = 0  # every clip up to this seq was handed out (or was there at start)
+        self.ready = False  # the first look at the database is done
         self.wakeups = 0
         self._held: list[_Held] = []
         self._hints = _Hints()
@@ -169,11 +175,16 @@ class StreamHub:
     # --- life ---------------------------------------------------------------------------------
 
     async def start(self) -> None:
+        """Start following (the first look at the database happens in the background: the
+        app starts even while the database is away; streams are refused until then)."""
+        self._task = asyncio.create_task(self._run(), name="clip-stream")
+
+    async def _begin(self) -> bool:
         """From the newest clip committed now: what came before is for replays."""
         deadline = time.monotonic() + HOLD_MAX_S
         async with session_scope(self.sessionmaker) as session:
             snapshot = await clip_stream.begin_consistent_read(session)
-            self.released = await clip_stream.newest_seq(session)
+            newest = await clip_stream.newest_seq(session)
         while snapshot is not None and snapshot.running and time.monotonic() < deadline:
             await asyncio.sleep(SETTLE_POLL_S)  # older writers may still commit below it
             async with session_scope(self.sessionmaker) as session:
@@ -181,8 +192,10 @@ class StreamHub:
             assert now is not None
             if all(now.ended(xid) for xid in snapshot.running):
                 break
+        self.released = newest
         self._changes_mark = self._live_mark = datetime.now(UTC)
-        self._task = asyncio.create_task(self._run(), name="clip-stream")
+        self.ready = True
+        return False
 
     async def close(self, reason: str = "the server is stopping") -> None:
         """End every stream (with a retry hint) and stop."""
@@ -204,6 +217,10 @@ class StreamHub:
     # --- clients ------------------------------------------------------------------------------
 
     def subscribe(self, stream_filter: StreamFilter) -> Subscriber:
+        if not self.ready:
+            raise StreamFull(
+                "the stream is starting (its first look at the database)", retry_after=1
+            )
         if len(self.subscribers) >= self.max_clients:
             SSE_DROPPED.labels("limit").inc()
             raise StreamFull(f"this process serves {self.max_clients} streams already")
@@ -241,7 +258,7 @@ class StreamHub:
                 name = names.get(clip.game_id or "")
                 if subscriber.filter.matches(clip, name):
                     frames.append(frame("clip", self.render_clip(clip, name), clip.seq))
-        return Replay(frames, after, more=after < subscriber.floor)
+        return Replay(frames, after, more=False, truncated=after < subscriber.floor)
 
     # --- notices ------------------------------------------------------------------------------
 
@@ -262,12 +279,14 @@ class StreamHub:
     async def _run(self) -> None:
         failing = False
         while True:
-            timeout = SETTLE_POLL_S if self._held else self.poll_s
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout)
+            # Held clips are looked at again soon, for the clients waiting on them.
+            timeout = SETTLE_POLL_S if self._held and self.subscribers else self.poll_s
+            if self.ready:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout)
             self._wake.clear()
             try:
-                more = await self.wake_up()
+                more = await (self.wake_up() if self.ready else self._begin())
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # the database is away: the next wake-up tries again

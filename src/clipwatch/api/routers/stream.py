@@ -34,6 +34,7 @@ from clipwatch.clips.stream import (
     StreamHub,
     Subscriber,
     error_frame,
+    frame,
 )
 from clipwatch.clips.stream_filter import resolve_filter
 from clipwatch.db.models import Clip
@@ -43,7 +44,6 @@ from clipwatch.errors import InvalidInput
 log = structlog.get_logger("clipwatch.stream")
 router = APIRouter(tags=["stream"])
 
-FULL_RETRY_AFTER_S = 10
 SEND_TIMEOUT_S = 30.0  # a write the client does not take within this ends its stream
 LAST_EVENT_ID_MAX = 2**63 - 1
 
@@ -81,13 +81,14 @@ def end_streams_on_exit(hub: StreamHub) -> Callable[[], None]:
     loop = asyncio.get_running_loop()
     previous: dict[int, Any] = {}
 
-    def handler(sig: int, frame: FrameType | None) -> None:
+    def handler(sig: int, stack: FrameType | None) -> None:
         loop.call_soon_threadsafe(hub.end_all)
         before = previous.get(sig)
         if callable(before):
-            before(sig, frame)
-        elif before == signal.SIG_DFL and sig == signal.SIGINT:
-            raise KeyboardInterrupt
+            before(sig, stack)
+        elif before == signal.SIG_DFL:  # what the signal would have done without us
+            signal.signal(sig, signal.SIG_DFL)
+            signal.raise_signal(sig)
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         previous[sig] = signal.signal(sig, handler)
@@ -172,6 +173,9 @@ def _writer(
                     detail = "more clips were missed than one connection replays"
                     await body(send, error_frame("replay_limit", detail, 0))
                     return
+                if replay.truncated:  # too far behind for this filter: live from here
+                    skipped = {"after": replay.last, "upto": subscriber.floor}
+                    await body(send, frame("replay.truncated", orjson.dumps(skipped)))
             while True:
                 frames = await subscriber.take(heartbeat_s)
                 if frames:
@@ -289,7 +293,7 @@ async def stream_clips(
             503,
             str(exc),
             title="Too many streams",
-            headers={"Retry-After": str(FULL_RETRY_AFTER_S)},
+            headers={"Retry-After": str(exc.retry_after)},
         )
     heartbeat = state.settings.sse_heartbeat_seconds
     return EventStreamResponse(_writer(hub, subscriber, resume, heartbeat))
