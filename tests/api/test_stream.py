@@ -29,7 +29,7 @@ from clipwatch.db.engine import (
 )
 from clipwatch.db.models import Channel, ChannelLive, Clip
 from clipwatch.db.repositories.sync_state import mark_deleted
-from clipwatch.monitoring.metrics import SSE_DROPPED
+from clipwatch.monitoring.metrics import SSE_CLIENTS, SSE_DROPPED
 from tests.api.sse_client import Served, Stream, open_stream, serve_app, wait_for
 from tests.conftest import TEST_SECRET
 from tests.factories import helix_clip, store_clips
@@ -361,9 +361,12 @@ async def test_beyond_the_client_limit_the_answer_is_503_with_retry_after(
     ):
         streams = [await open_stream(http) for _ in range(2)]
         assert [s.status for s in streams] == [200, 200]
+        assert SSE_CLIENTS._value.get() == 2
+        limited_before = SSE_DROPPED.labels("limit")._value.get()
         refused = await open_stream(http)
         assert refused.status == 503
         assert int(refused.headers["retry-after"]) > 0
+        assert SSE_DROPPED.labels("limit")._value.get() == limited_before + 1
         await streams[0].close()
         await wait_for(lambda: len(served.hub.subscribers) == 1, "the closed stream to go")
         again = await open_stream(http)
