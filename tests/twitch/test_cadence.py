@@ -172,6 +172,9 @@ def test_an_empty_bucket_still_serves_live_channels() -> None:
     assert [s.channel_id for s in plan.steps] == ["live"]
     assert {s.channel_id for s in plan.deferred} == {"off", "bf"}
     assert plan.late_live == 1  # due 4 minutes ago: starved, and said so
+    # Gone live a moment ago (its mark is now), though last read hours ago: not late.
+    fresh = row("fresh", live=True, last_incremental_at=NOW - timedelta(hours=3), next_sync_at=NOW)
+    assert cadence.plan_tick([fresh], NOW, POLICY, cadence.Estimates(), level=0).late_live == 0
 
 
 def test_the_live_reserve_never_takes_the_whole_bucket() -> None:

@@ -165,8 +165,13 @@ def plan_tick(
     backfills: list[Step] = []
     next_due: datetime | None = None
     next_urgent: datetime | None = None
+    late = 0
     for row in rows:
         due, kind = recent_due_at(row, policy)
+        # Late: a whole cadence past both its due time and its last mark (a channel that
+        # just went live is due since its last read long ago, yet not late).
+        if kind == LIVE and max(due, row.next_sync_at or due) < now - policy.live_every:
+            late += 1
         if due <= now:
             step = Step(row.channel_id, "recent", kind, estimates.recent(row.channel_id), due)
             (urgent if kind in URGENT else regular).append(step)
@@ -193,7 +198,6 @@ def plan_tick(
         steps.extend(backfills)
     else:
         deferred.extend(backfills)
-    late = sum(1 for s in urgent if s.kind == LIVE and s.due_at < now - policy.live_every)
     return Plan(steps, deferred, reserve, level, next_due, next_urgent, late)
 
 
