@@ -170,33 +170,27 @@ async def test_a_bad_reconnect_url_falls_back_to_the_base_url(
 ) -> None:
     """A session_reconnect whose URL the server refuses (4007 on the new socket): the old
     socket runs until Twitch's grace ends it (4004), then a fresh socket at the base URL."""
-    async with running_client(sim, settings, sessionmaker, ["alpha"]) as run:
-        first = await run.subscribed(PAIRS)
-        run.es.grace_s = 1.0
-        bad = run.es.ws_base + "?reconnect=not-a-token"
-        run.es.inject(
-            {
-                "metadata": {
-                    "message_id": "r-1",
-                    "message_type": "session_reconnect",
-                    "message_timestamp": "2026-11-27T10:00:00Z",
-                },
-                "payload": {
-                    "session": {
-                        "id": first,
-                        "status": "reconnecting",
-                        "keepalive_timeout_seconds": None,
-                        "reconnect_url": bad,
-                        "connected_at": "2026-11-27T10:00:00Z",
-                    }
-                },
-            },
-            first,
-        )
-        await wait_for(lambda: run.client.state.session_id not in (None, first), "a new session")
-        await run.subscribed(PAIRS)
-        sim.twitch.go_live(run.channel_ids[0])
-        await goes_live(run, run.channel_ids[0])
+    from structlog.testing import capture_logs
+
+    with capture_logs() as logs:
+        async with running_client(sim, settings, sessionmaker, ["alpha"]) as run:
+            first = await run.subscribed(PAIRS)
+            run.es.grace_s = 1.0
+            run.es.reconnect(first)
+            # The URL just sent stops being valid before the client can use it.
+            run.es._session(first).reconnect_token = "no-longer-this-one"
+            await wait_for(
+                lambda: run.client.state.session_id not in (None, first), "a new session"
+            )
+            await run.subscribed(PAIRS)
+            # The refused socket was closed 4007 (no session); the old one lived until
+            # Twitch's grace ended it (4004); then a fresh socket at the base URL.
+            failed = [e["code"] for e in logs if e["event"] == "eventsub_handover_failed"]
+            assert failed == [4007]
+            assert run.client.state.last_close == "closed:4004"
+            assert len(run.es.sessions()) == 2
+            sim.twitch.go_live(run.channel_ids[0])
+            await goes_live(run, run.channel_ids[0])
 
 
 async def test_duplicate_message_ids_are_dropped(
