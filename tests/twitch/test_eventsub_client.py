@@ -138,6 +138,7 @@ async def test_reconnect_handover_keeps_every_event_once_and_creates_nothing(
         views = {s.id: s for s in run.es.sessions()}
         assert not views[old].open
         assert views[old].close_code != 4004  # we closed it; Twitch's grace did not
+        assert views[old].handed_to == new  # the hand-over, not a fresh socket
         assert views[new].open
         assert len(views[new].subscription_ids) == 3 * PAIRS
         rows = await subscription_rows(sessionmaker)
