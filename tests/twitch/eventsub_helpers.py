@@ -18,6 +18,7 @@ from clipwatch.db.models import Channel
 from clipwatch.runtime.eventsub_task import live_handler
 from clipwatch.twitch.eventsub import EventSubClient
 from clipwatch.twitch.eventsub_messages import Event
+from clipwatch.twitch.simulator import CLIENT_ID, CLIENT_SECRET
 from clipwatch.twitch.user_tokens import UserTokenKeeper, connect_user_token
 from tests.twitch.conftest import Sim
 
@@ -42,8 +43,8 @@ async def wait_for(condition: Callable[[], Any], what: str, deadline_s: float = 
 def eventsub_settings(settings: Settings, sim: Sim) -> Settings:
     return settings.model_copy(
         update={
-            "twitch_client_id": "simclientid0000000000000000000",
-            "twitch_client_secret": "simclientsecret000000000000000",
+            "twitch_client_id": CLIENT_ID,
+            "twitch_client_secret": CLIENT_SECRET,
             "twitch_api_url": f"{sim.base}/helix",
             "twitch_auth_url": f"{sim.base}/oauth2",
             "twitch_eventsub_ws_url": sim.base.replace("http://", "ws://") + "/ws",
