@@ -410,6 +410,32 @@ async def test_a_stream_end_makes_the_channel_due_then_its_final_pass_comes_once
         assert len(ticks.steps) == count
 
 
+async def test_going_live_makes_an_offline_channel_due_at_once_then_on_the_live_cadence(
+    sim: Sim, sessionmaker: Sessions
+) -> None:
+    channel = sim.twitch.add_channel("riser", clips=2, years=0.1)
+    policy = small_policy(live_every=timedelta(seconds=2), offline_every=timedelta(hours=1))
+    async with sim.client() as client:
+        await track(client, sessionmaker, "riser")
+        await mark_backfilled(sessionmaker, channel.id)
+        ticks = Ticks(client, sessionmaker, policy)
+        await ticks.until(lambda: len(ticks.recent(channel.id)) == 1, "its first step")
+        offline = await state_of(sessionmaker, channel.id)
+        assert offline.last_incremental_at is not None
+        assert offline.next_sync_at == offline.last_incremental_at + timedelta(hours=1)
+        report = await ticks.tick()
+        assert report.done == {}  # nothing due for an hour
+
+        await go_live(sessionmaker, channel.id)
+        report = await ticks.tick()  # the very next tick
+        assert report.done == {"live": 1}
+        await ticks.until(lambda: len(ticks.recent(channel.id)) >= 4, "live steps")
+        assert ticks.kinds(channel.id)[1:] == ["live"] * (len(ticks.recent(channel.id)) - 1)
+        state = await state_of(sessionmaker, channel.id)
+        assert state.last_incremental_at is not None
+        assert state.next_sync_at == state.last_incremental_at + timedelta(seconds=2)
+
+
 async def test_a_live_state_change_during_a_step_is_not_overwritten_by_it(
     sim: Sim, sessionmaker: Sessions
 ) -> None:
