@@ -13,6 +13,7 @@ import httpx
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -22,6 +23,7 @@ from clipwatch.db.models import Channel, ChannelLive, ChannelSync, Stream
 from clipwatch.runtime.live_poll import live_poll_forever, poll_live, read_streams
 from clipwatch.runtime.supervisor import Supervisor
 from clipwatch.twitch.client import HelixClient, TwitchError
+from clipwatch.twitch.helix import HelixStream
 from clipwatch.twitch.live import went_online
 from tests.twitch.conftest import Sim
 
@@ -377,3 +379,83 @@ async def test_a_channel_going_live_shows_in_the_api_within_2_s_by_polling_alone
         f"poll 0.25 s: live in the API after {took_online:.2f} s, "
         f"offline after {took_offline:.2f} s"
     )
+
+
+json_values = st.recursive(
+    st.one_of(
+        st.none(),
+        st.booleans(),
+        st.integers(min_value=-(2**70), max_value=2**70),
+        st.floats(allow_nan=True, allow_infinity=True),
+        st.text(max_size=700),
+    ),
+    lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(st.text(), inner)),
+    max_leaves=5,
+)
+
+
+@given(
+    st.fixed_dictionaries(
+        {"user_id": st.one_of(st.from_regex(r"[0-9]{1,12}", fullmatch=True), json_values)},
+        optional={
+            name: json_values
+            for name in (
+                "id",
+                "user_login",
+                "game_id",
+                "game_name",
+                "type",
+                "title",
+                "viewer_count",
+                "started_at",
+                "language",
+                "tags",
+                "is_mature",
+            )
+        },
+    )
+)
+def test_a_stream_record_of_any_shape_is_read_or_refused_alone(record: dict[str, Any]) -> None:
+    try:
+        stream = HelixStream.model_validate(record)
+    except ValidationError:
+        return  # only a record naming no usable channel is refused
+    assert stream.user_id == str(record["user_id"])
+    assert 0 <= stream.viewer_count < 2**31
+    assert len(stream.title) <= 500
+    assert len(stream.type) <= 16
+    assert len(stream.language) <= 16
+    for text in (stream.title, stream.game_name, stream.type, stream.language):
+        assert "\x00" not in text
+    assert stream.started_at is None or stream.started_at.tzinfo is not None
+
+
+async def test_get_streams_follows_pages_and_stops_on_a_repeated_cursor() -> None:
+    asked: list[str | None] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/token"):
+            return httpx.Response(200, json={"access_token": "t", "expires_in": 3600})
+        after = request.url.params.get("after")
+        asked.append(after)
+        cursor = {None: "p2", "p2": "p3", "p3": "p3"}[after]
+        return httpx.Response(
+            200, json={"data": [{"user_id": after or "1"}], "pagination": {"cursor": cursor}}
+        )
+
+    client = HelixClient(
+        client_id="c",
+        client_secret="s",
+        api_url="http://twitch.test/helix",
+        auth_url="http://twitch.test/oauth2",
+        http=httpx.AsyncClient(transport=httpx.MockTransport(answer)),
+    )
+    try:
+        streams = await client.get_streams(["1", "p2", "p3"])
+        with pytest.raises(ValueError, match="100"):
+            await client.get_streams([str(i) for i in range(101)])
+        assert await client.get_streams([]) == []
+    finally:
+        await client.aclose()
+    assert asked == [None, "p2", "p3"]
+    assert [s["user_id"] for s in streams] == ["1", "p2", "p3"]
