@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
+import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -27,7 +30,9 @@ from clipwatch.simhttp import LoopbackServer
 from clipwatch.twitch import cadence, live, sync
 from clipwatch.twitch.client import HelixClient
 from clipwatch.twitch.simulator import CLIENT_ID, CLIENT_SECRET, TwitchSimulator
+from tests.processes import CLIPWATCH, twitch_simulator
 from tests.twitch.conftest import Sim
+from tests.twitch.test_kill_resume import empty, query
 
 Sessions = async_sessionmaker[AsyncSession]
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
@@ -621,3 +626,87 @@ async def test_the_worker_loop_ticks_until_stopped_and_reports_for_the_alert_rul
     assert state.detail["twitch_budget_remaining"] is not None
     assert "cadence_steps" in state.detail
     assert stats.failed_passes == 0
+
+
+def test_two_worker_processes_share_the_cadence_without_double_steps(
+    postgresql_url: str, redis_url: str, redis_prefix: str, tmp_path: Path
+) -> None:
+    """The scaled setup: two `clipwatch worker` processes on PostgreSQL and Redis."""
+    empty(postgresql_url)
+    logins = [f"proc{i:02}" for i in range(8)]
+    specs = [arg for login in logins for arg in ("--channel", f"{login}:5")]
+    with twitch_simulator("--seed", "12", "--years", "0.1", *specs) as twitch:
+        env = twitch.env(
+            postgresql_url,
+            CLIPWATCH_REDIS_URL=redis_url,
+            CLIPWATCH_REDIS_KEY_PREFIX=redis_prefix,
+            CLIPWATCH_LOG_FORMAT="json",
+            CLIPWATCH_LOG_LEVEL="info",
+            CLIPWATCH_LIVE_SYNC_SECONDS="10",
+            CLIPWATCH_OFFLINE_SYNC_SECONDS="10",
+        )
+        added = subprocess.run(
+            [CLIPWATCH, "channels", "add", *logins],
+            env=env,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert added.returncode == 0, added.stderr
+        logs = [tmp_path / f"worker{n}.log" for n in range(2)]
+        workers = []
+        for log in logs:
+            with log.open("wb") as out:
+                workers.append(
+                    subprocess.Popen(
+                        [CLIPWATCH, "worker"], env=env, cwd=tmp_path, stdout=out, stderr=out
+                    )
+                )
+        try:
+            deadline = time.monotonic() + 150
+            while True:
+                steps = _logged_steps(logs)
+                if all(len(steps.get(login, [])) >= 3 for login in _ids(postgresql_url)):
+                    break
+                assert all(w.poll() is None for w in workers), "a worker died"
+                assert time.monotonic() < deadline, f"too few steps: {steps}"
+                time.sleep(0.5)  # polling interval while waiting on the logs
+        finally:
+            for worker in workers:
+                worker.terminate()
+            for worker in workers:
+                worker.wait(timeout=60)
+
+    steps = _logged_steps(logs)
+    assert {n for spans in steps.values() for *_, n in spans} == {0, 1}  # both worked
+    for spans in steps.values():
+        spans.sort()
+        for (start, end, _), (later, _, _) in itertools.pairwise(spans):
+            assert end <= later  # never two at once
+            # One step per cadence (10 s; marks are whole seconds): never done twice.
+            assert (later - start).total_seconds() >= 9.0, spans
+
+
+def _ids(url: str) -> list[str]:
+    return [row[0] for row in query(url, "SELECT id FROM channel WHERE tracked")]
+
+
+def _logged_steps(logs: list[Path]) -> dict[str, list[tuple[datetime, datetime, int]]]:
+    """Recent steps the workers logged: channel id -> (started, ended, worker number)."""
+    steps: dict[str, list[tuple[datetime, datetime, int]]] = {}
+    for number, log in enumerate(logs):
+        for line in log.read_text(errors="replace").splitlines():
+            if '"sync_channel_done"' not in line:
+                continue
+            event = json.loads(line)
+            if event.get("phase") == "recent" and event.get("outcome") == "done":
+                steps.setdefault(event["channel_id"], []).append(
+                    (
+                        datetime.fromisoformat(event["started"]),
+                        datetime.fromisoformat(event["ended"]),
+                        number,
+                    )
+                )
+    return steps
