@@ -284,6 +284,19 @@ async def test_poll_contradicting_a_young_eventsub_change_is_ignored(
     assert (live.live, live.stream_id, live.source) == (True, "s3", "poll")
 
 
+async def test_a_channel_update_is_no_event_a_poll_must_wait_for(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    """channel.update made the channel's row; a poll seeing it live (even naming no stream)
+    right after is believed: nothing ended."""
+    await add_channel(sessionmaker)
+    assert await channel_updated(sessionmaker, CH, source="eventsub", title="Soon", at=T0)
+    assert await went_online(
+        sessionmaker, CH, **online(stream_id=None, source="poll", at=T0 + timedelta(seconds=10))
+    )
+    assert (await live_row(sessionmaker)).live is True
+
+
 async def test_another_stream_id_closes_the_old_stream_and_a_stale_one_is_ignored(
     sessionmaker: async_sessionmaker[AsyncSession],
 ) -> None:

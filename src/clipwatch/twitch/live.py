@@ -208,6 +208,7 @@ async def _online(
         return None  # an older stream than the one stored: a stale answer
     if (
         not live.live
+        and live.ended_at is not None  # a stream ended (not a row channel.update created)
         and source == "poll"
         and _young_eventsub(live, at, grace)
         and (twitch_id is None or twitch_id == live.stream_id)
