@@ -284,6 +284,18 @@ async def test_poll_contradicting_a_young_eventsub_change_is_ignored(
     assert (live.live, live.stream_id, live.source) == (True, "s3", "poll")
 
 
+async def test_a_poll_keeps_the_type_stream_online_gave(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    await add_channel(sessionmaker)
+    assert await went_online(sessionmaker, CH, **online(stream_type="rerun"))
+    assert await went_online(
+        sessionmaker, CH, **online(stream_type="live", source="poll", viewer_count=3)
+    )
+    live = await live_row(sessionmaker)
+    assert (live.stream_type, live.viewer_count) == ("rerun", 3)
+
+
 async def test_a_channel_update_is_no_event_a_poll_must_wait_for(
     sessionmaker: async_sessionmaker[AsyncSession],
 ) -> None:

@@ -17,7 +17,7 @@ end), and outdates cached answers showing the channel (`ch:<id>`, `live`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -190,6 +190,10 @@ async def _online(
 ) -> str | None:
     """What changed (`online`, `update`) or None."""
     if live.live and _same_stream(live, twitch_id, start):
+        if source == "poll" and live.stream_type:
+            # Get Streams says "live" of every stream; stream.online's type (rerun, premiere)
+            # is the one to keep.
+            facts = replace(facts, stream_type=None)
         changed = _apply(live, facts, _LIVE_FIELDS)
         if twitch_id and not live.stream_id:
             live.stream_id, changed = twitch_id, True
