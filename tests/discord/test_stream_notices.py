@@ -316,7 +316,7 @@ def test_route_notices_through_the_cli(
         "routes",
         "add",
         "owner",
-        "lives",
+        "highlights",
         url,
         "--notify-live",
         "--channel",
@@ -324,11 +324,19 @@ def test_route_notices_through_the_cli(
         **env,
     )
     assert added.returncode == 0, added.stderr
-    listed = run(tmp_path, "routes", "list", COLUMNS="250", **env)
-    assert "live" in listed.stdout
+
+    def row() -> str:
+        listed = run(tmp_path, "routes", "list", COLUMNS="250", **env)
+        [line] = [line for line in listed.stdout.splitlines() if "highlights" in line]
+        return line
+
+    assert "live" in row()
+    assert "stream end" not in row()
     edited = run(tmp_path, "routes", "edit", "1", "--no-notify-live", "--notify-stream-end", **env)
     assert edited.returncode == 0, edited.stderr
     assert "stream end" in edited.stdout
+    assert "stream end" in row()
+    assert "live" not in row()
     nothing = run(tmp_path, "routes", "edit", "1", **env)
     assert nothing.returncode == 1
     assert "nothing to change" in nothing.stderr
