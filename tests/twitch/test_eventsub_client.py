@@ -423,6 +423,7 @@ async def test_no_socket_without_channels_then_one_when_a_channel_is_tracked(
         await wait_for(lambda: run.client.state.socket == "idle", "the client idle")
         assert sim.twitch.eventsub.sessions() == []
         run.channel_ids.extend(await track(sessionmaker, sim, ["alpha"]))
+        run.client.channels_changed()  # as the holder's renewal does when channels change
         await run.subscribed(PAIRS)
 
 

@@ -61,6 +61,7 @@ log = structlog.get_logger("clipwatch.eventsub")
 WELCOME_TIMEOUT_S = 10.0  # connect + welcome
 MAX_MESSAGE_BYTES = 4 * 2**20  # Twitch's messages are small; a frame above this ends the socket
 STABLE_S = 30.0  # a session that lived this long resets the reconnect backoff
+IDLE_CHECK_S = 5.0  # without channels: how often to look again (a change wakes it at once)
 BACKOFF_CAP_S = 60.0
 CREATE_ATTEMPTS = 3
 CLOSE_MEANING = {
@@ -236,7 +237,8 @@ class EventSubClient:
                 if not channels:
                     # An empty socket would be closed with 4003: connect once there is work.
                     self.state.socket = "idle"
-                    await _wait(stop, 5.0)
+                    await _wait_either(stop, self._resubscribe, IDLE_CHECK_S)
+                    self._resubscribe.clear()  # a fresh socket subscribes everything
                     continue
                 self.state.socket = "connecting"
                 started = asyncio.get_running_loop().time()
@@ -695,6 +697,15 @@ def _json(answer: httpx.Response) -> dict[str, Any]:
     except ValueError:
         return {}
     return body if isinstance(body, dict) else {}
+
+
+async def _wait_either(first: asyncio.Event, second: asyncio.Event, seconds: float) -> None:
+    waits = {asyncio.ensure_future(first.wait()), asyncio.ensure_future(second.wait())}
+    try:
+        await asyncio.wait(waits, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiting in waits:
+            waiting.cancel()
 
 
 async def _wait(stop: asyncio.Event, seconds: float) -> None:
