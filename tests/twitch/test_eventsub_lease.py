@@ -305,3 +305,24 @@ async def test_eventsub_off_holds_no_lease_and_no_socket(
         await wait_for(lambda: state.detail.get("eventsub") == "off", "the task off")
         assert await lease_owner(sessionmaker) is None
         assert sim.twitch.eventsub.sessions() == []
+
+
+async def test_the_holder_follows_the_tracked_channels(
+    sim: Sim, settings: Settings, sessionmaker: Sessions
+) -> None:
+    """No channel: no socket (an empty one is closed 4003). A channel tracked: the holder's
+    next renewal wakes the client, which connects and subscribes; another: added on the
+    same socket."""
+    settings = task_settings(settings, sim)
+    await connected(sim, settings, sessionmaker, [])
+    async with worker_task(settings, sessionmaker, "w1") as (state, _stop, _task):
+        await wait_for(lambda: state.detail.get("socket") == "idle", "the holder idle")
+        assert sim.twitch.eventsub.sessions() == []
+        await track(sessionmaker, sim, ["alpha"])
+        [first] = await wait_for(lambda: open_sessions(sim), "a socket for alpha")
+        await track(sessionmaker, sim, ["beta"])
+        await wait_for(
+            lambda: len(sim.twitch.eventsub.sessions()[0].subscription_ids) == 6,
+            "beta subscribed on the same socket",
+        )
+        assert [s.id for s in sim.twitch.eventsub.sessions()] == [first.id]  # type: ignore[attr-defined]
