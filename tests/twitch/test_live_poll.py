@@ -282,40 +282,49 @@ def test_read_streams_never_raises_and_never_guesses(asked: list[str], records: 
     assert all(channel_id in {str(n) for n in named} for channel_id in answer.seen)
 
 
-async def test_the_worker_task_polls_and_holds_the_lease(
+async def test_one_poller_holds_the_lease_and_another_takes_over_when_it_stops(
     settings: Settings, sessionmaker: async_sessionmaker[AsyncSession], sim: Sim
 ) -> None:
     [channel_id] = await track(sessionmaker, sim, ["alpha"])
     fast = settings.model_copy(update={"live_poll_seconds": 0.2})
-    stop = asyncio.Event()
+    stops = [asyncio.Event(), asyncio.Event()]
     supervisor = Supervisor("test-worker")
     clients = [sim.client(), sim.client()]
 
-    async def body(client: HelixClient, owner: str) -> Any:
+    async def body(n: int) -> Any:
+        owner = f"p{n}"  # two processes' pollers, as two owners of the lease
         return await live_poll_forever(
-            fast, client, sessionmaker, stop, supervisor.task(f"live_poll_{owner}"), owner=owner
+            fast, clients[n], sessionmaker, stops[n], supervisor.task(owner), owner=owner
         )
 
-    # Two processes' pollers (as two owners of the lease).
-    tasks = [asyncio.create_task(body(c, f"p{n}")) for n, c in enumerate(clients)]
+    async def until_live(wanted: bool) -> None:
+        deadline = time.monotonic() + DEADLINE_S
+        while (await rows(sessionmaker)).get(channel_id, ChannelLive(live=False)).live != wanted:
+            assert time.monotonic() < deadline, f"the poll never saw live={wanted}"
+            await asyncio.sleep(0.05)
+
+    tasks = [asyncio.create_task(body(n)) for n in range(2)]
     try:
         go_live(sim, channel_id)
-        deadline = time.monotonic() + DEADLINE_S
-        while not (await rows(sessionmaker)).get(channel_id, ChannelLive(live=False)).live:
-            assert time.monotonic() < deadline, "the poll never saw the channel live"
-            await asyncio.sleep(0.05)
+        await until_live(True)
+        await asyncio.sleep(0.5)  # a few more rounds: still one poller
+        asking = [c.stats.requests > 0 for c in clients]
+        assert sorted(asking) == [False, True]
+        holder = asking.index(True)
+        other = 1 - holder
+        assert supervisor.task(f"p{holder}").detail.get("leader") is True
+        # The holder stops (and gives the lease up): the other polls from then on.
+        stops[holder].set()
+        await tasks[holder]
         del sim.twitch.live[channel_id]
-        while (await rows(sessionmaker))[channel_id].live:
-            assert time.monotonic() < deadline, "the poll never saw the channel end"
-            await asyncio.sleep(0.05)
-        assert any(supervisor.task(f"live_poll_p{n}").last_success_at for n in range(2))
+        await until_live(False)
+        assert clients[other].stats.requests > 0
     finally:
-        stop.set()
+        for stop in stops:
+            stop.set()
         await asyncio.gather(*tasks)
         for c in clients:
             await c.aclose()
-    # Only the lease holder ever asked Get Streams.
-    assert sorted(c.stats.requests > 0 for c in clients) == [False, True]
 
 
 async def test_a_channel_going_live_shows_in_the_api_within_2_s_by_polling_alone(
