@@ -260,16 +260,24 @@ async def test_revocation_is_never_resubscribed(
             for s in run.es.subscriptions.values()
             if s.type == "channel.update" and s.condition["broadcaster_user_id"] == beta
         )
+        offline_beta = next(
+            s.id
+            for s in run.es.subscriptions.values()
+            if s.type == "stream.offline" and s.condition["broadcaster_user_id"] == beta
+        )
         run.es.revoke(online_alpha, "user_removed")
         run.es.revoke(update_beta, "version_removed")
-        await wait_for(lambda: len(run.client.state.subscriptions) == 2 * PAIRS - 2, "marked")
-        assert run.client.state.revoked == {("stream.online", alpha)}
+        run.es.revoke(offline_beta, "authorization_revoked")
+        await wait_for(lambda: len(run.client.state.subscriptions) == 2 * PAIRS - 3, "marked")
+        assert run.client.state.revoked == {("stream.online", alpha), ("stream.offline", beta)}
         assert run.client.state.removed_types == {("channel.update", "2")}
 
         async def rows_marked() -> bool:
             rows = {r.id: r.status for r in await subscription_rows(sessionmaker)}
-            return rows.get(online_alpha) == "user_removed" and (
-                rows.get(update_beta) == "version_removed"
+            return (
+                rows.get(online_alpha) == "user_removed"
+                and rows.get(update_beta) == "version_removed"
+                and rows.get(offline_beta) == "authorization_revoked"
             )
 
         await wait_for(rows_marked, "revocations stored")
@@ -277,17 +285,14 @@ async def test_revocation_is_never_resubscribed(
         # After a drop, the others come back; the revoked ones and the removed type do not.
         run.es.close(4000, first)
         await wait_for(lambda: run.client.state.session_id not in (None, first), "new session")
-        await run.subscribed(3)  # alpha offline, beta online+offline
+        await run.subscribed(2)  # alpha offline, beta online
         created = {
             (s.type, s.condition["broadcaster_user_id"])
             for s in run.es.subscriptions.values()
             if s.enabled
         }
-        assert created == {
-            ("stream.offline", alpha),
-            ("stream.online", beta),
-            ("stream.offline", beta),
-        }
+        assert created == {("stream.offline", alpha), ("stream.online", beta)}
+        assert run.client.state.covered() == set()  # both channels' live state: polling
 
 
 async def test_cost_budget_exceeded_leaves_the_rest_to_polling(
