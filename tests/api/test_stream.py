@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -156,6 +157,9 @@ async def test_last_event_id_gets_exactly_the_missed_clips_then_live_ones(
     missed = [helix_clip(id=f"Missed{n}", **chan("3001")) for n in range(5)]
     others = [helix_clip(id=f"Other{n}", **chan("3002")) for n in range(3)]
     await store_clips(sessionmaker, missed[:2] + others + missed[2:])
+    newest = max([await seq_of(sessionmaker, c["id"]) for c in missed + others])
+    # Released before the client comes back: what it gets is the replay, not live events.
+    await wait_for(lambda: served.hub.released >= newest, "the hub past the missed clips")
     wanted = [c["id"] for c in missed]
     for how in ("header", "query"):
         resumed = await open_stream(
@@ -226,6 +230,8 @@ async def test_updates_and_deletions_are_told(
 ) -> None:
     clip = helix_clip(id="Changing", **chan("4001"), view_count=10)
     await store_clips(sessionmaker, [clip])
+    stored = await seq_of(sessionmaker, "Changing")
+    await wait_for(lambda: served.hub.released >= stored, "the hub past the clip")
     stream = await open_stream(http, params={"broadcaster": "4001"})
     await store_clips(sessionmaker, [{**clip, "view_count": 99, "title": "renamed"}])
     await wait_for(lambda: bool(stream.of("clip.updated")), "clip.updated")
@@ -546,3 +552,45 @@ async def test_serve_stops_promptly_with_streams_open(
             for stream in streams:
                 assert [e.data["reason"] for e in stream.of("error")] == ["shutdown"]
                 assert stream.retries[-1] > 0
+
+
+async def test_over_http_a_client_that_stops_reading_is_dropped_and_a_reading_one_is_not(
+    settings: Settings,
+    engine: AsyncEngine,
+    cache: CacheManager,
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    small = settings.model_copy(update={"sse_queue_size": 8, "sse_heartbeat_seconds": 0.5})
+    async with (
+        serve_app(small, cache) as served,
+        httpx.AsyncClient(base_url=served.base, timeout=30) as http,
+    ):
+        reading = await open_stream(http)
+        loop = asyncio.get_running_loop()
+        stalled = socket.socket()
+        stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # fills sooner
+        stalled.setblocking(False)
+        host, port = served.base.removeprefix("http://").split(":")
+        await loop.sock_connect(stalled, (host, int(port)))
+        await loop.sock_sendall(stalled, b"GET /api/v1/stream HTTP/1.1\r\nHost: t\r\n\r\n")
+        await wait_for(lambda: len(served.hub.subscribers) == 2, "both clients subscribed")
+        dropped_before = SSE_DROPPED.labels("slow")._value.get()
+        stored: list[str] = []
+        for batch in range(100):  # until the stalled client's socket and queue are full
+            if len(served.hub.subscribers) < 2:
+                break
+            clips = [
+                helix_clip(id=f"Flood{batch:03d}-{n:03d}", title="x " * 60) for n in range(200)
+            ]
+            await store_clips(sessionmaker, clips)
+            stored.extend(c["id"] for c in clips)
+            total = len(stored)
+            await wait_for(lambda n=total: len(reading.clip_ids()) == n, "the reader to follow")
+        assert len(served.hub.subscribers) == 1, f"not dropped after {len(stored)} clips"
+        assert SSE_DROPPED.labels("slow")._value.get() == dropped_before + 1
+        await store_clips(sessionmaker, [helix_clip(id="After")])
+        await wait_for(lambda: reading.clip_ids()[-1:] == ["After"], "the reader goes on")
+        assert reading.clip_ids() == [*stored, "After"]
+        assert not reading.of("error")
+        stalled.close()
+        await reading.close()

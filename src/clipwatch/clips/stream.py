@@ -38,7 +38,7 @@ log = structlog.get_logger("clipwatch.stream")
 POLL_S = 1.0  # with clients: a look at the database at least this often
 SETTLE_POLL_S = 0.02  # while clips wait for older transactions to end
 HOLD_MAX_S = 10.0  # a transaction running longer than this no longer holds clips back
-BATCH = 1000  # clips read per wake-up (the next batch follows at once)
+BATCH = 1000  # clips read per wake-up at most (the next batch follows at once)
 LOOKBACK = timedelta(seconds=5)  # changes are read this far back (late commits, clocks)
 REPLAY_LIMIT = 1000  # clips one connection replays; the client reconnects for more
 REPLAY_SCAN = 100_000  # rows one replay may read to find them
@@ -154,6 +154,9 @@ class StreamHub:
         self.render_clip = render_clip
         self.render_live = render_live or _live_json
         self.queue_size = queue_size
+        # Half a queue a read: between reads (the hub awaits the database) every client that
+        # keeps up has written its queue out, so a bulk import drops only slow clients.
+        self.batch = max(1, min(BATCH, queue_size // 2))
         self.max_clients = max_clients
         self.poll_s = poll_s
         self.replay_limit = replay_limit
@@ -315,7 +318,7 @@ class StreamHub:
         async with session_scope(self.sessionmaker) as session:
             snapshot = await clip_stream.begin_consistent_read(session)
             if listening:
-                clips = await clip_stream.clips_after(session, self.released, limit=BATCH)
+                clips = await clip_stream.clips_after(session, self.released, limit=self.batch)
                 top = clips[-1].seq if clips else self.released
             else:
                 top = max(self.released, await clip_stream.newest_seq(session))
@@ -337,7 +340,7 @@ class StreamHub:
         self._fan_out_changed(changed, names)
         self._fan_out_live(live)
         self.released = max(self.released, upto)
-        return len(clips) == BATCH and upto == top
+        return len(clips) == self.batch and upto == top
 
     def _releasable(self, snapshot: Snapshot | None, top: int) -> int:
         """The highest seq up to `top` that no running transaction can still commit below."""
