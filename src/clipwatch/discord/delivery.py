@@ -34,18 +34,17 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from clipwatch.accounts.secrets import unseal
 from clipwatch.db.engine import session_scope
 from clipwatch.db.models import Clip, Delivery, NotificationRoute
-from clipwatch.db.repositories import catalog, live_state, notifications
+from clipwatch.db.repositories import catalog, notifications
 from clipwatch.discord.alert_delivery import ALERT_KINDS, Finish, deliver_alerts
 from clipwatch.discord.messages import (
     ClipView,
     CustomTemplate,
-    StreamNoticeView,
     Template,
     TemplateFailures,
     iter_messages,
-    stream_notice_message,
     template_failure_text,
 )
+from clipwatch.discord.notice_delivery import NoticeFinish, deliver_notices
 from clipwatch.discord.sender import Outcome, Rejected, RetryLater, Sent, WebhookSender
 from clipwatch.discord.stream_notices import NOTICE_KINDS
 from clipwatch.discord.webhook_url import WebhookTarget
@@ -158,7 +157,9 @@ async def deliver_due(
             alerts, sender, key, _alert_finisher(sessionmaker, report)
         )
     if notices:  # stream notices (stream_notices.py): one message each, rendered now
-        await _deliver_notices(sessionmaker, sender, key, notices, routes, report)
+        report.messages += await deliver_notices(
+            sessionmaker, notices, routes, sender, key, _notice_finisher(sessionmaker, report)
+        )
     per_route: dict[int, list[Delivery]] = defaultdict(list)
     for delivery in claimed:
         if delivery.route_id is not None:
@@ -220,78 +221,26 @@ async def deliver_due(
     return report
 
 
-async def _notice_view(
-    sessionmaker: async_sessionmaker[AsyncSession], delivery: Delivery
-) -> StreamNoticeView | None:
-    """The notice as it reads now: a stream end counts the clips stored by now (the final
-    pass ran before it came due). None when its stream or channel is gone."""
-    payload = delivery.payload or {}
-    stream_id = payload.get("stream")
-    if not isinstance(stream_id, int) or isinstance(stream_id, bool):
-        return None
-    async with session_scope(sessionmaker) as session:
-        stream = await live_state.get_stream(session, stream_id)
-        if stream is None:
-            return None
-        channel = await catalog.get_channel(session, stream.channel_id)
-        if channel is None:
-            return None
-        clips = 0
-        if delivery.kind == "stream_end":
-            until = stream.ended_at or datetime.now(UTC)
-            clips = await live_state.count_stream_clips(
-                session, stream.channel_id, stream.started_at, until
-            )
-        return StreamNoticeView(
-            kind=delivery.kind,
-            channel_name=channel.display_name or channel.login or channel.id,
-            channel_login=channel.login,
-            title=stream.title or "",
-            game_name=stream.game_name or "",
-            started_at=stream.started_at,
-            ended_at=stream.ended_at,
-            peak_viewers=stream.peak_viewers,
-            clips=clips,
-        )
+def _notice_finisher(
+    sessionmaker: async_sessionmaker[AsyncSession], report: DeliveryReport
+) -> NoticeFinish:
+    """A stream notice's outcome, recorded as a clip delivery's is."""
 
-
-async def _deliver_notices(
-    sessionmaker: async_sessionmaker[AsyncSession],
-    sender: WebhookSender,
-    key: bytes,
-    notices: list[Delivery],
-    routes: dict[int, NotificationRoute],
-    report: DeliveryReport,
-) -> None:
-    """Each notice through its route, met by the outcomes clip messages meet."""
-    for delivery in notices:
-        route = routes.get(delivery.route_id or 0)
-        if route is None or not route.enabled:
-            await _finish(sessionmaker, [delivery], "dead", report, error="route disabled")
-            continue
-        try:
-            view = await _notice_view(sessionmaker, delivery)
-            if view is None:
-                await _finish(
-                    sessionmaker, [delivery], "dead", report, error="stream not in the archive"
-                )
-                continue
-            target = WebhookTarget(route.webhook_id, unseal(key, route.webhook_token_sealed))
-            message = stream_notice_message(view)
-        except Exception as exc:  # odd data or a bug costs this notice, never the pass
-            await _route_failed(sessionmaker, route, [delivery], exc, report)
-            continue
-        outcome = await sender.send(target, message)
-        report.messages += 1
+    async def finish(route: NotificationRoute, rows: list[Delivery], outcome: Outcome) -> None:
         if isinstance(outcome, Sent):
-            await _finish(sessionmaker, [delivery], "sent", report, message_id=outcome.message_id)
+            await _finish(sessionmaker, rows, "sent", report, message_id=outcome.message_id)
         elif isinstance(outcome, Rejected):
-            await _finish(sessionmaker, [delivery], "dead", report, error=outcome.reason)
+            await _finish(sessionmaker, rows, "dead", report, error=outcome.reason)
         elif isinstance(outcome, RetryLater):
-            await _retry(sessionmaker, [delivery], outcome, report)
+            await _retry(sessionmaker, rows, outcome, report)
         else:  # Gone: the route is disabled; its clips and other notices die with it
             await _disable(sessionmaker, route, outcome.reason, report)
-            await _finish(sessionmaker, [delivery], "dead", report, error=outcome.reason)
+            await _finish(sessionmaker, rows, "dead", report, error=outcome.reason)
+
+    async def failed(route: NotificationRoute, rows: list[Delivery], exc: Exception) -> None:
+        await _route_failed(sessionmaker, route, rows, exc, report)
+
+    return NoticeFinish(finish, failed)
 
 
 def _alert_finisher(
