@@ -326,3 +326,27 @@ async def test_the_holder_follows_the_tracked_channels(
             "beta subscribed on the same socket",
         )
         assert [s.id for s in sim.twitch.eventsub.sessions()] == [first.id]  # type: ignore[attr-defined]
+
+
+async def test_authorization_revoked_checks_the_token_at_once(
+    sim: Sim, settings: Settings, sessionmaker: Sessions
+) -> None:
+    """The user disconnected the app: Twitch revokes the subscriptions and the grant. The
+    holder asks /validate at its next renewal (not an hour later), the refresh is refused,
+    EventSub stops with a problem; polling goes on."""
+    settings = task_settings(settings, sim)
+    sim.twitch.eventsub.min_keepalive_s = KEEPALIVE_S
+    await track(sessionmaker, sim, ["alpha"])
+    access, refresh = sim.twitch.issue_user_token("clipbot")
+    await connect_user_token(settings, sessionmaker, access, refresh)
+    async with worker_task(settings, sessionmaker, "w1") as (state, _stop, _task):
+        await wait_for(lambda: state.detail.get("subscriptions") == 3, "subscribed")
+        sim.twitch.expire_user_token(access)
+        sim.twitch.refresh_tokens.clear()
+        for sub_id in list(sim.twitch.eventsub.subscriptions):
+            sim.twitch.eventsub.revoke(sub_id, "authorization_revoked")
+        await wait_for(lambda: state.detail.get("eventsub") == "token failed", "token failed")
+        assert "EventSub stopped" in state.detail["eventsub_problem"]
+        await wait_for(
+            lambda: not [s for s in sim.twitch.eventsub.sessions() if s.open], "socket closed"
+        )

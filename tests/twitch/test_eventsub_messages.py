@@ -379,6 +379,9 @@ def _client() -> object:
         async def refresh(self, reason: str, used: str | None = None) -> str:
             raise AssertionError("no subscription is made here")
 
+        def revalidate_soon(self) -> None:
+            pass
+
     handled: list[object] = []
 
     async def handle(event: object) -> None:

@@ -86,6 +86,8 @@ class TokenSource(Protocol):
 
     async def refresh(self, reason: str, used: str | None = None) -> str: ...
 
+    def revalidate_soon(self) -> None: ...
+
 
 def reconnect_delay(failures: int) -> float:
     """Full jitter: up to 1 s after a first drop, doubling to a minute while drops repeat."""
@@ -502,6 +504,10 @@ class EventSubClient:
         elif channel is not None:
             # authorization_revoked, user_removed and reasons to come: never created again
             # by this holder; the channel's live state comes from polling.
+            if sub.status == "authorization_revoked":
+                # The user may have disconnected the app: the holder's next renewal asks
+                # /validate (a token gone for good stops EventSub), not an hour later.
+                self.tokens.revalidate_soon()
             self.state.revoked.add((sub.type, channel))
             log.warning("eventsub_revoked", type=sub.type, channel_id=channel, status=sub.status)
         if sub.id is not None:

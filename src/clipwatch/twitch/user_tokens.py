@@ -301,6 +301,10 @@ class UserTokenKeeper:
             self._validated_at = row.validated_at
         return self.failed is None
 
+    def revalidate_soon(self) -> None:
+        """Ask Twitch about the token at the next use (an authorization was revoked)."""
+        self._validated_at = None
+
     async def access_token(self) -> str:
         """The token to use now: validated within the hour and not about to expire."""
         async with self._lock:
