@@ -13,6 +13,7 @@ import httpx
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from prometheus_client import REGISTRY
 from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -62,6 +63,10 @@ async def poll(sim: Sim, sessionmaker: async_sessionmaker[AsyncSession], **kwarg
         return await poll_live(client, sessionmaker, eventsub_grace=GRACE, final_pass_after=FINAL)
     finally:
         await client.aclose()
+
+
+def metric(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
 
 
 def streams_requests(sim: Sim) -> list[str]:
@@ -337,6 +342,9 @@ async def test_a_channel_going_live_shows_in_the_api_within_2_s_by_polling_alone
     stream.offline → back to offline, with the final pass" (no EventSub at all here)."""
     [channel_id] = await track(sessionmaker, sim, ["alpha"])
     fast = settings.model_copy(update={"live_poll_seconds": 0.25, "stream_end_pass_seconds": 180})
+    polls_before = metric("clipwatch_streams_polls_total", outcome="ok")
+    onlines_before = metric("clipwatch_live_changes_total", change="online", source="poll")
+    offlines_before = metric("clipwatch_live_changes_total", change="offline", source="poll")
     stop = asyncio.Event()
     twitch = sim.client()
     task = asyncio.create_task(
@@ -363,6 +371,9 @@ async def test_a_channel_going_live_shows_in_the_api_within_2_s_by_polling_alone
         began = time.monotonic()
         sim.twitch.go_live(channel_id, title="Speedrun", viewer_count=42)
         took_online = await until(True, began)
+        assert metric("clipwatch_live_changes_total", change="online", source="poll") == (
+            onlines_before + 1
+        )
         live = await live_in_api()
         assert (live["title"], live["viewer_count"], live["source"]) == ("Speedrun", 42, "poll")
         async with session_scope(sessionmaker) as session:
@@ -380,6 +391,14 @@ async def test_a_channel_going_live_shows_in_the_api_within_2_s_by_polling_alone
             state = await session.get(ChannelSync, channel_id)
             assert state is not None
             assert state.final_pass_at == ended + timedelta(seconds=180)
+        assert metric("clipwatch_live_changes_total", change="offline", source="poll") == (
+            offlines_before + 1
+        )
+        assert metric("clipwatch_streams_polls_total", outcome="ok") > polls_before
+        deadline = time.monotonic() + DEADLINE_S
+        while metric("clipwatch_channels_live") != 0:  # set at the end of each round
+            assert time.monotonic() < deadline, "clipwatch_channels_live stayed above 0"
+            await asyncio.sleep(0.02)
     finally:
         stop.set()
         await task
