@@ -143,7 +143,7 @@ async def world(
 
 
 def evaluator(world: World, sessionmaker: Sessions, clock: Clock) -> Evaluator:
-    reader = SignalReader(sessionmaker, SignalContext(sync_interval_s=300))
+    reader = SignalReader(sessionmaker, SignalContext(offline_sync_s=300))
     return Evaluator(
         sessionmaker,
         config_from_settings(world.settings),

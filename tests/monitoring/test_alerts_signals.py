@@ -9,7 +9,14 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from clipwatch.accounts import service as accounts
 from clipwatch.db.engine import session_scope
-from clipwatch.db.models import Channel, ChannelSync, Delivery, NotificationRoute, WorkerTask
+from clipwatch.db.models import (
+    Channel,
+    ChannelLive,
+    ChannelSync,
+    Delivery,
+    NotificationRoute,
+    WorkerTask,
+)
 from clipwatch.monitoring.alerts.signals import SignalContext, SignalReader
 from tests.monitoring.alerts_helpers import START
 
@@ -71,6 +78,22 @@ async def test_signals_from_the_database(sessionmaker: Sessions) -> None:
                     last_error="Twitch did not answer",
                 ),
                 ChannelSync(channel_id="2", last_success_at=START - timedelta(minutes=1)),
+                # Live: its cadence is the live one (a minute), so 4 minutes is 4 cadences.
+                Channel(
+                    id="4",
+                    login="streaming",
+                    display_name="Streaming",
+                    tracked=True,
+                    added_at=START - timedelta(days=3),
+                ),
+                ChannelSync(channel_id="4", last_success_at=START - timedelta(minutes=4)),
+                ChannelLive(
+                    channel_id="4",
+                    live=True,
+                    source="poll",
+                    changed_at=START - timedelta(minutes=30),
+                    checked_at=START,
+                ),
             ]
         )
         user = await accounts.create_user(session, "owner")
@@ -101,7 +124,7 @@ async def test_signals_from_the_database(sessionmaker: Sessions) -> None:
                     created_at=at,
                 )
             )
-    reader = SignalReader(sessionmaker, SignalContext(sync_interval_s=300))
+    reader = SignalReader(sessionmaker, SignalContext(live_sync_s=60, offline_sync_s=300))
     found = await reader(START)
 
     stale = {
@@ -113,10 +136,16 @@ async def test_signals_from_the_database(sessionmaker: Sessions) -> None:
     [budget] = found["twitch_budget_remaining"]
     assert budget.value == 3
     lag = {s.labels["channel"]: s for s in found["channel_sync_lag_cadences"]}
-    assert set(lag) == {"late", "fine"}
-    assert lag["late"].value == 4.0  # 20 minutes of 5-minute passes
-    assert lag["late"].fields == {"lag_minutes": 20, "error": "Twitch did not answer"}
+    assert set(lag) == {"late", "fine", "streaming"}
+    assert lag["late"].value == 4.0  # 20 minutes of the 5-minute offline cadence
+    assert lag["late"].fields == {
+        "lag_minutes": 20,
+        "live": False,
+        "error": "Twitch did not answer",
+    }
     assert lag["fine"].value == 0.2
+    assert lag["streaming"].value == 4.0  # 4 minutes of the 1-minute live cadence
+    assert lag["streaming"].fields["live"] is True
     [outbox] = found["outbox_oldest_pending_seconds"]
     assert (outbox.value, outbox.fields["pending"]) == (700, 2)
     assert [s.value for s in found["dead_letters_last_hour"]] == [1]

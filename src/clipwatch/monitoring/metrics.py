@@ -430,6 +430,7 @@ class ChannelFigures:
     last_success_at: float | None
     consecutive_failures: int
     backfill_progress: float  # 0 to 1
+    live: bool = False  # its cadence: live channels are read often, offline ones rarely
 
 
 @dataclass(frozen=True)
@@ -498,6 +499,11 @@ class DatabaseCollector(Collector):
             "Share of the channel's history backfilled (1: done)",
             labels=per_channel,
         )
+        live = GaugeMetricFamily(
+            "clipwatch_channel_live",
+            "1 while the channel is live (its sync cadence is the live one), else 0",
+            labels=per_channel,
+        )
         quarantined = GaugeMetricFamily(
             "clipwatch_quarantined_clips", "Clips held in quarantine (could not be stored)"
         )
@@ -522,7 +528,7 @@ class DatabaseCollector(Collector):
             "When the worker last read the figures above from the database (Unix time)",
         )
         families = [
-            info, lag, success, failing, clips, backfill,
+            info, lag, success, failing, clips, backfill, live,
             quarantined, pending, oldest, dead, disabled, taken,
         ]  # fmt: skip
         if snap is None:
@@ -536,6 +542,7 @@ class DatabaseCollector(Collector):
             failing.add_metric([c.channel_id], c.consecutive_failures)
             clips.add_metric([c.channel_id], c.clips)
             backfill.add_metric([c.channel_id], c.backfill_progress)
+            live.add_metric([c.channel_id], 1.0 if c.live else 0.0)
         quarantined.add_metric([], snap.quarantined)
         for state in ROUTE_STATES:
             count, oldest_at = snap.outbox.get(state, (0, None))

@@ -26,7 +26,8 @@ def evaluator_from_settings(
     config: AlertConfig | None = None,
 ) -> Evaluator:
     context = SignalContext(
-        sync_interval_s=float(settings.sync_interval_seconds),
+        live_sync_s=float(settings.live_sync_seconds),
+        offline_sync_s=float(settings.offline_sync_seconds),
         redis_url=settings.redis_url,
         pool_capacity=settings.db_pool_size + settings.db_max_overflow
         if settings.is_postgres

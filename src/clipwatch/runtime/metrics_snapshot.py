@@ -59,6 +59,7 @@ async def read_snapshot(sessionmaker: Sessions) -> DatabaseSnapshot:
                 last_success_at=_epoch(row.last_success_at),
                 consecutive_failures=row.consecutive_failures,
                 backfill_progress=backfill_progress(row),
+                live=row.live,
             )
             for row in channels
         ),

@@ -19,6 +19,7 @@ import structlog
 
 from clipwatch.cache.manager import CacheManager
 from clipwatch.config import Settings
+from clipwatch.monitoring.context import start_job
 from clipwatch.runtime.supervisor import TaskState, backoff, describe, wait_for_stop
 from clipwatch.runtime.worker import TRANSIENT, Sessions, WorkerStats, _refresh_hot
 from clipwatch.twitch import cadence, deletions, sync
@@ -55,6 +56,7 @@ async def cadence_forever(
     was_late = False
     naming_failed = False
     while not stop.is_set() and (ticks == 0 or count < ticks):
+        start_job("sync")  # every line of this tick's steps carries its id
         state.working()
         try:
             if client.auth_error is not None:

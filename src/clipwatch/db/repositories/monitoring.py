@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from clipwatch.db.models import (
     Channel,
+    ChannelLive,
     ChannelSync,
     Clip,
     ClipQuarantine,
@@ -31,14 +32,18 @@ class ChannelRow:
     backfill_until: datetime | None
     backfill_done_until: datetime | None
     backfill_completed_at: datetime | None
+    live: bool = False
 
 
 async def channel_figures(session: AsyncSession) -> list[ChannelRow]:
     """Every tracked channel with its stored clips, newest discovery and sync state."""
     tracked = (
         await session.execute(
-            select(Channel.id, Channel.login, Channel.account_created_at, ChannelSync)
+            select(
+                Channel.id, Channel.login, Channel.account_created_at, ChannelSync, ChannelLive.live
+            )
             .outerjoin(ChannelSync, ChannelSync.channel_id == Channel.id)
+            .outerjoin(ChannelLive, ChannelLive.channel_id == Channel.id)
             .where(Channel.tracked.is_(True))
             .order_by(Channel.id)
         )
@@ -56,7 +61,7 @@ async def channel_figures(session: AsyncSession) -> list[ChannelRow]:
         ).all()
     }
     rows = []
-    for channel_id, login, created, state in tracked:
+    for channel_id, login, created, state, live in tracked:
         clips, newest = counts.get(channel_id, (0, None))
         rows.append(
             ChannelRow(
@@ -70,6 +75,7 @@ async def channel_figures(session: AsyncSession) -> list[ChannelRow]:
                 backfill_until=state.backfill_until if state else None,
                 backfill_done_until=state.backfill_done_until if state else None,
                 backfill_completed_at=state.backfill_completed_at if state else None,
+                live=bool(live),
             )
         )
     return rows

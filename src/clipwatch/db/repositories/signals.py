@@ -9,7 +9,14 @@ from typing import Any
 from sqlalchemy import and_, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from clipwatch.db.models import Channel, ChannelSync, Delivery, NotificationRoute, WorkerTask
+from clipwatch.db.models import (
+    Channel,
+    ChannelLive,
+    ChannelSync,
+    Delivery,
+    NotificationRoute,
+    WorkerTask,
+)
 
 
 async def recent_worker_tasks(session: AsyncSession, since: datetime) -> Sequence[WorkerTask]:
@@ -18,7 +25,8 @@ async def recent_worker_tasks(session: AsyncSession, since: datetime) -> Sequenc
 
 
 async def tracked_channel_syncs(session: AsyncSession) -> list[dict[str, Any]]:
-    """Every tracked channel with when it was added and how its sync went."""
+    """Every tracked channel with when it was added, how its sync went, and whether it is
+    live (its cadence)."""
     stmt = (
         select(
             Channel.id,
@@ -26,8 +34,10 @@ async def tracked_channel_syncs(session: AsyncSession) -> list[dict[str, Any]]:
             Channel.added_at,
             ChannelSync.last_success_at,
             ChannelSync.last_error,
+            ChannelLive.live,
         )
         .outerjoin(ChannelSync, ChannelSync.channel_id == Channel.id)
+        .outerjoin(ChannelLive, ChannelLive.channel_id == Channel.id)
         .where(Channel.tracked.is_(True))
         .order_by(Channel.id)
     )

@@ -40,7 +40,7 @@ SIGNALS = {
     "twitch_budget_remaining": "the fewest points left in Twitch's rate-limit bucket that a "
     "worker reported after its last pass (fields: worker)",
     "channel_sync_lag_cadences": "per tracked channel (label channel): time since its last "
-    "successful sync step, in sync intervals (fields: lag_minutes, error)",
+    "successful sync step, in its cadence (live or offline) (fields: lag_minutes, live, error)",
     "worker_task_stale_seconds": "per worker task not stopped (labels worker, task): seconds "
     "since its last heartbeat",
     "outbox_oldest_pending_seconds": "age of the oldest pending outbox row, 0 when none "
@@ -67,7 +67,8 @@ SignalSource = Callable[[datetime], Awaitable[Signals]]
 
 @dataclass
 class SignalContext:
-    sync_interval_s: float = 300.0
+    live_sync_s: float = 60.0  # CLIPWATCH_LIVE_SYNC_SECONDS
+    offline_sync_s: float = 900.0  # CLIPWATCH_OFFLINE_SYNC_SECONDS
     redis_url: str = ""
     pool_capacity: int | None = None  # PostgreSQL: pool size + overflow
     registry: CollectorRegistry = REGISTRY
@@ -111,7 +112,7 @@ class SignalReader:
             routes = await queries.disabled_routes(session)
         found |= worker_signals(tasks, now)
         found["channel_sync_lag_cadences"] = channel_lag(
-            channels, now, self.context.sync_interval_s
+            channels, now, self.context.live_sync_s, self.context.offline_sync_s
         )
         age = max(0.0, (now - oldest).total_seconds()) if oldest is not None else 0.0
         found["outbox_oldest_pending_seconds"] = [Sample(round(age), fields={"pending": pending})]
@@ -207,7 +208,11 @@ def worker_signals(tasks: Any, now: datetime) -> Signals:
     return found
 
 
-def channel_lag(channels: list[dict[str, Any]], now: datetime, interval_s: float) -> list[Sample]:
+def channel_lag(
+    channels: list[dict[str, Any]], now: datetime, live_s: float, offline_s: float
+) -> list[Sample]:
+    """Each channel's time since its last successful step, in its own cadence (twitch/
+    cadence.py: a live channel is read every `live_s`, an offline one every `offline_s`)."""
     samples = []
     for channel in channels:
         since = channel["last_success_at"] or channel["added_at"]
@@ -216,12 +221,15 @@ def channel_lag(channels: list[dict[str, Any]], now: datetime, interval_s: float
         if since.tzinfo is None:
             since = since.replace(tzinfo=UTC)
         lag = max(0.0, (now - since).total_seconds())
+        live = bool(channel.get("live"))
+        cadence = live_s if live else offline_s
         samples.append(
             Sample(
-                round(lag / max(interval_s, 1.0), 2),
+                round(lag / max(cadence, 1.0), 2),
                 {"channel": channel["login"] or channel["id"]},
                 {
                     "lag_minutes": round(lag / 60),
+                    "live": live,
                     "error": channel["last_error"] or "no error recorded",
                 },
             )
