@@ -119,6 +119,8 @@ async def test_each_client_gets_what_its_filters_match_as_clips_answers(
     await store_clips(sessionmaker, [helix_clip(id="Seed", game_id="33214")])
     async with sessionmaker() as session, session.begin():
         await session.execute(text("UPDATE game SET name = 'Fortnite' WHERE id = '33214'"))
+    seed = await seq_of(sessionmaker, "Seed")
+    await wait_for(lambda: served.hub.released >= seed, "the hub past the seed clip")
     streams = [await open_stream(http, params=f) for f in FILTERS]
     everything = await open_stream(http)
     clips = [
@@ -339,6 +341,8 @@ async def test_feed_mine_needs_credentials_and_follows_the_preferences(
     )
     assert answer.status_code == 200, answer.text
     await store_clips(sessionmaker, [helix_clip(**chan("6001"), id="Known")])
+    known = await seq_of(sessionmaker, "Known")
+    await wait_for(lambda: served.hub.released >= known, "the hub past the known clip")
     bad = await http.get("/api/v1/stream", headers={"Authorization": "Bearer nope"})
     assert bad.status_code == 401
     feed = await open_stream(http, params={"feed": "mine"}, headers=auth)
