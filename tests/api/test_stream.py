@@ -183,6 +183,23 @@ async def test_last_event_id_gets_exactly_the_missed_clips_then_live_ones(
         await resumed.close()
 
 
+async def test_a_last_event_id_ahead_of_this_process_is_not_sent_again(
+    served: Served, http: httpx.AsyncClient, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    """Reconnected to a process whose watermark is behind the one it left: the clips up to
+    its id (which it has) do not come again."""
+    await store_clips(sessionmaker, [helix_clip(id="Had")])
+    had = await seq_of(sessionmaker, "Had")
+    await wait_for(lambda: served.hub.released >= had, "the hub past it")
+    stream = await open_stream(http, headers={"Last-Event-ID": str(had + 1)})
+    await store_clips(sessionmaker, [helix_clip(id="AlsoHad")])
+    assert await seq_of(sessionmaker, "AlsoHad") == had + 1
+    await store_clips(sessionmaker, [helix_clip(id="New")])
+    await wait_for(lambda: "New" in stream.clip_ids(), "the next clip")
+    assert stream.clip_ids() == ["New"]
+    await stream.close()
+
+
 async def test_a_long_absence_is_replayed_over_reconnects_without_gaps(
     served: Served, http: httpx.AsyncClient, sessionmaker: async_sessionmaker[AsyncSession]
 ) -> None:

@@ -219,7 +219,10 @@ class StreamHub:
 
     # --- clients ------------------------------------------------------------------------------
 
-    def subscribe(self, stream_filter: StreamFilter) -> Subscriber:
+    def subscribe(self, stream_filter: StreamFilter, resume: int | None = None) -> Subscriber:
+        """A client from now on; with `resume` (its last event id) one that already has
+        every clip up to it: an id above this hub's watermark comes from a process that is
+        a little ahead, and the clips up to it are not sent again."""
         if not self.ready:
             raise StreamFull(
                 "the stream is starting (its first look at the database)", retry_after=1
@@ -227,7 +230,8 @@ class StreamHub:
         if len(self.subscribers) >= self.max_clients:
             SSE_DROPPED.labels("limit").inc()
             raise StreamFull(f"this process serves {self.max_clients} streams already")
-        subscriber = Subscriber(stream_filter, self.released, self.queue_size)
+        floor = max(self.released, resume or 0)
+        subscriber = Subscriber(stream_filter, floor, self.queue_size)
         self.subscribers.add(subscriber)
         SSE_CLIENTS.set(len(self.subscribers))
         return subscriber

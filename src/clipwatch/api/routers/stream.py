@@ -287,7 +287,7 @@ async def stream_clips(
     stream_filter = await resolve_filter(session, search)
     hub: StreamHub = request.app.state.stream_hub
     try:
-        subscriber = hub.subscribe(stream_filter)
+        subscriber = hub.subscribe(stream_filter, resume)
     except StreamFull as exc:
         return problem(
             503,
