@@ -51,6 +51,7 @@ def live_handler(settings: Settings, sessionmaker: Sessions) -> Any:
                 started_at=event.started_at,
                 stream_type=event.stream_type,
                 source="eventsub",
+                final_pass_after=final_pass,  # a new stream replacing one never ended
             )
         elif isinstance(event, StreamOffline):
             await live.went_offline(
