@@ -13,10 +13,13 @@ from typing import Any
 
 import httpx
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from clipwatch.accounts import service
+from clipwatch.api.routers.stream import _resume_point
 from clipwatch.cache.manager import CacheManager
 from clipwatch.clips.stream import StreamHub
 from clipwatch.clips.stream_filter import StreamFilter
@@ -29,7 +32,9 @@ from clipwatch.db.engine import (
     touch,
 )
 from clipwatch.db.models import Channel, ChannelLive, Clip
+from clipwatch.db.repositories.clip_stream import parse_snapshot
 from clipwatch.db.repositories.sync_state import mark_deleted
+from clipwatch.errors import InvalidInput
 from clipwatch.monitoring.metrics import SSE_CLIENTS, SSE_DROPPED
 from tests.api.sse_client import Served, Stream, open_stream, serve_app, wait_for
 from tests.conftest import TEST_SECRET
@@ -615,3 +620,35 @@ async def test_over_http_a_client_that_stops_reading_is_dropped_and_a_reading_on
         assert not reading.of("error")
         stalled.close()
         await reading.close()
+
+
+# --- pure parts ---------------------------------------------------------------------------------
+
+
+@given(st.text(max_size=40) | st.integers(0, 2**70).map(str) | st.sampled_from(["²", "٣", "7 "]))
+def test_any_last_event_id_header_is_an_id_or_a_422(header: str) -> None:
+    value = header.strip()
+    if not value:
+        assert _resume_point(header, None) is None
+    elif value.isascii() and value.isdigit() and int(value) < 2**63:
+        assert _resume_point(header, None) == int(value)
+    else:
+        with pytest.raises(InvalidInput, match="Last-Event-ID"):
+            _resume_point(header, None)
+
+
+@given(
+    xmin=st.integers(1, 1000),
+    spread=st.integers(0, 50),
+    running=st.sets(st.integers(0, 50)),
+    xid=st.integers(0, 1100),
+)
+def test_a_snapshot_says_which_transactions_ended(
+    xmin: int, spread: int, running: set[int], xid: int
+) -> None:
+    xmax = xmin + spread
+    inside = {xmin + r for r in running if xmin + r < xmax}
+    text_form = f"{xmin}:{xmax}:{','.join(str(x) for x in sorted(inside))}"
+    snapshot = parse_snapshot(text_form)
+    assert snapshot.running == frozenset(inside)
+    assert snapshot.ended(xid) == (xid < xmin or (xid < xmax and xid not in inside))

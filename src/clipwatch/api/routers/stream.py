@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import signal
 import threading
 from collections.abc import Callable, Coroutine
@@ -46,6 +47,7 @@ router = APIRouter(tags=["stream"])
 
 SEND_TIMEOUT_S = 30.0  # a write the client does not take within this ends its stream
 LAST_EVENT_ID_MAX = 2**63 - 1
+_DIGITS = re.compile(r"[0-9]{1,19}")  # ASCII only: str.isdigit takes "²" and "٣"
 
 
 def render_clip(clip: Clip, game_name: str | None) -> bytes:
@@ -107,7 +109,7 @@ def _resume_point(header: str | None, query: int | None) -> int | None:
     if header is None or not header.strip():
         return None
     value = header.strip()
-    if not value.isdigit() or int(value) > LAST_EVENT_ID_MAX:
+    if not _DIGITS.fullmatch(value) or int(value) > LAST_EVENT_ID_MAX:
         raise InvalidInput(
             "Last-Event-ID must be the id of a clip event (a whole number)",
             field="Last-Event-ID",
