@@ -99,6 +99,20 @@ async def test_a_stored_clip_reaches_the_client_as_clips_shows_it(
     await stream.close()
 
 
+async def test_a_write_nobody_announced_still_arrives_at_the_next_look(
+    served: Served, http: httpx.AsyncClient, stream_settings: Settings
+) -> None:
+    """Redis down, or an engine without the cache: no notice, the once-a-second look."""
+    stream = await open_stream(http)
+    silent = create_engine(stream_settings)  # no cache attached: no generation moves
+    try:
+        await store_clips(create_sessionmaker(silent), [helix_clip(id="Unannounced")])
+    finally:
+        await silent.dispose()
+    await wait_for(lambda: stream.clip_ids() == ["Unannounced"], "the clip at the next look")
+    await stream.close()
+
+
 async def test_heartbeats_keep_an_idle_stream_open(served: Served, http: httpx.AsyncClient) -> None:
     stream = await open_stream(http)
     await wait_for(lambda: stream.heartbeats() >= 3, "three heartbeats")
