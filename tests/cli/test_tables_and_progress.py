@@ -130,22 +130,24 @@ async def test_deliveries_run_counts_as_it_goes_and_the_tables_tell_the_truth(
         routes = _run(tmp_path, env, "routes", "list")
         assert routes.returncode == 0, routes.stderr
         rows = {c[0]: c for c in map(_cells, routes.stdout.splitlines()) if c[0].isdigit()}
-        assert rows["1"][1:8] == [
+        assert rows["1"][1:9] == [
             "owner",
             "highlights",
             f"{hook['id']} (token hidden)",
             "compact",
             "every clip",
             "",
+            "",  # no stream notices
             "yes",
         ]
-        assert rows[str(later)][4:8] == [
+        assert rows[str(later)][4:9] == [
             "custom",
             "min views: 10; languages: en, de",
             "3600 s",
+            "",
             "yes",
         ]
-        assert rows[str(later)][8] == "template failed: [bad] {{ tag (2026-11-20 12:30, 3 in all)"
+        assert rows[str(later)][9] == "template failed: [bad] {{ tag (2026-11-20 12:30, 3 in all)"
         assert "{'" not in routes.stdout  # no Python dict
 
         listed = _run(tmp_path, env, "deliveries", "list", "--limit", "100")
