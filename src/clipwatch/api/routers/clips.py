@@ -3,22 +3,20 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Annotated, Literal
+from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from clipwatch.accounts import preferences
-from clipwatch.accounts.service import Principal
 from clipwatch.api.auth import Caller
 from clipwatch.api.cached import cached_answer
+from clipwatch.api.clip_filters import ClipFilters, Feed, apply_preferences
 from clipwatch.api.deps import Session, State
 from clipwatch.api.errors import problem_responses
-from clipwatch.api.params import ClipId, Cursor, Instant, Key, Language, SearchText
+from clipwatch.api.params import ClipId, Cursor
 from clipwatch.api.schemas import ClipPage, ClipRead
-from clipwatch.clips.search import ClipSearch, Sort, check_ranges, search_clips
+from clipwatch.clips.search import Sort, check_ranges, search_clips
 from clipwatch.db.repositories import catalog, clip_search
-from clipwatch.errors import Forbidden, NotFound, Unauthenticated
+from clipwatch.errors import NotFound
 
 router = APIRouter(tags=["clips"])
 
@@ -44,60 +42,16 @@ async def list_clips(
     state: State,
     session: Session,
     principal: Caller,
-    q: Annotated[SearchText | None, Query(examples=["pog clutch"])] = None,
-    broadcaster: Annotated[
-        list[Key], Query(max_length=20, description="Channel id or login; repeatable")
-    ] = [],  # noqa: B006 - FastAPI copies defaults
-    game: Annotated[
-        list[Key], Query(max_length=20, description="Game id or name; repeatable")
-    ] = [],  # noqa: B006
-    creator: Annotated[
-        list[Key], Query(max_length=20, description="Creator id or name; repeatable")
-    ] = [],  # noqa: B006
-    language: Annotated[
-        Language | None, Query(examples=["en"], description="Any case; compared in lower case")
-    ] = None,
-    min_views: Annotated[int | None, Query(ge=0, le=10**12)] = None,
-    max_views: Annotated[int | None, Query(ge=0, le=10**12)] = None,
-    min_duration: Annotated[
-        float | None, Query(ge=0, allow_inf_nan=False, description="Seconds, inclusive")
-    ] = None,
-    max_duration: Annotated[
-        float | None, Query(ge=0, allow_inf_nan=False, description="Seconds, inclusive")
-    ] = None,
-    featured: bool | None = None,
-    created_after: Instant | None = None,
-    created_before: Instant | None = None,
+    filters: ClipFilters,
     sort: Sort | None = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     cursor: Cursor | None = None,
-    include_deleted: bool = False,
-    feed: Annotated[
-        Literal["mine"] | None,
-        Query(description="`mine`: apply the caller's preferences (needs authentication)"),
-    ] = None,
+    feed: Feed = None,
 ) -> Response:
-    search = ClipSearch(
-        q=q,
-        broadcaster=tuple(broadcaster),
-        game=tuple(game),
-        creators=tuple(creator),
-        languages=(language,) if language else (),
-        min_views=min_views,
-        max_views=max_views,
-        min_duration=min_duration,
-        max_duration=max_duration,
-        featured=featured,
-        created_after=created_after,
-        created_before=created_before,
-        sort=sort,
-        limit=limit,
-        cursor=cursor,
-        include_deleted=include_deleted,
-    )
+    search = replace(filters, sort=sort, limit=limit, cursor=cursor)
     check_ranges(search)  # the request's own bounds, before preferences add theirs
     if feed == "mine":
-        search = await _apply_preferences(session, principal, search)
+        search = await apply_preferences(session, principal, search)
 
     async def compute() -> tuple[ClipPage, set[str]]:
         page = await search_clips(
@@ -116,26 +70,6 @@ async def list_clips(
 
     # A feed is the caller's own; every other answer is the same for everyone.
     return await cached_answer(request, state, compute, cacheable=feed is None)
-
-
-async def _apply_preferences(
-    session: AsyncSession, principal: Principal | None, search: ClipSearch
-) -> ClipSearch:
-    """The feed: followed channels or games, the caller's languages, views and sort."""
-    if principal is None:
-        raise Unauthenticated("feed=mine needs an API token or a session")
-    if "read" not in principal.scopes:
-        raise Forbidden("feed=mine needs the 'read' scope")
-    prefs = await preferences.preferences_of(session, principal, principal.user_id)
-    min_views = max(search.min_views or 0, prefs.min_views or 0) or None
-    return replace(
-        search,
-        follow_channels=tuple(prefs.channels),
-        follow_games=tuple(prefs.games),
-        languages=search.languages or tuple(prefs.languages),
-        min_views=min_views,
-        sort=search.sort or prefs.default_sort,  # type: ignore[arg-type]
-    )
 
 
 @router.get(

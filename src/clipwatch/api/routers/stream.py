@@ -14,7 +14,7 @@ import signal
 import threading
 from collections.abc import Callable, Coroutine
 from types import FrameType
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 import orjson
 import structlog
@@ -23,12 +23,11 @@ from fastapi.responses import StreamingResponse
 from starlette.types import Message, Receive, Scope, Send
 
 from clipwatch.api.auth import Caller
+from clipwatch.api.clip_filters import ClipFilters, Feed, apply_preferences
 from clipwatch.api.deps import Session, State
 from clipwatch.api.errors import problem, problem_responses
-from clipwatch.api.params import Instant, Key, Language, SearchText
-from clipwatch.api.routers.clips import _apply_preferences
 from clipwatch.api.schemas import ChannelLiveRead, ClipRead
-from clipwatch.clips.search import ClipSearch, check_ranges
+from clipwatch.clips.search import check_ranges
 from clipwatch.clips.stream import (
     RETRY_MS,
     StreamFull,
@@ -227,35 +226,8 @@ async def stream_clips(
     state: State,
     session: Session,
     principal: Caller,
-    q: Annotated[SearchText | None, Query(examples=["pog clutch"])] = None,
-    broadcaster: Annotated[
-        list[Key], Query(max_length=20, description="Channel id or login; repeatable")
-    ] = [],  # noqa: B006 - FastAPI copies defaults
-    game: Annotated[
-        list[Key], Query(max_length=20, description="Game id or name; repeatable")
-    ] = [],  # noqa: B006
-    creator: Annotated[
-        list[Key], Query(max_length=20, description="Creator id or name; repeatable")
-    ] = [],  # noqa: B006
-    language: Annotated[
-        Language | None, Query(examples=["en"], description="Any case; compared in lower case")
-    ] = None,
-    min_views: Annotated[int | None, Query(ge=0, le=10**12)] = None,
-    max_views: Annotated[int | None, Query(ge=0, le=10**12)] = None,
-    min_duration: Annotated[
-        float | None, Query(ge=0, allow_inf_nan=False, description="Seconds, inclusive")
-    ] = None,
-    max_duration: Annotated[
-        float | None, Query(ge=0, allow_inf_nan=False, description="Seconds, inclusive")
-    ] = None,
-    featured: bool | None = None,
-    created_after: Instant | None = None,
-    created_before: Instant | None = None,
-    include_deleted: bool = False,
-    feed: Annotated[
-        Literal["mine"] | None,
-        Query(description="`mine`: apply the caller's preferences (needs authentication)"),
-    ] = None,
+    filters: ClipFilters,
+    feed: Feed = None,
     last_event_id: Annotated[
         int | None,
         Query(
@@ -268,24 +240,10 @@ async def stream_clips(
     last_event_id_header: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
 ) -> Response:
     resume = _resume_point(last_event_id_header, last_event_id)
-    search = ClipSearch(
-        q=q,
-        broadcaster=tuple(broadcaster),
-        game=tuple(game),
-        creators=tuple(creator),
-        languages=(language,) if language else (),
-        min_views=min_views,
-        max_views=max_views,
-        min_duration=min_duration,
-        max_duration=max_duration,
-        featured=featured,
-        created_after=created_after,
-        created_before=created_before,
-        include_deleted=include_deleted,
-    )
+    search = filters
     check_ranges(search)
     if feed == "mine":
-        search = await _apply_preferences(session, principal, search)
+        search = await apply_preferences(session, principal, search)
     stream_filter = await resolve_filter(session, search)
     hub: StreamHub = request.app.state.stream_hub
     try:
