@@ -104,6 +104,8 @@ def test_no_worker_serves_the_api_alone(tmp_path: Path) -> None:
         assert status["worker"] is None
         assert status["sync"] == {
             "channels": 0,
+            "live": 0,
+            "live_channels": [],
             "backfilling": 0,
             "last_synced_at": None,
             "failing": 0,
@@ -111,4 +113,5 @@ def test_no_worker_serves_the_api_alone(tmp_path: Path) -> None:
             "quarantined": 0,
         }
         assert (status["workers"], status["problems"]) == ([], [])  # no worker anywhere
+        assert status["eventsub"] == "no worker holds the socket"
         assert status["deliveries"] == {"pending": 0, "sent": 0, "dead": 0}

@@ -280,6 +280,10 @@ class FailingChannel(BaseModel):
 
 class SyncStatus(BaseModel):
     channels: int = Field(description="Tracked channels")
+    live: int = Field(description="Tracked channels live now")
+    live_channels: list[str] = Field(
+        description="Their logins (up to 100), the latest to go live first (docs/live.md)"
+    )
     backfilling: int = Field(description="Tracked channels whose history is still being read")
     last_synced_at: datetime | None = Field(description="The newest incremental sync")
     failing: int = Field(description="Tracked channels whose last sync step failed")
@@ -359,6 +363,7 @@ class StatusRead(BaseModel):
     )
     cache: CacheStatus
     sync: SyncStatus
+    eventsub: str = Field(description="The EventSub socket: who holds it, its session, cost")
     deliveries: DeliveryStatus
     worker: WorkerStatus | None = Field(
         description="The worker in this process (null when it runs elsewhere: `--no-worker`)"

@@ -56,7 +56,7 @@ def _facts(title: str, values: dict[str, Any]) -> Table:
     table = Table(title=title, show_header=False)
     for key, value in values.items():
         if isinstance(value, list):
-            value = len(value)
+            value = ", ".join(map(str, value)) if key == "live_channels" else len(value)
         table.add_row(key, _when(value) if key.endswith("_at") else str(value))
     return table
 

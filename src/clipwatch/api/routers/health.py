@@ -24,6 +24,7 @@ from clipwatch.db.repositories import notifications, sync_state
 from clipwatch.runtime.status import (
     ROUTE_ERRORS_SHOWN_FOR,
     error_problems,
+    eventsub_line,
     incident_problems,
     route_problems,
     sync_problems,
@@ -104,6 +105,7 @@ async def status(state: State, session: Session) -> StatusRead:
         discord_sink=state.demo_sink,
         cache=_cache_status(state.cache),
         sync=SyncStatus.model_validate(sync),
+        eventsub=eventsub_line(reports).removeprefix("eventsub: "),
         deliveries=DeliveryStatus.model_validate(await notifications.delivery_counts(session)),
         worker=None if worker is None else _worker_status(worker),
         workers=[

@@ -10,7 +10,7 @@ from sqlalchemy import CursorResult, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from clipwatch.db.engine import touch
-from clipwatch.db.models import Channel, ChannelSync, Clip, Game
+from clipwatch.db.models import Channel, ChannelLive, ChannelSync, Clip, Game
 from clipwatch.db.repositories import quarantine
 from clipwatch.db.repositories._dialect import insert_for
 
@@ -97,7 +97,8 @@ async def states_of(session: AsyncSession, channel_ids: Sequence[str]) -> dict[s
 
 
 async def sync_summary(session: AsyncSession) -> dict[str, Any]:
-    """Tracked channels, how many still backfill, and the newest incremental sync."""
+    """Tracked channels, how many still backfill, which are live (up to 100, the latest to
+    go live first), and the newest incremental sync."""
     stmt = (
         select(
             func.count(Channel.id),
@@ -110,7 +111,25 @@ async def sync_summary(session: AsyncSession) -> dict[str, Any]:
     )
     channels, backfilling, last = (await session.execute(stmt)).one()
     failing = await failing_channels(session)
+    live_now = (Channel.tracked.is_(True), ChannelLive.live.is_(True))
+    live_count = await session.scalar(
+        select(func.count())
+        .select_from(Channel)
+        .join(ChannelLive, ChannelLive.channel_id == Channel.id)
+        .where(*live_now)
+    )
+    live = (
+        await session.scalars(
+            select(func.coalesce(Channel.login, Channel.id))
+            .join(ChannelLive, ChannelLive.channel_id == Channel.id)
+            .where(*live_now)
+            .order_by(ChannelLive.started_at.desc(), Channel.id)
+            .limit(100)
+        )
+    ).all()
     return {
+        "live": int(live_count or 0),
+        "live_channels": list(live),
         "channels": int(channels),
         "backfilling": int(backfilling),
         "last_synced_at": last,
