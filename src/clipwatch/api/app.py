@@ -10,7 +10,6 @@ from typing import Any
 
 from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import RedirectResponse
 
 from clipwatch.accounts.ratelimit import RateLimiter
 from clipwatch.accounts.service import SessionPolicy
@@ -31,6 +30,7 @@ from clipwatch.api.routers import (
     incidents,
     interactions,
     me,
+    pages,
     routes,
     stream,
     users,
@@ -130,11 +130,16 @@ def create_app(
         version=version("clipwatch"),
         description="A searchable archive of Twitch clips. Errors are application/problem+json.",
         lifespan=lifespan,
+        # /docs is a page of ours (api/routers/pages.py: Swagger UI from local files); no /redoc.
+        docs_url=None,
+        redoc_url=None,
         # Every route: unknown query parameters and loosely spelled values are 422.
         dependencies=[Depends(strict_query)],
     )
     install_error_handlers(app)
     install_openapi(app)
+    # Page routes answer errors as HTML pages with the API's words and status.
+    pages.install_page_errors(app)
     app.include_router(health.router)
     # Every API and auth route authenticates and counts against the caller's rate limits.
     limited = [Depends(caller)]
@@ -161,6 +166,9 @@ def create_app(
     # Alertmanager's webhook: its own bearer token (CLIPWATCH_ALERTMANAGER_TOKEN), not our API
     # tokens, so outside `caller` too.
     app.include_router(alertmanager.router, prefix=API_PREFIX)
+    # The web page (docs/web.md): HTML over the same search and cached reads, and its assets.
+    app.include_router(pages.router)
+    pages.mount_static(app)
     # Innermost first: cached answers still get CORS and the security and rate-limit headers.
     app.add_middleware(CachedReads)
     # Outside the app and the cache, inside CORS and the headers: a 413 gets all of them.
@@ -182,6 +190,8 @@ def create_app(
                 "X-Request-ID",
             ],
         )
+    # The search form's blank fields and days, tidied into the URL the page reads strictly.
+    app.add_middleware(pages.SearchQuery)
     app.add_middleware(ResponseHeaders, https=settings.base_url.startswith("https://"))
     # Outermost: every answer (cached, refused, failed) gets its request id, access line and
     # metrics.
@@ -192,9 +202,5 @@ def create_app(
         metrics=settings.metrics_enabled,
         access=access_log,
     )
-
-    @app.get("/", include_in_schema=False)
-    async def index() -> RedirectResponse:
-        return RedirectResponse("/docs")
 
     return app

@@ -13,14 +13,21 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "no-referrer",
     "Cross-Origin-Opener-Policy": "same-origin",
 }
-# JSON answers need nothing; the API docs page loads Swagger UI from its CDN.
+# JSON answers need nothing; the API docs page loads Swagger UI from this app's own files.
 API_CSP = "default-src 'none'; frame-ancestors 'none'"
 DOCS_CSP = (
-    "default-src 'self'; script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
-    "style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
-    "img-src 'self' data: https://fastapi.tiangolo.com; frame-ancestors 'none'"
+    "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; "
+    "form-action 'self'"
 )
-DOCS_PATHS = ("/docs", "/redoc")
+DOCS_PATHS = ("/docs",)
+# HTML pages (docs/web.md): no inline script or style; images from Twitch's CDNs, and the
+# only frame is Twitch's clip player.
+PAGE_CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; "
+    "img-src 'self' https://clips-media-assets2.twitch.tv https://static-cdn.jtvnw.net data:; "
+    "frame-src https://clips.twitch.tv; frame-ancestors 'none'; base-uri 'none'; "
+    "form-action 'self'"
+)
 # Answers under these paths carry a credential, a CSRF proof or a person's own data: no
 # cache (a browser's, a proxy's) may keep them. So may no answer that sets a cookie.
 PRIVATE_PATHS = ("/auth/", "/api/v1/me")
@@ -45,7 +52,10 @@ class ResponseHeaders:
                 headers = MutableHeaders(scope=message)
                 for name, value in SECURITY_HEADERS.items():
                     headers.setdefault(name, value)
-                headers.setdefault("Content-Security-Policy", csp)
+                html = headers.get("content-type", "").startswith("text/html")
+                headers.setdefault(
+                    "Content-Security-Policy", PAGE_CSP if html and csp == API_CSP else csp
+                )
                 if private or "set-cookie" in headers:
                     headers["Cache-Control"] = "no-store"
                 if self.https:

@@ -1,0 +1,297 @@
+"""The web page's routes: server-rendered HTML over the same search and cached reads as the
+API. Rendering lives in clipwatch.web (no FastAPI there); docs/web.md."""
+
+from __future__ import annotations
+
+import inspect
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
+from datetime import date
+from importlib.metadata import version
+from typing import Any
+from urllib.parse import parse_qsl, urlencode
+
+import fastapi_offline
+import orjson
+from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse
+from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from clipwatch.api.cached import cache_key
+from clipwatch.api.clip_filters import ClipFilters
+from clipwatch.api.deps import AppState, Session, State
+from clipwatch.api.params import ClipId, Cursor
+from clipwatch.api.schemas import ClipPage, ClipRead
+from clipwatch.clips.search import Sort, check_ranges, search_clips
+from clipwatch.db.repositories import catalog, clip_search
+from clipwatch.errors import ClipwatchError, NotFound
+from clipwatch.web.render import PAGE_SIZE, STATIC_DIR, render
+
+PAGE_TAG = "page"
+router = APIRouter(include_in_schema=False, tags=[PAGE_TAG])
+HTML = "text/html; charset=utf-8"
+SEARCH_PATH = "/"
+# The form's fields, in the order a shared link shows them.
+FORM_FIELDS = (
+    "q",
+    "broadcaster",
+    "game",
+    "creator",
+    "language",
+    "min_views",
+    "max_views",
+    "created_after",
+    "created_before",
+    "min_duration",
+    "max_duration",
+    "sort",
+)
+SORTS = (
+    ("relevance", "Best match"),
+    ("newest", "Newest"),
+    ("oldest", "Oldest"),
+    ("views", "Most viewed"),
+)
+_DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+
+
+def _common(state: AppState, request: Request) -> dict[str, Any]:
+    return {
+        "demo_mode": state.settings.demo_mode,
+        "version": version("clipwatch"),
+        "header_q": request.query_params.get("q", ""),
+    }
+
+
+def _form(request: Request) -> dict[str, str]:
+    """What the form shows: the query as sent (a date-time bound shown as its day)."""
+    form = {name: request.query_params.get(name, "") for name in FORM_FIELDS}
+    for name in ("created_after", "created_before"):
+        form[name] = form[name][:10] if _DAY.match(form[name]) else ""
+    return form
+
+
+def _html(body: str, status: int = 200, *, cache: bool = False) -> HTMLResponse:
+    headers = {"Cache-Control": "no-cache" if cache else "no-store"}
+    return HTMLResponse(body, status_code=status, headers=headers)
+
+
+async def _cached_read(
+    state: AppState, path: str, params: list[tuple[str, str]], compute: Callable[[], Awaitable[Any]]
+) -> bytes:
+    """The API's cached answer for `path?params`: the page and GET /api/v1/... share one entry."""
+    key = cache_key(path, urlencode(params).encode())
+
+    async def compute_bytes() -> tuple[bytes, Any]:
+        model, deps = await compute()
+        return model.__pydantic_serializer__.to_json(model), deps
+
+    entry = await state.cache.get_or_compute(key, compute_bytes)
+    return entry.body
+
+
+@router.get(SEARCH_PATH, response_class=HTMLResponse)
+async def search_page(
+    request: Request,
+    state: State,
+    session: Session,
+    filters: ClipFilters,
+    sort: Sort | None = None,
+    cursor: Cursor | None = None,
+) -> Response:
+    search = replace(filters, sort=sort, limit=PAGE_SIZE, cursor=cursor)
+    check_ranges(search)
+
+    async def compute() -> tuple[ClipPage, set[str]]:
+        page = await search_clips(
+            session,
+            search,
+            key=state.settings.signing_key,
+            relevance_candidates=state.settings.search_relevance_candidates,
+        )
+        answer = ClipPage(
+            data=[ClipRead.from_clip(c, page.game_names.get(c.game_id or "")) for c in page.clips],
+            next_cursor=page.next_cursor,
+        )
+        if page.channel_ids is None:
+            return answer, {"clips", "catalog"}
+        return answer, {"catalog", *(f"ch:{c}" for c in page.channel_ids)}
+
+    params = [*request.query_params.multi_items(), ("limit", str(PAGE_SIZE))]
+    body = await _cached_read(state, "/api/v1/clips", params, compute)
+    page = ClipPage.model_validate_json(body)
+    next_url = None
+    if page.next_cursor:
+        kept = [(k, v) for k, v in request.query_params.multi_items() if k != "cursor"]
+        next_url = "/?" + urlencode([*kept, ("cursor", page.next_cursor)])
+    filtered = any(k != "cursor" for k in request.query_params)
+    return _html(
+        render(
+            "search.html",
+            **_common(state, request),
+            form=_form(request),
+            sorts=SORTS,
+            clips=page.data,
+            next_url=next_url,
+            filtered=filtered,
+            error=None,
+        ),
+        cache=True,
+    )
+
+
+@router.get("/clips/{clip_id}", response_class=HTMLResponse)
+async def clip_page(request: Request, state: State, session: Session, clip_id: ClipId) -> Response:
+    async def compute() -> tuple[ClipRead, set[str]]:
+        clip = await clip_search.get_clip(session, clip_id)
+        if clip is None:
+            raise NotFound(f"no clip with id {clip_id}")
+        names = await catalog.game_names(session, [clip.game_id] if clip.game_id else [])
+        return ClipRead.from_clip(clip, names.get(clip.game_id or "")), {
+            f"ch:{clip.broadcaster_id}",
+            "catalog",
+        }
+
+    body = await _cached_read(state, f"/api/v1/clips/{clip_id}", [], compute)
+    clip = ClipRead.model_validate_json(body)
+    return _html(
+        render("clip.html", **_common(state, request), clip=clip, base_url=state.settings.base_url),
+        cache=True,
+    )
+
+
+# --- Errors as pages -------------------------------------------------------------------------
+ADVICE = {
+    400: "Check the link, or start a new search.",
+    404: "It may never have been archived, or the link is mistyped.",
+    422: "Change the value named above and try again.",
+}
+
+
+def _is_page(request: Request) -> bool:
+    route = request.scope.get("route")
+    return PAGE_TAG in (getattr(route, "tags", None) or [])
+
+
+def _page_error(request: Request, answer: Response) -> Response:
+    """The API's problem answer for a page route, told as a page with the same words."""
+    try:
+        problem = orjson.loads(bytes(answer.body))
+    except orjson.JSONDecodeError:
+        problem = {}
+    status = answer.status_code
+    detail = str(problem.get("detail") or "Something went wrong.")
+    errors = problem.get("errors") if isinstance(problem.get("errors"), list) else []
+    state: AppState = request.app.state.clipwatch
+    route = request.scope.get("route")
+    if getattr(route, "name", "") == "search_page" and status in (400, 422):
+        body = render(
+            "search.html",
+            **_common(state, request),
+            form=_form(request),
+            sorts=SORTS,
+            clips=[],
+            next_url=None,
+            filtered=True,
+            error={"detail": detail, "errors": errors},
+        )
+    else:
+        body = render(
+            "error.html",
+            **_common(state, request),
+            title=str(problem.get("title") or f"Error {status}"),
+            detail=detail,
+            errors=errors,
+            advice=ADVICE.get(status, "Try again in a moment."),
+        )
+    html = _html(body, status)
+    for name in ("Retry-After", "Allow"):
+        if name in answer.headers:
+            html.headers[name] = answer.headers[name]
+    return html
+
+
+def install_page_errors(app: FastAPI) -> None:
+    """Wrap the API's error handlers: page routes get the same status and words as HTML."""
+    for kind in (RequestValidationError, ClipwatchError, StarletteHTTPException, Exception):
+        original = app.exception_handlers[kind]
+
+        async def handler(request: Request, exc: Exception, original: Any = original) -> Response:
+            answer = original(request, exc)
+            if inspect.isawaitable(answer):
+                answer = await answer
+            if not _is_page(request) or not hasattr(answer, "body"):
+                return answer  # type: ignore[no-any-return]
+            return _page_error(request, answer)
+
+        app.add_exception_handler(kind, handler)
+
+
+# --- Static assets and the form's query ------------------------------------------------------
+class StaticAssets(StaticFiles):
+    """Static files with a cache lifetime: browsers revalidate (ETag) after an hour."""
+
+    def file_response(self, *args: Any, **kwargs: Any) -> Response:
+        response = super().file_response(*args, **kwargs)
+        response.headers["Cache-Control"] = "public, max-age=3600"
+        return response
+
+
+def vendor_dir() -> str:
+    """Swagger UI's assets, shipped by the fastapi-offline package (no CDN)."""
+    return str(fastapi_offline.__path__[0]) + "/static"
+
+
+def mount_static(app: FastAPI) -> None:
+    app.mount("/static/vendor", StaticAssets(directory=vendor_dir()), name="vendor")
+    app.mount("/static", StaticAssets(directory=STATIC_DIR), name="static")
+
+
+class SearchQuery:
+    """A GET form sends every field, blank or not, and a date field sends a day. Before the
+    search page's strict reading: redirect to the same search without the blank fields and
+    with days as RFC 3339 bounds (the URL a person shares is then the short, exact one)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] != SEARCH_PATH or scope["method"] != "GET":
+            await self.app(scope, receive, send)
+            return
+        raw = scope.get("query_string", b"").decode("latin-1")
+        pairs = parse_qsl(raw, keep_blank_values=True)
+        cleaned = [(k, _bound(k, v.strip())) for k, v in pairs if v.strip() != ""]
+        if cleaned == pairs:
+            await self.app(scope, receive, send)
+            return
+        location = SEARCH_PATH + ("?" + urlencode(cleaned) if cleaned else "")
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 303,
+                "headers": [(b"location", location.encode()), (b"content-length", b"0")],
+            }
+        )
+        await send({"type": "http.response.body", "body": b""})
+
+
+def _bound(name: str, value: str) -> str:
+    if name in ("created_after", "created_before") and _DAY.fullmatch(value):
+        try:
+            date.fromisoformat(value)
+        except ValueError:
+            return value  # the strict reading tells what is wrong with it
+        return f"{value}T00:00:00Z" if name == "created_after" else f"{value}T23:59:59Z"
+    return value
+
+
+@router.get("/docs", response_class=HTMLResponse)
+async def api_docs(request: Request) -> Response:
+    """Swagger UI from this app's own files: works offline and under the strict CSP."""
+    title = request.app.title
+    return _html(render("docs.html", title=title, openapi_url=request.app.openapi_url), cache=True)
