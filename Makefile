@@ -28,8 +28,12 @@ test: lint deps ## Lint, then run the whole test suite on SQLite and PostgreSQL
 # tests start their own servers, never the systemd services these packages set up.
 PROM_PROGRAMS := promtool prometheus prometheus-alertmanager
 PROM_PACKAGES := prometheus prometheus-alertmanager
+# The browser tests (tests/web/) drive Debian's chromium through Playwright: browsers cannot
+# be downloaded here, so `playwright install` is never used.
+BROWSER_PROGRAMS := chromium
+BROWSER_PACKAGES := chromium
 
-deps: ## Install Prometheus, promtool and Alertmanager with apt when missing (make test does)
+deps: ## Install Prometheus, promtool, Alertmanager and chromium with apt when missing (make test does)
 	@missing=""; for program in $(PROM_PROGRAMS); do \
 		command -v $$program >/dev/null 2>&1 || missing="$$missing $$program"; \
 	done; \
@@ -39,6 +43,18 @@ deps: ## Install Prometheus, promtool and Alertmanager with apt when missing (ma
 		install="$$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $(PROM_PACKAGES)"; \
 		$$install || { $$sudo apt-get update && $$install; } || { \
 			echo "could not install $(PROM_PACKAGES): their tests fail with CI=true, else are skipped"; \
+			case "$$CI" in true|TRUE|True|1) exit 1;; esac; \
+		}; \
+	fi
+	@missing=""; for program in $(BROWSER_PROGRAMS); do \
+		command -v $$program >/dev/null 2>&1 || missing="$$missing $$program"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+		echo "missing:$$missing; installing $(BROWSER_PACKAGES) with apt-get"; \
+		sudo=""; [ "$$(id -u)" = 0 ] || sudo="sudo"; \
+		install="$$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $(BROWSER_PACKAGES)"; \
+		$$install || { $$sudo apt-get update && $$install; } || { \
+			echo "could not install $(BROWSER_PACKAGES): the browser tests fail with CI=true, else are skipped"; \
 			case "$$CI" in true|TRUE|True|1) exit 1;; esac; \
 		}; \
 	fi
