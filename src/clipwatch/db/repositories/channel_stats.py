@@ -23,7 +23,7 @@ def _day(session: AsyncSession) -> ColumnElement[Any]:
 
 
 async def channel_stats(
-    session: AsyncSession, channel_id: str, since: datetime | None
+    session: AsyncSession, channel_id: str, since: datetime | None, *, days: int = DAYS_SHOWN
 ) -> dict[str, Any]:
     where = [Clip.broadcaster_id == channel_id, Clip.deleted_at.is_(None)]
     if since is not None:
@@ -40,7 +40,7 @@ async def channel_stats(
             .where(*where)
             .group_by(day)
             .order_by(desc(day))
-            .limit(DAYS_SHOWN)
+            .limit(days)
         )
     ).all()
     top_clips = (
