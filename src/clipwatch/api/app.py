@@ -24,6 +24,7 @@ from clipwatch.api.routers import (
     alertmanager,
     auth,
     catalog,
+    channel_page,
     clips,
     eventsub,
     health,
@@ -168,6 +169,7 @@ def create_app(
     app.include_router(alertmanager.router, prefix=API_PREFIX)
     # The web page (docs/web.md): HTML over the same search and cached reads, and its assets.
     app.include_router(pages.router)
+    app.include_router(channel_page.router)
     pages.mount_static(app)
     # Innermost first: cached answers still get CORS and the security and rate-limit headers.
     app.add_middleware(CachedReads)
