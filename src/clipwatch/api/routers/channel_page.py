@@ -39,17 +39,18 @@ async def _channel(session: Session, login: str) -> Any:
 
 
 def _days(stats: ChannelStatsRead, period: PagePeriod, today: date) -> list[tuple[date, int]]:
-    """Every day of the period, oldest first; a day without clips is 0."""
+    """Every day from the period's first (partial) day to today, oldest first; a day without
+    clips is 0. So the bars add up to the period's clip count."""
     counts: dict[date, int] = {}
     for item in stats.per_day:
         try:
             counts[date.fromisoformat(item.day[:10])] = item.clips
         except ValueError:
             continue  # a day the database wrote oddly costs its bar only
-    first = today - timedelta(days=DAYS[period] - 1)
+    first = stats.since.date() if stats.since else today - timedelta(days=DAYS[period])
+    span = max(1, (today - first).days + 1)
     return [
-        (first + timedelta(days=i), counts.get(first + timedelta(days=i), 0))
-        for i in range(DAYS[period])
+        (first + timedelta(days=i), counts.get(first + timedelta(days=i), 0)) for i in range(span)
     ]
 
 
@@ -102,6 +103,7 @@ async def channel_page(
         )
         return answer, stats_deps(row.id)
 
+    params: list[tuple[str, str]]
     if period in HOT:
         stats_path, params = f"/api/v1/channels/{login}/stats", [("period", HOT[period])]
     else:
