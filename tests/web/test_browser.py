@@ -9,26 +9,22 @@ from __future__ import annotations
 
 import re
 import shutil
-import threading
-import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 from playwright.async_api import Browser, BrowserContext, Page, Route, async_playwright, expect
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from clipwatch.api.app import create_app
 from clipwatch.config import Settings
-from tests.conftest import free_port, unavailable
+from tests.conftest import unavailable
 from tests.factories import helix_clip, store_clips
+from tests.web.live import serving_app
 
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "var" / "screenshots"
 DESKTOP = {"width": 1280, "height": 900}
 PHONE = {"width": 390, "height": 844}
-START_S = 20.0
 EXPECT_MS = 10_000
 
 
@@ -81,23 +77,8 @@ async def archive(engine: AsyncEngine, sessionmaker: async_sessionmaker[AsyncSes
 
 @pytest.fixture
 def live(settings: Settings, archive: None) -> Iterator[str]:
-    """The app on a loopback port, in a thread of its own, over the seeded database."""
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    app = create_app(settings.model_copy(update={"base_url": base}), access_log=False)
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + START_S
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            pytest.fail("the app did not start")
-        time.sleep(0.02)  # polling a condition with a deadline, not a wait for luck
-    yield base
-    server.should_exit = True
-    thread.join(timeout=START_S)
+    with serving_app(settings) as base:
+        yield base
 
 
 class Offline:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime
 from functools import cache
 from importlib.resources import files
@@ -17,7 +18,7 @@ PAGE_SIZE = 24
 
 def views(count: int | None) -> str:
     """1234 -> '1.2K', 2500000 -> '2.5M' (the card's short form; the clip page shows it all)."""
-    if count is None:
+    if count is None or count < 0:
         return "0"
     for size, unit in ((1_000_000_000, "B"), (1_000_000, "M"), (1_000, "K")):
         if count >= size:
@@ -27,8 +28,9 @@ def views(count: int | None) -> str:
 
 
 def duration(seconds: float | None) -> str:
-    """29.9 -> '0:30'; 75 -> '1:15'."""
-    if seconds is None or seconds < 0:
+    """29.9 -> '0:30'; 75 -> '1:15'. Whatever Twitch sent (NaN, infinite, negative) is shown,
+    never raised: unknown lengths read '0:00'."""
+    if seconds is None or not math.isfinite(seconds) or seconds < 0:
         return "0:00"
     total = round(seconds)
     return f"{total // 60}:{total % 60:02d}"

@@ -1,0 +1,40 @@
+"""The app served on a loopback port, in a thread of its own: for a browser, or a plain client."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pytest
+import uvicorn
+
+from clipwatch.api.app import create_app
+from clipwatch.config import Settings
+from tests.conftest import free_port
+
+START_S = 20.0
+
+
+@contextmanager
+def serving_app(settings: Settings) -> Iterator[str]:
+    """Yields the base URL; `base_url` is set to it (the clip player's `parent=` host)."""
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    app = create_app(settings.model_copy(update={"base_url": base}), access_log=False)
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + START_S
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            pytest.fail("the app did not start")
+        time.sleep(0.02)  # polling a condition, with a deadline
+    try:
+        yield base
+    finally:
+        server.should_exit = True
+        thread.join(timeout=START_S)
