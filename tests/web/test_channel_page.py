@@ -149,6 +149,13 @@ async def test_each_period_charts_its_days(
     assert "clips per week" in year
     top = section(year, "top-clips-title")
     assert re.findall(r'href="/clips/([^"]+)"', top)[0] == "Oldest"
+    # The page filled the API's cache entries: the API's same reads are hits.
+    for path, params in (("/channels/alpha/stats", {"period": "month"}), ("/channels/alpha", {})):
+        api = await client.get(f"/api/v1{path}", params=params)
+        assert api.status_code == 200
+        assert api.headers["x-cache"] == "hit", path
+    month = (await client.get("/api/v1/channels/alpha/stats", params={"period": "month"})).json()
+    assert month["clips"] == 4
     # By id as the API answers it.
     assert (await client.get("/channels/111")).status_code == 200
 
@@ -218,3 +225,12 @@ async def test_sync_errors_only_for_admins(
     again = await client.get("/channels/alpha")
     assert "Helix answered" not in again.text
     assert again.headers["cache-control"] == "no-store"
+
+    # A browser: the admin's session cookie (opened with the token), no Authorization header.
+    login = await client.post("/auth/token-login", headers={"Authorization": f"Bearer {admin}"})
+    assert login.status_code == 200, login.text
+    assert client.cookies
+    by_cookie = await client.get("/channels/alpha")
+    assert "Helix answered 503 &lt;b&gt;upstream&lt;/b&gt;" in section(by_cookie.text, "sync-title")
+    client.cookies.clear()
+    assert "Helix answered" not in (await client.get("/channels/alpha")).text
