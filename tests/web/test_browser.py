@@ -171,6 +171,19 @@ async def test_search_filter_open_a_clip(browser: Browser, live: str, database_u
     await offline.context.close()
 
 
+async def test_keyboard_reaches_the_skip_link_first(browser: Browser, live: str) -> None:
+    offline = Offline(live)
+    page = await offline.open(browser, viewport=DESKTOP)
+    await page.goto(live + "/clips/ClipA")
+    await page.keyboard.press("Tab")
+    skip = page.get_by_role("link", name="Skip to content")
+    await expect(skip).to_be_focused()
+    await expect(skip).to_be_in_viewport()
+    await page.keyboard.press("Enter")
+    await expect(page.locator("main")).to_be_focused()
+    await offline.context.close()
+
+
 async def test_more_loads_the_next_page_in_place(browser: Browser, live: str) -> None:
     offline = Offline(live)
     page = await offline.open(browser, viewport=DESKTOP)

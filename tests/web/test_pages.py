@@ -201,3 +201,15 @@ async def test_pages_have_no_inline_script_or_style(
         assert "<style" not in html, path
         assert " style=" not in html, path
         assert not re.search(r"<script(?![^>]*\bsrc=)", html), path
+
+
+async def test_a_24_card_page_weighs_under_100_kb_before_images(
+    client: httpx.AsyncClient, archive: None
+) -> None:
+    page = await client.get("/")
+    assert len(card_ids(page.text)) == 24
+    total = len(page.content)
+    for asset in re.findall(r'(?:src|href)="(/static/[^"]+)"', page.text):
+        total += len((await client.get(asset)).content)
+    print(f"24-card search page, HTML+CSS+JS: {total} bytes")
+    assert total < 100_000
