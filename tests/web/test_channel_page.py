@@ -129,6 +129,14 @@ async def test_channel_page_content_and_escaping(
     assert "180 min" in streams
     assert ">live<" in streams
 
+    # Its stylesheet (and the Discord message's) are served by the app itself.
+    assert '<link rel="stylesheet" href="/static/channel.css">' in html
+    for sheet in ("/static/channel.css", "/static/discord.css"):
+        css = await client.get(sheet)
+        assert css.status_code == 200
+        assert css.headers["content-type"].startswith("text/css")
+    assert ".chart-bar" in (await client.get("/static/channel.css")).text
+
     sync = section(html, "sync-title")
     assert "History: not started" in sync
     assert "Last pass: not yet" in sync
