@@ -30,7 +30,6 @@
           var holder = link.parentNode;
           if (next) { link.href = next.href; link.textContent = "More clips"; }
           else { holder.parentNode.removeChild(holder); }
-          if (window.history && next) { window.history.replaceState(null, "", window.location.href); }
         })
         .catch(function () { window.location.href = link.href; });
     });
