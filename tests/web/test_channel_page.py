@@ -6,17 +6,25 @@ from __future__ import annotations
 
 import re
 import xml.etree.ElementTree as ET
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import quote
 
 import httpx
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from clipwatch.accounts import service
 from clipwatch.api.middleware import PAGE_CSP
+from clipwatch.cache.manager import CacheManager
+from clipwatch.config import Settings
 from clipwatch.db.engine import session_scope
 from clipwatch.db.models import Channel, ChannelSync
 from clipwatch.twitch.live import channel_updated, went_offline, went_online
+from tests.conftest import app_client
 from tests.factories import helix_clip, store_clips
 
 HOSTILE = "<script>alert(1)</script> speedrun"
@@ -54,6 +62,17 @@ async def seed(sessionmaker: async_sessionmaker[AsyncSession]) -> None:
                 session.add(Channel(id=cid, login=login, display_name=name, tracked=tracked))
             else:
                 row.login, row.display_name, row.tracked = login, name, tracked
+
+
+@pytest.fixture
+async def seeded(
+    settings: Settings, cache: CacheManager, sessionmaker: async_sessionmaker[AsyncSession]
+) -> AsyncIterator[httpx.AsyncClient]:
+    """The seeded app with room for many anonymous requests (the fuzz test below)."""
+    await seed(sessionmaker)
+    roomy = settings.model_copy(update={"rate_limit_anonymous": "100000/minute"})
+    async with app_client(roomy, cache=cache) as http:
+        yield http
 
 
 def bars(html: str) -> list[int]:
@@ -242,3 +261,27 @@ async def test_sync_errors_only_for_admins(
     assert "Helix answered 503 &lt;b&gt;upstream&lt;/b&gt;" in section(by_cookie.text, "sync-title")
     client.cookies.clear()
     assert "Helix answered" not in (await client.get("/channels/alpha")).text
+
+
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(
+    # Anything that reaches this route: one path segment ("/" and dot segments go elsewhere).
+    login=st.one_of(
+        st.sampled_from(["alpha", "111", "gamma", "nobody"]),
+        st.text(min_size=1, max_size=80).filter(lambda s: "/" not in s and s.strip(".") != ""),
+    ),
+    period=st.one_of(st.sampled_from(["7d", "30d", "90d", "365d"]), st.text(max_size=12)),
+)
+async def test_any_login_and_period_is_a_page_never_a_500(
+    seeded: httpx.AsyncClient, login: str, period: str
+) -> None:
+    page = await seeded.get(f"/channels/{quote(login, safe='')}", params={"period": period})
+    assert page.status_code in (200, 404, 422), (login, period, page.status_code)
+    assert page.headers["content-type"].startswith("text/html")
+    if page.status_code == 200:
+        assert login in ("alpha", "111")
+        assert period in ("7d", "30d", "90d", "365d")

@@ -18,6 +18,7 @@ from clipwatch.api.routers.catalog import CHANNEL_DEPS
 from clipwatch.api.routers.pages import PAGE_TAG, _cached_read, _common, _html
 from clipwatch.api.schemas import ChannelRead, ChannelStatsRead, ClipRead, StreamPage, StreamRead
 from clipwatch.clips.stats import Period, hot_stats, stats_deps
+from clipwatch.db.models import Channel
 from clipwatch.db.repositories import catalog, channel_stats, clip_search, live_state, sync_state
 from clipwatch.errors import NotFound
 from clipwatch.web.charts import clips_per_day_svg
@@ -31,7 +32,7 @@ HOT: dict[PagePeriod, Period] = {"7d": "week", "30d": "month"}
 STREAMS_SHOWN = 10
 
 
-async def _channel(session: Session, login: str) -> Any:
+async def _channel(session: Session, login: str) -> Channel:
     channel = await catalog.get_channel(session, login)
     if channel is None or not channel.tracked:
         raise NotFound(f"no tracked channel {login}")
