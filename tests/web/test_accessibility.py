@@ -1,0 +1,73 @@
+"""axe-core (shipped by the axe-playwright-python package) in the page: no serious or critical
+accessibility violation on any page, at desktop and phone width."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from axe_playwright_python.async_playwright import Axe
+from playwright.async_api import Browser
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from clipwatch.config import Settings
+from tests.factories import helix_clip, store_clips
+from tests.web.live import serving_app
+from tests.web.test_browser import DESKTOP, PHONE, Offline, browser  # noqa: F401 - fixture
+
+PAGES = (
+    "/",
+    "/?q=clutch&sort=views",
+    "/?q=nothingmatchesthis",
+    "/?min_views=lots",
+    "/clips/ClipA",
+    "/clips/ClipGone",
+    "/clips/NoSuchClip",
+    "/docs",
+)
+SERIOUS = ("serious", "critical")
+
+
+@pytest.fixture
+async def seeded(engine: AsyncEngine, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+    clips: list[dict[str, Any]] = [
+        helix_clip(id="ClipA", title="Insane clutch play", view_count=1500),
+        helix_clip(id="ClipGone", title="gone", created_at="2025-01-04T10:00:00Z"),
+        *(helix_clip(title=f"clutch {n}") for n in range(30)),
+    ]
+    await store_clips(sessionmaker, clips)
+    async with sessionmaker() as session, session.begin():
+        await session.execute(text("UPDATE clip SET deleted_at = created_at WHERE id = 'ClipGone'"))
+
+
+@pytest.fixture
+def live(settings: Settings, seeded: None) -> Iterator[str]:
+    with serving_app(settings) as base:
+        yield base
+
+
+@pytest.mark.parametrize("viewport", [DESKTOP, PHONE], ids=["desktop", "phone"])
+async def test_no_serious_accessibility_violations(
+    browser: Browser,  # noqa: F811 - the fixture
+    live: str,
+    viewport: dict[str, int],
+) -> None:
+    offline = Offline(live)
+    page = await offline.open(browser, viewport=viewport)
+    axe = Axe()
+    found: dict[str, list[str]] = {}
+    for path in PAGES:
+        await page.goto(live + path)
+        results = await axe.run(page)
+        assert results.response["testEngine"]["name"] == "axe-core"  # it ran in the page
+        serious = [
+            f"{v['id']} ({v['impact']}): {v['help']} at {[n['target'] for n in v['nodes']][:3]}"
+            for v in results.response["violations"]
+            if v["impact"] in SERIOUS
+        ]
+        if serious:
+            found[path] = serious
+    await offline.context.close()
+    assert found == {}
