@@ -34,7 +34,9 @@ async def seeded(engine: AsyncEngine, sessionmaker: async_sessionmaker[AsyncSess
 
 @pytest.fixture
 def http(settings: Settings, seeded: None) -> Iterator[httpx.Client]:
-    with serving_app(settings) as base, httpx.Client(base_url=base, timeout=30) as client:
+    # Many requests from one address in a few seconds: above the anonymous rate limit.
+    roomy = settings.model_copy(update={"rate_limit_anonymous": "100000/minute"})
+    with serving_app(roomy) as base, httpx.Client(base_url=base, timeout=30) as client:
         yield client
 
 
@@ -57,7 +59,8 @@ def test_any_search_query_is_a_page_never_a_500(
 @given(st.text(min_size=1, max_size=40))
 def test_any_clip_path_is_a_page_never_a_500(http: httpx.Client, clip_id: str) -> None:
     answer = http.get("/clips/" + quote(clip_id, safe=""))
-    assert answer.status_code in (200, 404, 405, 422), answer.text[:500]
+    # 307: Starlette's trailing-slash redirect (an id of "/" makes the path "/clips//").
+    assert answer.status_code in (200, 307, 404, 405, 422), answer.text[:500]
 
 
 TWITCH_TEXT = st.text(

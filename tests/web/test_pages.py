@@ -9,9 +9,12 @@ from typing import Any
 import httpx
 import pytest
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from clipwatch.api.middleware import PAGE_CSP
+from clipwatch.cache.manager import CacheManager
+from clipwatch.config import Settings
+from tests.conftest import app_client
 from tests.factories import helix_clip, store_clips
 
 
@@ -213,3 +216,19 @@ async def test_a_24_card_page_weighs_under_100_kb_before_images(
         total += len((await client.get(asset)).content)
     print(f"24-card search page, HTML+CSS+JS: {total} bytes")
     assert total < 100_000
+
+
+async def test_pages_count_against_the_anonymous_rate_limit(
+    settings: Settings, engine: AsyncEngine, cache: CacheManager
+) -> None:
+    limited = settings.model_copy(update={"rate_limit_anonymous": "3/minute"})
+    async with app_client(limited, cache=cache) as client:
+        for _ in range(3):
+            assert (await client.get("/")).status_code == 200
+        page = await client.get("/")
+        api = await client.get("/api/v1/clips")  # one bucket for pages and anonymous reads
+    assert page.status_code == 429
+    assert page.headers["content-type"].startswith("text/html")
+    assert int(page.headers["retry-after"]) >= 1
+    assert "too many requests" in page.text
+    assert api.status_code == 429

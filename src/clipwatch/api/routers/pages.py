@@ -14,13 +14,14 @@ from urllib.parse import parse_qsl, urlencode
 
 import fastapi_offline
 import orjson
-from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from clipwatch.api.auth import client_ip
 from clipwatch.api.cached import cache_key
 from clipwatch.api.clip_filters import ClipFilters
 from clipwatch.api.deps import AppState, Session, State
@@ -28,11 +29,28 @@ from clipwatch.api.params import ClipId, Cursor
 from clipwatch.api.schemas import ClipPage, ClipRead
 from clipwatch.clips.search import Sort, check_ranges, search_clips
 from clipwatch.db.repositories import catalog, clip_search
-from clipwatch.errors import ClipwatchError, NotFound
+from clipwatch.errors import ClipwatchError, NotFound, RateLimited
 from clipwatch.web.render import PAGE_SIZE, STATIC_DIR, render
 
 PAGE_TAG = "page"
-router = APIRouter(include_in_schema=False, tags=[PAGE_TAG])
+
+
+async def page_limit(request: Request, state: State) -> None:
+    """Pages count against the anonymous rate limit of the caller's address, as the API's
+    anonymous reads do (one bucket for both). No page needs a person yet, so none reads the
+    session cookie: an expired one never turns the search page into a 401."""
+    settings = state.settings
+    decision = await state.limiter.hit(settings.rate_limit_anonymous, "ip", client_ip(request))
+    request.state.rate_limit = decision
+    if not decision.allowed:
+        raise RateLimited(
+            f"too many requests; try again in {decision.reset_after} s",
+            retry_after=max(decision.reset_after, 1),
+            headers=decision.headers(),
+        )
+
+
+router = APIRouter(include_in_schema=False, tags=[PAGE_TAG], dependencies=[Depends(page_limit)])
 HTML = "text/html; charset=utf-8"
 SEARCH_PATH = "/"
 # The form's fields, in the order a shared link shows them.
@@ -167,6 +185,7 @@ async def clip_page(request: Request, state: State, session: Session, clip_id: C
 # --- Errors as pages -------------------------------------------------------------------------
 ADVICE = {
     400: "Check the link, or start a new search.",
+    429: "Too many pages in a short time from your address: wait a moment, then reload.",
     404: "It may never have been archived, or the link is mistyped.",
     422: "Change the value named above and try again.",
 }
