@@ -1,5 +1,6 @@
-"""The filters GET /clips and GET /stream share: one dependency, so both routes declare,
-validate and document the same parameters, and `feed=mine` means the same on both."""
+"""The filters GET /clips, GET /stream and the search page share: one dependency, so each
+route declares, validates and documents the same parameters, `feed=mine` means the same
+everywhere, and a page of clips is computed (and cached) one way."""
 
 from __future__ import annotations
 
@@ -12,7 +13,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from clipwatch.accounts import preferences
 from clipwatch.accounts.service import Principal
 from clipwatch.api.params import Instant, Key, Language, SearchText
-from clipwatch.clips.search import ClipSearch
+from clipwatch.api.schemas import ClipPage, ClipRead
+from clipwatch.clips.search import ClipSearch, search_clips
+from clipwatch.config import Settings
 from clipwatch.errors import Forbidden, Unauthenticated
 
 
@@ -85,3 +88,23 @@ async def apply_preferences(
         min_views=min_views,
         sort=search.sort or prefs.default_sort,  # type: ignore[arg-type]
     )
+
+
+async def clips_answer(
+    session: AsyncSession, settings: Settings, search: ClipSearch
+) -> tuple[ClipPage, set[str]]:
+    """One page of clips as GET /clips answers it, and the cache generations it read (the
+    resolved channels', or every clip's when the search is not bound to channels)."""
+    page = await search_clips(
+        session,
+        search,
+        key=settings.signing_key,
+        relevance_candidates=settings.search_relevance_candidates,
+    )
+    answer = ClipPage(
+        data=[ClipRead.from_clip(c, page.game_names.get(c.game_id or "")) for c in page.clips],
+        next_cursor=page.next_cursor,
+    )
+    if page.channel_ids is None:
+        return answer, {"clips", "catalog"}
+    return answer, {"catalog", *(f"ch:{c}" for c in page.channel_ids)}

@@ -9,12 +9,12 @@ from fastapi import APIRouter, Query, Request, Response
 
 from clipwatch.api.auth import Caller
 from clipwatch.api.cached import cached_answer
-from clipwatch.api.clip_filters import ClipFilters, Feed, apply_preferences
+from clipwatch.api.clip_filters import ClipFilters, Feed, apply_preferences, clips_answer
 from clipwatch.api.deps import Session, State
 from clipwatch.api.errors import problem_responses
 from clipwatch.api.params import ClipId, Cursor
 from clipwatch.api.schemas import ClipPage, ClipRead
-from clipwatch.clips.search import Sort, check_ranges, search_clips
+from clipwatch.clips.search import Sort, check_ranges
 from clipwatch.db.repositories import catalog, clip_search
 from clipwatch.errors import NotFound
 
@@ -54,19 +54,7 @@ async def list_clips(
         search = await apply_preferences(session, principal, search)
 
     async def compute() -> tuple[ClipPage, set[str]]:
-        page = await search_clips(
-            session,
-            search,
-            key=state.settings.signing_key,
-            relevance_candidates=state.settings.search_relevance_candidates,
-        )
-        answer = ClipPage(
-            data=[ClipRead.from_clip(c, page.game_names.get(c.game_id or "")) for c in page.clips],
-            next_cursor=page.next_cursor,
-        )
-        if page.channel_ids is None:
-            return answer, {"clips", "catalog"}
-        return answer, {"catalog", *(f"ch:{c}" for c in page.channel_ids)}
+        return await clips_answer(session, state.settings, search)
 
     # A feed is the caller's own; every other answer is the same for everyone.
     return await cached_answer(request, state, compute, cacheable=feed is None)

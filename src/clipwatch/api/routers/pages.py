@@ -23,11 +23,11 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from clipwatch.api.auth import client_ip
 from clipwatch.api.cached import cache_key
-from clipwatch.api.clip_filters import ClipFilters
+from clipwatch.api.clip_filters import ClipFilters, clips_answer
 from clipwatch.api.deps import AppState, Session, State
 from clipwatch.api.params import ClipId, Cursor
 from clipwatch.api.schemas import ClipPage, ClipRead
-from clipwatch.clips.search import Sort, check_ranges, search_clips
+from clipwatch.clips.search import Sort, check_ranges
 from clipwatch.db.repositories import catalog, clip_search
 from clipwatch.errors import ClipwatchError, NotFound, RateLimited
 from clipwatch.web.render import PAGE_SIZE, STATIC_DIR, render
@@ -125,19 +125,7 @@ async def search_page(
     check_ranges(search)
 
     async def compute() -> tuple[ClipPage, set[str]]:
-        page = await search_clips(
-            session,
-            search,
-            key=state.settings.signing_key,
-            relevance_candidates=state.settings.search_relevance_candidates,
-        )
-        answer = ClipPage(
-            data=[ClipRead.from_clip(c, page.game_names.get(c.game_id or "")) for c in page.clips],
-            next_cursor=page.next_cursor,
-        )
-        if page.channel_ids is None:
-            return answer, {"clips", "catalog"}
-        return answer, {"catalog", *(f"ch:{c}" for c in page.channel_ids)}
+        return await clips_answer(session, state.settings, search)
 
     params = [*request.query_params.multi_items(), ("limit", str(PAGE_SIZE))]
     body = await _cached_read(state, "/api/v1/clips", params, compute)
