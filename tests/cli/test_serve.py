@@ -11,7 +11,7 @@ from typing import Any
 
 import httpx
 
-from tests.conftest import TEST_SECRET
+from tests.conftest import TEST_SECRET, free_port
 from tests.processes import serving
 
 NEWCOMER_DEADLINE_S = 60.0  # the issue's promise: clips synced, searchable and posted in a minute
@@ -115,3 +115,28 @@ def test_no_worker_serves_the_api_alone(tmp_path: Path) -> None:
         assert (status["workers"], status["problems"]) == ([], [])  # no worker anywhere
         assert status["eventsub"] == "no worker holds the socket"
         assert status["deliveries"] == {"pending": 0, "sent": 0, "dead": 0}
+
+
+def test_serve_stops_at_once_while_twitch_does_not_answer(tmp_path: Path) -> None:
+    """A SIGTERM while the worker is still starting (Twitch's token endpoint refusing
+    connections, which the client retries for a while) stops `serve` at once: it does not
+    wait the worker's start-up out."""
+    closed = free_port()  # nothing listens there
+    env = _newcomer_env()
+    env |= {
+        "CLIPWATCH_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'stop.db'}",
+        "CLIPWATCH_TWITCH_CLIENT_ID": "stopping",
+        "CLIPWATCH_TWITCH_CLIENT_SECRET": "stopping-secret",
+        "CLIPWATCH_TWITCH_API_URL": f"http://127.0.0.1:{closed}/helix",
+        "CLIPWATCH_TWITCH_AUTH_URL": f"http://127.0.0.1:{closed}/oauth2",
+    }
+    with serving(tmp_path, env) as (base, process):
+        assert httpx.get(f"{base}/healthz").status_code == 200
+        log = tmp_path / "serve.log"
+        assert "worker_start_failed" not in log.read_text()  # still retrying the token
+        stopped_at = time.monotonic()
+        process.terminate()
+        process.wait(timeout=30)
+        took = time.monotonic() - stopped_at
+    assert process.returncode == 0, log.read_text()[-2000:]
+    assert took < 3.0, f"serve took {took:.1f} s to stop"

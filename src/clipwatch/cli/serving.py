@@ -65,10 +65,25 @@ async def _embedded_worker(
     attach_cache(engine, cache)
     try:
         sessionmaker = create_sessionmaker(engine)
-        try:
+
+        async def start() -> None:
             await client.start()
             if world is not None:
                 await seed_demo(settings, sessionmaker, client, world)
+
+        # A stop during start-up (a Twitch that does not answer retries for a while) ends
+        # the start at once: `serve` stops promptly whatever Twitch does.
+        starting = asyncio.create_task(start())
+        stopping = asyncio.create_task(stop.wait())
+        await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        stopping.cancel()
+        if not starting.done():
+            starting.cancel()
+            await asyncio.wait({starting})
+            stats.running = False
+            return
+        try:
+            starting.result()
         except TRANSIENT as exc:  # each sync pass tries again
             log.warning("worker_start_failed", error=f"{type(exc).__name__}: {exc}")
         await run_worker(
