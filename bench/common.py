@@ -79,11 +79,20 @@ class Server:
 
 
 @contextmanager
-def served(database_url: str, workdir: Path, redis_url: str = "") -> Iterator[Server]:
+def served(
+    database_url: str,
+    workdir: Path,
+    redis_url: str = "",
+    *,
+    prefix: str | None = None,
+    report_stop: bool = False,
+) -> Iterator[Server]:
     """`clipwatch serve` on a free port (live mode, API only, no access log), stopped by its
-    handle. With `redis_url`, the scaled setup: cache tier and rate-limit counts in Redis."""
+    handle. With `redis_url`, the scaled setup: cache tier and rate-limit counts in Redis
+    (under `prefix` when the bench writes through it too, as another process would).
+    `report_stop`: print how long the server took to stop after SIGTERM."""
     port = free_port()
-    prefix = f"bench-{uuid.uuid4().hex[:8]}"
+    prefix = prefix or f"bench-{uuid.uuid4().hex[:8]}"
     env = {
         **os.environ,
         "CLIPWATCH_DATABASE_URL": database_url,
@@ -130,12 +139,17 @@ def served(database_url: str, workdir: Path, redis_url: str = "") -> Iterator[Se
             time.sleep(0.1)  # polling interval while waiting for the server
         yield Server(base, process)
     finally:
+        stopping = time.monotonic()
         process.terminate()
         try:
             process.wait(timeout=20)
+            if report_stop:
+                print(f"  server stopped {time.monotonic() - stopping:.1f} s after SIGTERM")
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+            if report_stop:
+                print("  server did NOT stop within 20 s of SIGTERM (killed)")
         log.close()
         if redis_url:  # the run's keys (the generations hash has no expiry)
             drop_redis_keys(redis_url, prefix)

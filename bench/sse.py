@@ -18,22 +18,19 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import os
 import random
 import resource
-import subprocess
 import sys
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
-import httpx
 import orjson
 from sqlalchemy import text
 
@@ -44,8 +41,8 @@ from bench.common import (
     dataset,
     drop_database,
     drop_redis_keys,
-    free_port,
     percentile,
+    served,
 )
 from clipwatch.cache.manager import CacheManager
 from clipwatch.clips.importer import import_clips
@@ -57,55 +54,6 @@ from clipwatch.db.repositories import catalog, clip_writes
 LATENCY_TARGET_S = 1.0
 RSS_TARGET_MB = 100.0
 SEARCH_RATIO_TARGET = 1.10
-
-
-@contextmanager
-def serving(database_url: str, workdir: Path, redis_url: str, prefix: str) -> Iterator[Any]:
-    """`clipwatch serve --no-worker` on a spare port with this Redis key prefix (the bench
-    writes through the same prefix, as another process of the setup would)."""
-    port = free_port()
-    env = {
-        **os.environ,
-        "CLIPWATCH_DATABASE_URL": database_url,
-        "CLIPWATCH_SECRET_KEY": "bench",
-        "CLIPWATCH_TWITCH_CLIENT_ID": "bench",
-        "CLIPWATCH_TWITCH_CLIENT_SECRET": "bench",
-        "CLIPWATCH_LOG_LEVEL": "warning",
-        "CLIPWATCH_LOG_FORMAT": "json",
-        "CLIPWATCH_RATE_LIMIT_ANONYMOUS": "100000000/minute",
-        "CLIPWATCH_REDIS_URL": redis_url,
-        "CLIPWATCH_REDIS_KEY_PREFIX": prefix,
-    }
-    log = (workdir / f"serve-{port}.log").open("wb")
-    process = subprocess.Popen(
-        [str(Path(sys.executable).parent / "clipwatch"), "serve", "--port", str(port),
-         "--no-access-log", "--no-worker"],
-        cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"server exited: see {log.name}")
-            with contextlib.suppress(httpx.TransportError):
-                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                    break
-            if time.monotonic() > deadline:
-                raise RuntimeError("server did not start within 120 s")
-            time.sleep(0.1)  # polling interval while waiting for the server
-        yield base, process
-    finally:
-        stopping = time.monotonic()
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-            print(f"  server stopped {time.monotonic() - stopping:.1f} s after SIGTERM")
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-            print("  server did NOT stop within 20 s of SIGTERM (killed)")
-        log.close()
 
 
 def rss_mb(pid: int) -> float:
@@ -307,7 +255,8 @@ async def run(args: argparse.Namespace) -> int:
         await cache.start()
         failed = 0
         try:
-            with serving(url, workdir, args.redis, prefix) as (base, process):
+            with served(url, workdir, args.redis, prefix=prefix, report_stop=True) as server:
+                base, process = server.base, server.process
                 if args.redis:
                     for _ in range(200):  # the bench's own feed, before writing (≤ 10 s)
                         if cache.feed_is_current():
