@@ -38,6 +38,10 @@ POSTGRES_ADMIN_URL = os.environ.get(
 )
 TEST_SECRET = "test-secret-key-for-cursors"
 TABLES = (
+    "favourite",
+    "forum_thread",
+    "discord_link_code",
+    "discord_guild_link",
     "eventsub_subscription",
     "twitch_user_token",
     "stream",
@@ -62,6 +66,13 @@ TABLES = (
     "game",
     "channel",
 )
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests marked `slow` (a minute or more) first: pytest-xdist hands out tests in this
+    order, so the long ones start at once and the workers end together instead of one
+    running a long test alone at the end."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)  # stable
 
 
 def unavailable(what: str) -> None:
@@ -116,7 +127,10 @@ def database_url(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture
 def settings(database_url: str, tmp_path: Path) -> Settings:
-    return load_settings(database_url=database_url, secret_key=TEST_SECRET, var_dir=tmp_path)
+    # No route's webhook is fetched at save unless a test turns it on (its simulator's URL).
+    return load_settings(
+        database_url=database_url, secret_key=TEST_SECRET, var_dir=tmp_path, webhook_check=False
+    )
 
 
 async def empty_tables(engine: AsyncEngine) -> None:
@@ -126,6 +140,18 @@ async def empty_tables(engine: AsyncEngine) -> None:
         else:
             for table in TABLES:
                 await conn.execute(text(f"DELETE FROM {table}"))
+
+
+@pytest.fixture
+async def pg_sessions(postgresql_url: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    """Sessions on the PostgreSQL test database (emptied), for tests of processes that share
+    it whatever `database_url` the test runs with."""
+    engine = create_engine(load_settings(database_url=postgresql_url, secret_key=TEST_SECRET))
+    await empty_tables(engine)
+    try:
+        yield create_sessionmaker(engine)
+    finally:
+        await engine.dispose()
 
 
 @pytest.fixture

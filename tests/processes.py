@@ -111,3 +111,22 @@ def serving(
             process.terminate()
             process.wait(timeout=30)
         log.close()
+
+
+@contextmanager
+def python_process(
+    script: str, *args: str, env: dict[str, str]
+) -> Iterator[subprocess.Popen[bytes]]:
+    """`python -c script args…` with `env`, output dropped; stopped by its handle afterwards."""
+    process = subprocess.Popen(
+        [sys.executable, "-c", script, *args],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.terminate()
+            process.wait(timeout=10)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import secrets
 from functools import cached_property
 from pathlib import Path
@@ -26,95 +27,306 @@ class Settings(BaseSettings):
     )
 
     # Database
-    database_url: str = DEFAULT_DATABASE_URL
-    db_pool_size: int = Field(default=10, ge=1, le=200)
-    db_max_overflow: int = Field(default=10, ge=0, le=200)
-    db_pool_timeout: float = Field(default=10.0, gt=0, le=300)
-    db_statement_timeout_ms: int = Field(default=15_000, ge=0, le=600_000)
-    sqlite_busy_timeout_ms: int = Field(default=10_000, ge=0, le=600_000)
+    database_url: str = Field(
+        default=DEFAULT_DATABASE_URL,
+        description="The database: sqlite+aiosqlite:///PATH or "
+        "postgresql+asyncpg://USER:PASSWORD@HOST/NAME (without Twitch credentials and without "
+        "this set, demo mode uses ./var/demo.db)",
+    )
+    db_pool_size: int = Field(
+        default=10, ge=1, le=200, description="PostgreSQL connections each process keeps open"
+    )
+    db_max_overflow: int = Field(
+        default=10,
+        ge=0,
+        le=200,
+        description="Connections a process may open beyond the pool size under load",
+    )
+    db_pool_timeout: float = Field(
+        default=10.0,
+        gt=0,
+        le=300,
+        description="Seconds a request waits for a free pool connection before failing",
+    )
+    db_statement_timeout_ms: int = Field(
+        default=15_000,
+        ge=0,
+        le=600_000,
+        description="PostgreSQL statement_timeout for the service's queries (0: none)",
+    )
+    sqlite_busy_timeout_ms: int = Field(
+        default=10_000,
+        ge=0,
+        le=600_000,
+        description="How long SQLite waits for another process's write lock",
+    )
 
     # Redis
-    redis_url: str = ""
+    redis_url: str = Field(
+        default="",
+        description="Redis (redis://, rediss:// or unix://) for the shared cache, rate limits "
+        "and Twitch's points bucket across processes; empty: each process on its own",
+    )
 
     # Twitch
-    twitch_client_id: str = ""
-    twitch_client_secret: str = Field(default="", repr=False)
-    twitch_api_url: str = "https://api.twitch.tv/helix"
-    twitch_auth_url: str = "https://id.twitch.tv/oauth2"
-    twitch_eventsub_ws_url: str = "wss://eventsub.wss.twitch.tv/ws"
-    twitch_eventsub_api_url: str = ""
-    # Seconds between the worker's sync passes (`serve` and `worker`).
-    sync_interval_seconds: int = Field(default=300, ge=10, le=86_400)
-    # Twitch's points bucket (800 a minute for an app token); shared through Redis.
-    twitch_points_per_minute: int = Field(default=800, ge=1, le=100_000)
-    # Live state and adaptive cadence (docs/live.md): Get Streams is polled every
-    # `live_poll_seconds` (100 channels a request); a live channel's recent clips are read
-    # every `live_sync_seconds`, an offline one's every `offline_sync_seconds`, and once more
-    # `stream_end_pass_seconds` after a stream ended (clips made at the end).
-    live_poll_seconds: int = Field(default=60, ge=10, le=3600)
-    live_sync_seconds: int = Field(default=60, ge=10, le=3600)
-    offline_sync_seconds: int = Field(default=900, ge=10, le=86_400)
-    stream_end_pass_seconds: int = Field(default=180, ge=0, le=3600)
-    # EventSub over WebSocket (twitch/eventsub.py) once a user token is connected.
-    eventsub_enabled: bool = True
-    eventsub_keepalive_seconds: int = Field(default=30, ge=10, le=600)
-    # GET /api/v1/stream (Server-Sent Events)
-    sse_heartbeat_seconds: float = Field(default=15.0, ge=0.5, le=300)
-    sse_queue_size: int = Field(default=256, ge=8, le=100_000)
-    sse_max_clients: int = Field(default=5000, ge=1, le=1_000_000)
-    # Minutes between the lookups (of one clip alone) that must answer empty before a clip
-    # missing from a batch lookup is marked deleted (docs/twitch.md, Deletions).
-    deletion_confirm_minutes: int = Field(default=5, ge=0, le=7 * 24 * 60)
+    twitch_client_id: str = Field(
+        default="", description="The Twitch application's client id (empty: demo mode)"
+    )
+    twitch_client_secret: str = Field(
+        default="",
+        repr=False,
+        description="The Twitch application's client secret (empty: demo mode)",
+    )
+    twitch_api_url: str = Field(
+        default="https://api.twitch.tv/helix", description="Twitch's Helix API base URL"
+    )
+    twitch_auth_url: str = Field(
+        default="https://id.twitch.tv/oauth2", description="Twitch's OAuth base URL"
+    )
+    twitch_eventsub_ws_url: str = Field(
+        default="wss://eventsub.wss.twitch.tv/ws", description="Twitch's EventSub WebSocket URL"
+    )
+    twitch_eventsub_api_url: str = Field(
+        default="",
+        description="EventSub's subscriptions endpoint (empty: "
+        "CLIPWATCH_TWITCH_API_URL/eventsub/subscriptions)",
+    )
+    sync_interval_seconds: int = Field(
+        default=300,
+        ge=10,
+        le=86_400,
+        description="Seconds between the worker's sync passes (`serve` and `worker`)",
+    )
+    twitch_points_per_minute: int = Field(
+        default=800,
+        ge=1,
+        le=100_000,
+        description="Twitch's points bucket (800 a minute for an app token); shared through Redis",
+    )
+    live_poll_seconds: int = Field(
+        default=60,
+        ge=10,
+        le=3600,
+        description="Seconds between polls of Get Streams (100 channels a request; docs/live.md)",
+    )
+    live_sync_seconds: int = Field(
+        default=60,
+        ge=10,
+        le=3600,
+        description="Seconds between reads of a live channel's recent clips",
+    )
+    offline_sync_seconds: int = Field(
+        default=900,
+        ge=10,
+        le=86_400,
+        description="Seconds between reads of an offline channel's recent clips",
+    )
+    stream_end_pass_seconds: int = Field(
+        default=180,
+        ge=0,
+        le=3600,
+        description="One more read of a channel's clips this long after its stream ended "
+        "(clips made at the end)",
+    )
+    eventsub_enabled: bool = Field(
+        default=True,
+        description="EventSub over WebSocket (twitch/eventsub.py) once a user token is connected",
+    )
+    eventsub_keepalive_seconds: int = Field(
+        default=30, ge=10, le=600, description="The keepalive EventSub is asked for (seconds)"
+    )
+    sse_heartbeat_seconds: float = Field(
+        default=15.0,
+        ge=0.5,
+        le=300,
+        description="Seconds between heartbeats on GET /api/v1/stream (Server-Sent Events)",
+    )
+    sse_queue_size: int = Field(
+        default=256,
+        ge=8,
+        le=100_000,
+        description="Events queued for one stream client before it is dropped as too slow",
+    )
+    sse_max_clients: int = Field(
+        default=5000,
+        ge=1,
+        le=1_000_000,
+        description="Stream clients one process serves at once (more answer 503)",
+    )
+    deletion_confirm_minutes: int = Field(
+        default=5,
+        ge=0,
+        le=7 * 24 * 60,
+        description="Minutes between the lookups (of one clip alone) that must answer empty "
+        "before a clip missing from a batch lookup is marked deleted (docs/twitch.md, "
+        "Deletions)",
+    )
 
     # Discord
-    discord_api_url: str = "https://discord.com/api/v10"
-    discord_application_id: str = ""
-    discord_public_key: str = ""
-    discord_bot_token: str = Field(default="", repr=False)
-    webhook_allowed_hosts: str = "discord.com,discordapp.com,ptb.discord.com,canary.discord.com"
-    # How long a delivery worker holds the deliveries it claimed; a killed worker's claims
-    # come due again after this (longer than a pass's sends, rate-limit waits included).
-    delivery_claim_seconds: int = Field(default=300, ge=1, le=3600)
+    discord_api_url: str = Field(
+        default="https://discord.com/api/v10", description="Discord's API base URL"
+    )
+    discord_application_id: str = Field(
+        default="", description="The Discord application's id (slash commands)"
+    )
+    discord_public_key: str = Field(
+        default="",
+        description="The Discord application's public key: interactions are verified with it",
+    )
+    discord_bot_token: str = Field(
+        default="",
+        repr=False,
+        description="The bot's token (registering slash commands, threads, forums, setup from "
+        "Discord); empty: those are off",
+    )
+    webhook_allowed_hosts: str = Field(
+        default="discord.com,discordapp.com,ptb.discord.com,canary.discord.com",
+        description="Comma-separated hosts a route's webhook URL may name",
+    )
+    avatar_allowed_hosts: str = Field(
+        default="cdn.discordapp.com,media.discordapp.net,static-cdn.jtvnw.net",
+        description="Route identity: avatars only from these image hosts (https)",
+    )
+    webhook_check: bool = Field(
+        default=True,
+        description="GET the webhook before a route is saved (a wrong token is a 422 at "
+        "once); off only where no Discord is reachable on purpose (the test suite's offline "
+        "settings)",
+    )
+    delivery_claim_seconds: int = Field(
+        default=300,
+        ge=1,
+        le=3600,
+        description="How long a delivery worker holds the deliveries it claimed; a killed "
+        "worker's claims come due again after this (longer than a pass's sends, rate-limit "
+        "waits included)",
+    )
 
     # Service
-    secret_key: str = Field(default="", repr=False)
-    base_url: str = "http://127.0.0.1:8000"
-    var_dir: Path = Path("./var")
-    demo: bool = False
+    secret_key: str = Field(
+        default="",
+        repr=False,
+        description="Signs sessions and cursors and seals webhook tokens; empty: generated "
+        "into var/secret.key on first use (every process of a scaled setup needs the same)",
+    )
+    base_url: str = Field(
+        default="http://127.0.0.1:8000",
+        description="The URL people reach the service at (links, OAuth redirects)",
+    )
+    var_dir: Path = Field(
+        default=Path("./var"), description="Where the service keeps its files (secret.key, ...)"
+    )
+    demo: bool = Field(
+        default=False,
+        description="Demo mode even with Twitch credentials: simulated data in ./var/demo.db",
+    )
 
     # Accounts and access
-    session_idle_minutes: int = Field(default=7 * 24 * 60, ge=5, le=365 * 24 * 60)
-    session_max_days: int = Field(default=30, ge=1, le=365)
-    rate_limit_anonymous: str = "120/minute"
-    rate_limit_token: str = "600/minute"
-    rate_limit_user: str = "1200/minute"
-    rate_limit_auth: str = "10/minute"
-    # Test messages through a route (POST /routes/{id}/test), per user: each is a real post.
-    rate_limit_route_test: str = "5/minute"
-    # Per address, counted before the signature check: forged floods cost no Ed25519 work.
-    rate_limit_interactions: str = "300/minute"
-    # Request bodies (Content-Length or counted as received): larger ones answer 413 unread.
-    max_body_bytes: int = Field(default=1_048_576, ge=1024, le=1_073_741_824)
-    # POST /discord/interactions: Discord's own payloads are a few KB.
-    max_interaction_body_bytes: int = Field(default=65_536, ge=1024, le=1_073_741_824)
-    redis_key_prefix: str = Field(default="clipwatch", min_length=1, max_length=64)
-    cors_origins: str = ""
+    session_idle_minutes: int = Field(
+        default=7 * 24 * 60,
+        ge=5,
+        le=365 * 24 * 60,
+        description="A login session unused this long ends",
+    )
+    session_max_days: int = Field(
+        default=30, ge=1, le=365, description="A login session ends this long after login"
+    )
+    rate_limit_anonymous: str = Field(
+        default="120/minute", description="Requests per address without credentials"
+    )
+    rate_limit_token: str = Field(default="600/minute", description="Requests per API token")
+    rate_limit_user: str = Field(
+        default="1200/minute", description="Requests per signed-in user (web session)"
+    )
+    rate_limit_auth: str = Field(
+        default="10/minute", description="Login and OAuth attempts per address"
+    )
+    rate_limit_route_test: str = Field(
+        default="5/minute",
+        description="Test messages through a route (POST /routes/{id}/test), per user: each is "
+        "a real post",
+    )
+    rate_limit_interactions: str = Field(
+        default="300/minute",
+        description="Discord interactions per address, counted before the signature check: "
+        "forged floods cost no Ed25519 work",
+    )
+    max_body_bytes: int = Field(
+        default=1_048_576,
+        ge=1024,
+        le=1_073_741_824,
+        description="Request bodies (Content-Length or counted as received): larger ones "
+        "answer 413 unread",
+    )
+    max_interaction_body_bytes: int = Field(
+        default=65_536,
+        ge=1024,
+        le=1_073_741_824,
+        description="POST /discord/interactions body limit: Discord's own payloads are a few KB",
+    )
+    redis_key_prefix: str = Field(
+        default="clipwatch",
+        min_length=1,
+        max_length=64,
+        description="Prefix of every Redis key (several deployments can share one Redis)",
+    )
+    cors_origins: str = Field(
+        default="",
+        description="Comma-separated origins (http(s)://..., or *) allowed to call the API from "
+        "a browser; empty: none",
+    )
+    trusted_proxies: str = Field(
+        default="",
+        description="Reverse proxies whose X-Forwarded-For and X-Forwarded-Proto are believed: "
+        "comma-separated addresses or networks (10.0.0.0/8), or * for any. The client address "
+        "(rate limits, logs) is then the one the proxy forwarded. Empty: none is, and every "
+        "request counts as coming from the address it came from (behind a proxy: all from it)",
+    )
 
-    # Cache (docs/cache.md): no answer older than `cache_staleness_seconds` after a write
-    cache_ttl_seconds: int = Field(default=60, ge=1, le=86_400)
-    cache_staleness_seconds: float = Field(default=5.0, ge=0.5, le=3600)
-    cache_max_entries: int = Field(default=20_000, ge=0, le=10_000_000)
-    cache_max_mb: int = Field(default=64, ge=0, le=65_536)
+    # Cache (docs/cache.md)
+    cache_ttl_seconds: int = Field(
+        default=60, ge=1, le=86_400, description="How long a cached answer is kept at most"
+    )
+    cache_staleness_seconds: float = Field(
+        default=5.0,
+        ge=0.5,
+        le=3600,
+        description="No answer older than this after a write (docs/cache.md)",
+    )
+    cache_max_entries: int = Field(
+        default=20_000, ge=0, le=10_000_000, description="Entries in a process's own cache"
+    )
+    cache_max_mb: int = Field(
+        default=64, ge=0, le=65_536, description="Size of a process's own cache (MiB)"
+    )
 
     # Search
-    search_relevance_candidates: int = Field(default=100, ge=20, le=5000)
-    search_max_query_length: int = Field(default=200, ge=10, le=2000)
+    search_relevance_candidates: int = Field(
+        default=100,
+        ge=20,
+        le=5000,
+        description="sort=relevance ranks this many most viewed matches (docs/search.md, "
+        "Relevance)",
+    )
+    search_max_query_length: int = Field(
+        default=200, ge=10, le=2000, description="Longest search query accepted (characters)"
+    )
 
     # Logging and monitoring
-    log_format: Literal["", "console", "json"] = ""
-    log_level: Literal["debug", "info", "warning", "error"] = "info"
-    log_file: str = ""
-    sentry_dsn: str = Field(default="", repr=False)
+    log_format: Literal["", "console", "json"] = Field(
+        default="", description="Log lines' format; empty: console in a terminal, else JSON"
+    )
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        default="info", description="The least level logged"
+    )
+    log_file: str = Field(
+        default="", description="Also write the log to this file (rotated); empty: stderr only"
+    )
+    sentry_dsn: str = Field(
+        default="",
+        repr=False,
+        description="Errors are also reported to this Sentry DSN; empty: off",
+    )
     log_file_max_mb: int = Field(
         default=20, ge=1, le=10_240, description="CLIPWATCH_LOG_FILE rotates at this size (MiB)"
     )
@@ -218,6 +430,22 @@ class Settings(BaseSettings):
         except ValueError:
             raise ValueError("must look like '60/minute' or '1000 per hour'") from None
         return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _check_proxies(cls, value: str) -> str:
+        for entry in filter(None, (e.strip() for e in value.split(","))):
+            if entry == "*":
+                continue
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError(f"{entry!r} is not an address or a network") from None
+        return value
+
+    @property
+    def trusted_proxy_list(self) -> list[str]:
+        return [e.strip() for e in self.trusted_proxies.split(",") if e.strip()]
 
     @field_validator("cors_origins")
     @classmethod

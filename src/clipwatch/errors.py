@@ -55,4 +55,6 @@ class RateLimited(ClipwatchError):
 
 
 class UpstreamUnavailable(ClipwatchError):
-    pass
+    def __init__(self, message: str, *, retry_after: int | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after  # seconds, when it is known when to ask again

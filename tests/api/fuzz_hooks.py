@@ -73,6 +73,37 @@ def validity_unknowable(case: schemathesis.Case) -> str | None:
         # A custom template must compile as Jinja and render within Discord's limits,
         # checked when it is saved (422).
         return "custom template"
+    if case.operation.path.startswith("/api/v1/routes"):
+        return _route_options_unknowable(case.method.upper(), body)
+    return None
+
+
+# Issue 15's route options that are checked together (discord/routes.check_options), or
+# against the route as stored (a PATCH), which no schema of one body can say.
+def _route_options_unknowable(method: str, body: dict[str, Any]) -> str | None:
+    name = body.get("thread_name")
+    if isinstance(name, str) and "{" in name:
+        return "forum thread name template"  # compiled like a custom template when saved
+    if method == "PATCH":
+        # Each of these is checked with what the route holds (its forum mode, its thread
+        # name, its kind, its @here allowance), which the request does not show.
+        risky = (
+            body.get("forum_mode") is not None
+            or body.get("thread_id") is not None
+            or body.get("ping_here") is True
+            or "kind" in body
+            or "digest" in body
+            or ("thread_name" in body and body["thread_name"] is None)
+        )
+        return "route options checked with the stored route" if risky else None
+    if body.get("forum_mode") and body.get("thread_id"):
+        return "thread and forum at once"
+    if (body.get("kind") == "digest") != (body.get("digest") is not None):
+        return "digest kind without a schedule, or a schedule on a clips route"
+    if body.get("ping_here") and not body.get("here_allowed"):
+        return "@here without an admin's allowance"
+    if body.get("forum_mode") and not body.get("thread_name"):
+        return "forum mode without a thread name"
     return None
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from typing import Any
 
 import httpx
@@ -230,9 +232,12 @@ async def test_channels_and_games(client: httpx.AsyncClient) -> None:
 
 async def test_health_and_status(client: httpx.AsyncClient) -> None:
     assert (await client.get("/healthz")).json() == {"status": "ok"}
-    ready = await client.get("/readyz")
-    assert ready.status_code == 200
-    assert ready.json() == {"database": "ok", "redis": "not configured"}
+    deadline = time.monotonic() + 20
+    while (ready := await client.get("/readyz")).status_code != 200:
+        assert ready.json()["stream"] == "starting", ready.text  # its first look, then ready
+        assert time.monotonic() < deadline, ready.text
+        await asyncio.sleep(0.02)  # polling the condition above, with a deadline
+    assert ready.json() == {"database": "ok", "redis": "not configured", "stream": "ready"}
     status = (await client.get("/api/v1/status")).json()
     assert status["mode"] == "demo"
     assert "simulated" in status["banner"]

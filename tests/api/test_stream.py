@@ -6,6 +6,7 @@ import asyncio
 import os
 import signal
 import socket
+import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,12 +17,18 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from sqlalchemy import select, text
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
 
 from clipwatch.accounts import service
 from clipwatch.api.routers.stream import _resume_point
 from clipwatch.cache.manager import CacheManager
-from clipwatch.clips.stream import StreamHub
+from clipwatch.clips.stream import HOLD_MAX_S, StreamHub
 from clipwatch.clips.stream_filter import StreamFilter
 from clipwatch.config import Settings
 from clipwatch.db.engine import (
@@ -37,9 +44,9 @@ from clipwatch.db.repositories.sync_state import mark_deleted
 from clipwatch.errors import InvalidInput
 from clipwatch.monitoring.metrics import SSE_CLIENTS, SSE_DROPPED
 from tests.api.sse_client import Served, Stream, open_stream, serve_app, wait_for
-from tests.conftest import TEST_SECRET
+from tests.conftest import TEST_SECRET, app_client
 from tests.factories import helix_clip, store_clips
-from tests.processes import serving
+from tests.processes import serving, wait_until_up
 
 PROBLEM = "application/problem+json"
 STOP_DEADLINE_S = 10.0  # uvicorn alone would wait for the streams forever
@@ -482,11 +489,18 @@ async def test_a_slow_client_is_dropped_with_a_retry_hint_and_the_fast_one_gets_
         await hub.close()
 
 
+@pytest.mark.parametrize("early_writer_has_the_older_id", [False, True])
 async def test_postgresql_a_clip_committing_late_below_a_released_one_is_not_lost(
-    database_url: str, sessionmaker: async_sessionmaker[AsyncSession], cache: CacheManager
+    database_url: str,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    cache: CacheManager,
+    early_writer_has_the_older_id: bool,
 ) -> None:
     """seq 1 taken by a transaction that commits after the one holding seq 2: the stream
-    waits for it, then hands out both in order (SQLite has one writer: no such case)."""
+    waits for it, then hands out both in order (SQLite has one writer: no such case).
+    When the early writer took its transaction id first (it wrote elsewhere before its
+    clips, as a sync pass does), the late one's id is above the snapshot's `xmax` and
+    `pg_current_snapshot()` does not list it: the stream must still wait."""
     if not database_url.startswith("postgresql"):
         pytest.skip("only PostgreSQL commits seqs out of order")
     hub = StreamHub(
@@ -500,17 +514,27 @@ async def test_postgresql_a_clip_committing_late_below_a_released_one_is_not_los
         await store_clips(sessionmaker, [helix_clip(id="Before")])
         await wait_for(lambda: b"Before" in b"".join(sub.frames), "the first clip")
         slow_session = sessionmaker()
+        early_session = sessionmaker()
         async with slow_session.begin():
+            if early_writer_has_the_older_id:
+                await early_session.begin()
+                await early_session.execute(text("SELECT pg_current_xact_id()"))
             await slow_session.execute(
                 Clip.__table__.insert().values(**_row("Late"))
             )  # takes the lower seq, commits last
-            await store_clips(sessionmaker, [helix_clip(id="Early")])
+            if early_writer_has_the_older_id:
+                await early_session.execute(Clip.__table__.insert().values(**_row("Early")))
+                await early_session.commit()
+                await cache.bump(["clips"])
+            else:
+                await store_clips(sessionmaker, [helix_clip(id="Early")])
             late_seq = await _seq_in(slow_session, "Late")
             assert late_seq < await seq_of(sessionmaker, "Early")
             woken = hub.wakeups
             await wait_for(lambda: hub.wakeups >= woken + 5, "the hub to look again")
             assert b"Early" not in b"".join(sub.frames)  # held back: Late may still commit
         await slow_session.close()
+        await early_session.close()
         await cache.bump(["clips"])
         await wait_for(lambda: b"Early" in b"".join(sub.frames), "both clips")
         order = [f.split(b"data: ")[1].strip() for f in sub.frames]
@@ -518,6 +542,98 @@ async def test_postgresql_a_clip_committing_late_below_a_released_one_is_not_los
     finally:
         cache.remove_listener(hub.notice)
         await hub.close()
+
+
+async def test_postgresql_not_ready_while_the_streams_first_look_waits_on_a_writer(
+    database_url: str,
+    settings: Settings,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    cache: CacheManager,
+) -> None:
+    """A process whose stream would refuse clients (503) is not ready: /readyz says so until
+    the hub's first look is done (here: a writer that started before it commits)."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("only PostgreSQL commits seqs out of order")
+    writer = sessionmaker()
+    async with writer.begin():
+        await writer.execute(Clip.__table__.insert().values(**_row("Held")))
+        async with app_client(settings, cache=cache) as http:
+            ready = await http.get("/readyz")
+            assert ready.status_code == 503
+            assert ready.json()["stream"] == "starting"
+            assert ready.json()["database"] == "ok"
+            refused = await http.get("/api/v1/stream")
+            assert refused.status_code == 503
+            assert refused.headers["retry-after"] == "1"
+            await writer.commit()
+            await wait_for_answer(http, "/readyz", 200)
+            assert (await http.get("/readyz")).json()["stream"] == "ready"
+    await writer.close()
+
+
+async def test_postgresql_a_transaction_in_another_database_holds_nothing_back(
+    database_url: str, sessionmaker: async_sessionmaker[AsyncSession], cache: CacheManager
+) -> None:
+    """Transaction ids are the server's: a long transaction of another database on the same
+    PostgreSQL (another application's; another test run's) is listed by every snapshot,
+    yet can never write a clip here. It holds neither the first look nor a new clip back
+    (each waited HOLD_MAX_S for it before)."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("only PostgreSQL has transactions of other databases in its snapshots")
+    elsewhere = create_async_engine(make_url(database_url).set(database="postgres"))
+    hub = StreamHub(
+        sessionmaker, render_clip=lambda c, _g: c.id.encode(), queue_size=64, max_clients=10
+    )
+    try:
+        async with elsewhere.connect() as other:
+            await other.execute(text("SELECT pg_current_xact_id()"))  # takes an id, stays open
+            cache.add_listener(hub.notice)
+            started = time.monotonic()
+            await hub.start()
+            await wait_for(lambda: hub.ready, "the hub's first look")
+            assert time.monotonic() - started < HOLD_MAX_S / 2
+            sub = hub.subscribe(StreamFilter())
+            await store_clips(sessionmaker, [helix_clip(id="Meanwhile")])
+            await cache.bump(["clips"])
+            stored = time.monotonic()
+            await wait_for(lambda: b"Meanwhile" in b"".join(sub.frames), "the new clip")
+            assert time.monotonic() - stored < HOLD_MAX_S / 2
+            await other.rollback()
+    finally:
+        cache.remove_listener(hub.notice)
+        await hub.close()
+        await elsewhere.dispose()
+
+
+async def test_closing_as_a_change_is_noticed_stops_the_hub(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    """The close's cancel lands in the turn the hub is woken: the hub stops (with
+    `asyncio.wait_for` on Python 3.11 it ran on and the close waited for ever)."""
+    for _ in range(3):
+        await _close_as_woken(sessionmaker)
+
+
+async def _close_as_woken(sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+    hub = StreamHub(
+        sessionmaker, render_clip=lambda c, _g: c.id.encode(), queue_size=8, max_clients=1
+    )
+    await hub.start()
+    await wait_for(lambda: hub.ready, "the hub's first look")
+    # Parked in its wait (no public way to ask): woken and cancelled in one turn.
+    await wait_for(lambda: bool(hub._wake._waiters), "the hub to wait")
+    task = hub._task
+    assert task is not None
+    hub.notice(["clips"])
+    await asyncio.wait_for(hub.close(), STOP_DEADLINE_S)
+    assert task.done(), "the hub runs on after its close"
+
+
+async def wait_for_answer(http: httpx.AsyncClient, path: str, status: int) -> None:
+    until = asyncio.get_running_loop().time() + 20
+    while (await http.get(path)).status_code != status:
+        assert asyncio.get_running_loop().time() < until, f"{path} never answered {status}"
+        await asyncio.sleep(0.02)  # polling the condition above, with a deadline
 
 
 def _row(clip_id: str) -> dict[str, Any]:
@@ -580,6 +696,8 @@ async def test_serve_stops_promptly_with_streams_open(
         "CLIPWATCH_LOG_LEVEL": "warning",
     }
     with serving(tmp_path, env, "--no-worker", "--no-access-log") as (base, process):
+        # Alive is not ready: streams are refused (503) until the hub's first look.
+        wait_until_up(f"{base}/readyz", process, "a ready clipwatch serve")
         async with httpx.AsyncClient(base_url=base, timeout=30) as http:
             streams = [await open_stream(http) for _ in range(3)]
             assert [s.status for s in streams] == [200, 200, 200]

@@ -225,7 +225,7 @@ def test_register_commands_puts_them_to_discord(tmp_path: Any) -> None:
             [CLIPWATCH, "discord", "register-commands", "--guild", "42"], env=env, **run
         )
         assert done.returncode == 0, done.stderr
-        assert "registered 1 command(s) in guild 42" in done.stdout
+        assert "registered 2 command(s) in guild 42" in done.stdout  # /clips, /clipwatch
     finally:
         sim.terminate()
         sim.wait(timeout=15)

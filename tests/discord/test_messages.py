@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from clipwatch.discord import messages
+from clipwatch.discord import messages, template_budget, templates
 from clipwatch.discord.messages import (
     EMBEDS_PER_MESSAGE,
     MESSAGE_EMBED_CHARS,
@@ -142,3 +142,27 @@ def test_unbatched_messages_hold_one_clip_each() -> None:
     sizes = [n for _, n in iter_messages("card", [clip(i) for i in range(3)], batching=False)]
     assert sizes == [1, 1, 1]
     assert [n for _, n in iter_messages("compact", [clip(i) for i in range(12)])] == [10, 2]
+
+
+def test_each_message_gets_its_own_render_budget(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Messages are rendered lazily, just before each is sent: the time the caller spent
+    sending one is not taken from the next one's budget (a whole second message's clips ran
+    out of time after a slow send)."""
+    now = [1000.0]
+
+    class Clock:
+        @staticmethod
+        def monotonic() -> float:
+            return now[0]
+
+    for module in (messages, template_budget, templates):
+        monkeypatch.setattr(module, "time", Clock)
+    template = CustomTemplate(title="{{ title }}", description="{{ views }} views")
+    clips = [replace(SAMPLE, id=f"c{n}", url=f"https://clips.twitch.tv/c{n}") for n in range(15)]
+    failures: TemplateFailures = []
+    sizes = []
+    for _message, count in iter_messages(template, clips, template_failures=failures):
+        sizes.append(count)
+        now[0] += 60.0  # the send took a minute
+    assert sizes == [10, 5]
+    assert failures == []

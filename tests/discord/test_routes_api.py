@@ -108,3 +108,45 @@ async def test_dead_deliveries_can_be_retried_once(
         assert again.status_code == 200
         assert (again.json()["status"], again.json()["attempts"]) == ("pending", 0)
         assert (await client.post(retry, headers=bearer(alice))).status_code == 409
+
+
+async def test_null_clears_an_option_and_leaves_the_rest(
+    settings: Settings, sessionmaker: async_sessionmaker[AsyncSession], discord_sim: DiscordSim
+) -> None:
+    """PATCH with `null`: issue 15's options are cleared (a thread, a trending threshold, the
+    pings); any other field named `null` stays as it was."""
+    hook = discord_sim.discord.add_webhook()
+    _, alice = await make_user(sessionmaker, "alice")
+    config = settings.model_copy(update={"discord_api_url": f"{discord_sim.base}/api/v10"})
+    set_up = {
+        "name": "thread",
+        "webhook_url": hook.pasted_url,
+        "thread_id": "123456789012345678",
+        "trending_views_per_hour": 500,
+        "role_ids": ["223456789012345678"],
+        "on_deleted": "edit",
+        "username": "Clip Bot",
+    }
+    async with app_client(config) as client:
+        created = await client.post("/api/v1/routes", json=set_up, headers=bearer(alice))
+        assert created.status_code == 201, created.text
+        path = f"/api/v1/routes/{created.json()['id']}"
+        cleared = await client.patch(
+            path,
+            json={
+                "thread_id": None,
+                "trending_views_per_hour": None,
+                "role_ids": None,
+                "on_deleted": None,
+                "name": None,
+            },
+            headers=bearer(alice),
+        )
+        assert cleared.status_code == 200, cleared.text
+        route = cleared.json()
+    assert route["thread_id"] is None
+    assert route["trending_views_per_hour"] is None
+    assert route["role_ids"] == []
+    assert route["on_deleted"] == "keep"
+    assert route["name"] == "thread"  # not an option: null leaves it
+    assert route["username"] == "Clip Bot"  # not named: unchanged

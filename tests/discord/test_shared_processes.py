@@ -132,6 +132,7 @@ async def test_two_worker_processes_share_one_webhook_bucket(
     assert sim.rate_limited.get("webhook", 0) == 0
 
 
+@pytest.mark.slow
 async def test_a_30_second_outage_mid_burst(
     postgresql_url: str,
     redis_url: str,

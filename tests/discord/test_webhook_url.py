@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
 from clipwatch.config import load_settings
-from clipwatch.discord.webhook_url import parse_webhook_url
+from clipwatch.discord.webhook_url import (
+    MAX_URL_LENGTH,
+    WEBHOOK_URL_PATTERN,
+    parse_pasted_webhook,
+    parse_webhook_url,
+)
 from clipwatch.errors import InvalidInput
 
 HOSTS = load_settings(secret_key="x").webhook_allowed_hosts.split(",")
@@ -55,3 +62,29 @@ def test_everything_else_is_refused_without_echoing_the_url(url: str) -> None:
         parse_webhook_url(url, HOSTS)
     assert refused.value.field == "webhook_url"
     assert TOKEN not in str(refused.value)
+
+
+DEFAULT_HOSTS = load_settings(secret_key="x" * 32).webhook_allowed_hosts.split(",")
+
+
+@given(st.from_regex(WEBHOOK_URL_PATTERN, fullmatch=True))
+@settings(max_examples=300, deadline=None)
+def test_every_url_the_documented_pattern_allows_is_taken(url: str) -> None:
+    """The OpenAPI document's pattern (default hosts) and maxLength promise what the parser
+    takes: the fuzzer found `?thread_id=…&` refused although the pattern allows it. (The
+    pattern alone allows any length; the document bounds it at MAX_URL_LENGTH.)"""
+    assume(len(url) <= MAX_URL_LENGTH)
+    pasted = parse_pasted_webhook(url, DEFAULT_HOSTS)
+    assert pasted.target.webhook_id in url
+    if "thread_id=" in url:
+        assert pasted.thread_id is not None
+        assert f"thread_id={pasted.thread_id}" in url
+
+
+def test_a_stray_ampersand_and_a_repeated_thread() -> None:
+    base = "https://discord.com/api/webhooks/123456789012345678/" + "a" * 68
+    assert parse_pasted_webhook(
+        base + "?thread_id=223456789012345678&", DEFAULT_HOSTS
+    ).thread_id == ("223456789012345678")
+    twice = base + "?thread_id=223456789012345678&thread_id=323456789012345678"
+    assert parse_pasted_webhook(twice, DEFAULT_HOSTS).thread_id == "323456789012345678"

@@ -7,22 +7,19 @@ import asyncio
 import os
 import signal
 import subprocess
-import sys
 import time
-from collections.abc import AsyncIterator, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 
-import pytest
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from clipwatch.accounts import service as accounts
-from clipwatch.config import load_settings
-from clipwatch.db.engine import create_engine, create_sessionmaker, session_scope
+from clipwatch.db.engine import session_scope
 from clipwatch.db.models import Incident, Lease, NotificationRoute
 from clipwatch.monitoring.alerts.evaluator import LEASE_NAME
-from tests.conftest import TEST_SECRET, empty_tables
+from tests.conftest import TEST_SECRET
+from tests.processes import python_process
 
 TAKEOVER_LIMIT_S = 30.0
 DEADLINE_S = 60.0
@@ -53,30 +50,10 @@ asyncio.run(main())
 Sessions = async_sessionmaker[AsyncSession]
 
 
-@pytest.fixture
-async def pg_sessions(postgresql_url: str) -> AsyncIterator[Sessions]:
-    engine = create_engine(load_settings(database_url=postgresql_url, secret_key=TEST_SECRET))
-    await empty_tables(engine)
-    try:
-        yield create_sessionmaker(engine)
-    finally:
-        await engine.dispose()
-
-
-@contextmanager
-def evaluator_process(name: str, env: dict[str, str]) -> Iterator[subprocess.Popen[bytes]]:
-    process = subprocess.Popen(
-        [sys.executable, "-c", EVALUATOR, name],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        yield process
-    finally:
-        if process.poll() is None:
-            process.terminate()
-            process.wait(timeout=10)
+def evaluator_process(
+    name: str, env: dict[str, str]
+) -> AbstractContextManager[subprocess.Popen[bytes]]:
+    return python_process(EVALUATOR, name, env=env)
 
 
 async def wait_for(what: str, check: object, deadline_s: float = DEADLINE_S) -> float:

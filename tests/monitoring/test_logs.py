@@ -37,6 +37,15 @@ API_TOKEN = "cw_AbCdEf0123456789ghijklmnop"
 SESSION_VALUE = "sessionvalue-7d3f0c9b2a"
 
 
+def reset_logging() -> None:
+    """Back to no logging configuration: the file handlers closed, structlog's defaults."""
+    root = logging.getLogger()
+    for handler in root.handlers:
+        handler.close()
+    root.handlers.clear()
+    structlog.reset_defaults()
+
+
 def read_text(path: Path) -> str:
     return path.read_text()
 
@@ -53,11 +62,7 @@ def log_file(tmp_path: Path, settings: Settings) -> Iterator[Path]:
     secret_settings = settings.model_copy(update=SECRETS)
     configure_logging("debug", "json", str(path), secrets=settings_secrets(secret_settings))
     yield path
-    root = logging.getLogger()
-    for handler in root.handlers:
-        handler.close()
-    root.handlers.clear()
-    structlog.reset_defaults()
+    reset_logging()
 
 
 @pytest.fixture
@@ -289,14 +294,32 @@ def test_the_log_file_rotates_by_size(tmp_path: Path) -> None:
         for n in range(400):
             log.info("filler", n=n, text="x" * 40)
     finally:
-        root = logging.getLogger()
-        for handler in root.handlers:
-            handler.close()
-        root.handlers.clear()
-        structlog.reset_defaults()
+        reset_logging()
     files = sorted(p.name for p in tmp_path.iterdir())
     assert files == ["rotating.log", "rotating.log.1", "rotating.log.2"]
     for name in files:
         assert (tmp_path / name).stat().st_size <= 4096 + 400
         read_lines(tmp_path / name)  # JSON lines even when the console is not JSON
     assert read_lines(path)[-1]["n"] == 399
+
+
+def test_every_secret_setting_is_redacted_in_a_log_line(tmp_path: Path, settings: Settings) -> None:
+    """Each setting declared secret (repr=False) is a secret to the logs by its value, however
+    it is written into a line (an alert webhook URL or the Alertmanager token were not)."""
+    secret_names = [n for n, f in Settings.model_fields.items() if not f.repr]
+    assert {"alertmanager_token", "alert_webhook_url", "alert_discord_webhook_url"} <= set(
+        secret_names
+    )
+    values = {name: f"{name}-value-{index}-Qx7" for index, name in enumerate(secret_names)}
+    secret_settings = settings.model_copy(update=values)
+    path = tmp_path / "secrets.log"
+    configure_logging("debug", "json", str(path), secrets=settings_secrets(secret_settings))
+    try:
+        for name, value in values.items():
+            structlog.get_logger("clipwatch.probe").warning("told", note=f"{name} was {value}")
+    finally:
+        reset_logging()
+    text = read_text(path)
+    assert len(text.splitlines()) == len(values)
+    for value in values.values():
+        assert value not in text

@@ -4,6 +4,7 @@ databases), worker tasks, the Twitch client and the Discord sender (their simula
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -12,6 +13,7 @@ import pytest
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
+from clipwatch.cache.manager import CacheManager
 from clipwatch.config import load_settings
 from clipwatch.db.engine import create_engine, session_scope
 from clipwatch.db.models import Channel, ChannelSync, Delivery, NotificationRoute, User
@@ -402,3 +404,21 @@ async def test_deliveries_are_counted_by_outcome(
     await drain(sessionmaker, discord_sim)
     after = scrape()
     assert value(after, name, outcome="sent") - value(before, name, outcome="sent") == 2
+
+
+def test_cache_counters_keep_what_a_collected_cache_counted() -> None:
+    """A counter never goes down: a cache manager that is gone (a test's, a restarted app's)
+    leaves its counts behind (a scrape between two hits of a newer cache once saw none)."""
+    gone = CacheManager()
+    gone.stats.hits_local = 5
+    gone.local.evictions = 2
+    before = scrape()
+    del gone
+    gc.collect()
+    after = scrape()
+    for name, tier in (
+        ("clipwatch_cache_hits_total", "local"),
+        ("clipwatch_cache_evictions_total", "local"),
+    ):
+        assert value(after, name, tier=tier) >= value(before, name, tier=tier)
+    assert value(after, "clipwatch_cache_hits_total", tier="local") >= 5

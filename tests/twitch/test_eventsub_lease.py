@@ -229,8 +229,15 @@ async def test_api_shows_the_socket_and_connects_a_token_without_echoing_secrets
                 )
 
             view = await wait_for(connected_view, "the socket in /api/v1/eventsub")
-            async with session_scope(sessionmaker) as session:
-                line = eventsub_line(await worker_reports(session))
+
+            async def reported_line() -> str | None:
+                # The status line reads the worker's report, written on its own beat: it may
+                # lag the API's view by a beat (seen under load).
+                async with session_scope(sessionmaker) as session:
+                    line = eventsub_line(await worker_reports(session))
+                return line if "3 subscriptions (cost 3/10)" in line else None
+
+            line = await wait_for(reported_line, "the worker's report of 3 subscriptions")
             assert line.startswith("eventsub: connected on host:2")
             assert "3 subscriptions (cost 3/10)" in line
             assert view["holder"] == "host:2"

@@ -8,23 +8,21 @@ import asyncio
 import os
 import signal
 import subprocess
-import sys
 import time
-from collections.abc import AsyncIterator, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from pathlib import Path
 
-import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from clipwatch.config import load_settings
-from clipwatch.db.engine import create_engine, create_sessionmaker, session_scope
+from clipwatch.db.engine import session_scope
 from clipwatch.db.models import ChannelLive, Lease
 from clipwatch.runtime.eventsub_task import LEASE_NAME
 from clipwatch.twitch.simulator import CLIENT_ID, CLIENT_SECRET
 from clipwatch.twitch.user_tokens import connect_user_token
-from tests.conftest import TEST_SECRET, empty_tables
+from tests.conftest import TEST_SECRET
+from tests.processes import python_process
 from tests.twitch.conftest import Sim
 from tests.twitch.eventsub_helpers import eventsub_settings, track, wait_for
 
@@ -54,30 +52,10 @@ asyncio.run(main())
 Sessions = async_sessionmaker[AsyncSession]
 
 
-@pytest.fixture
-async def pg_sessions(postgresql_url: str) -> AsyncIterator[Sessions]:
-    engine = create_engine(load_settings(database_url=postgresql_url, secret_key=TEST_SECRET))
-    await empty_tables(engine)
-    try:
-        yield create_sessionmaker(engine)
-    finally:
-        await engine.dispose()
-
-
-@contextmanager
-def worker_process(name: str, env: dict[str, str]) -> Iterator[subprocess.Popen[bytes]]:
-    process = subprocess.Popen(
-        [sys.executable, "-c", WORKER, name],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        yield process
-    finally:
-        if process.poll() is None:
-            process.terminate()
-            process.wait(timeout=10)
+def worker_process(
+    name: str, env: dict[str, str]
+) -> AbstractContextManager[subprocess.Popen[bytes]]:
+    return python_process(WORKER, name, env=env)
 
 
 async def holder(sessions: Sessions) -> str | None:

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from tests.processes import CLIPWATCH, twitch_simulator
 from tests.twitch.test_kill_resume import empty, query
@@ -18,6 +19,7 @@ CHANNELS = 30
 POINTS_PER_MINUTE = 200  # small enough that the three run into it together
 
 
+@pytest.mark.slow
 def test_three_workers_share_channels_and_budget(
     postgresql_url: str, redis_url: str, redis_prefix: str, tmp_path: Path
 ) -> None:

@@ -18,11 +18,14 @@ START_S = 20.0
 
 
 @contextmanager
-def serving_app(settings: Settings) -> Iterator[str]:
-    """Yields the base URL; `base_url` is set to it (the clip player's `parent=` host)."""
+def serving_app(settings: Settings, *, demo_sink: str | None = None) -> Iterator[str]:
+    """Yields the base URL; `base_url` is set to it (the clip player's `parent=` host).
+    `demo_sink`: where the demo's Discord messages are read (as `serve` in demo mode passes)."""
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    app = create_app(settings.model_copy(update={"base_url": base}), access_log=False)
+    app = create_app(
+        settings.model_copy(update={"base_url": base}), demo_sink=demo_sink, access_log=False
+    )
     server = uvicorn.Server(
         uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
     )

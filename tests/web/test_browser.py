@@ -165,6 +165,9 @@ async def test_search_filter_open_a_clip(browser: Browser, live: str, database_u
     )
     if "sqlite" in database_url:
         await shot(page, "clip-desktop")
+        await page.goto(live + "/clips/NoSuchClip")
+        await expect(page.get_by_role("alert")).to_be_visible()
+        await shot(page, "error-desktop")
     assert offline.problems == []
     # The player and thumbnails are Twitch's: asked for, and blocked here.
     assert any(url.startswith("https://clips.twitch.tv/embed") for url in offline.blocked)
@@ -249,6 +252,9 @@ async def test_docs_render_offline(browser: Browser, live: str, database_url: st
     assert await operations.count() > 20
     if "sqlite" in database_url:
         await shot(page, "docs-desktop")
+        await page.set_viewport_size(PHONE)
+        await expect(operations.first).to_be_visible()
+        await shot(page, "docs-phone")
     assert offline.blocked == []
     assert offline.problems == []
     await offline.context.close()

@@ -16,6 +16,7 @@ from clipwatch.cache.manager import CacheManager
 from clipwatch.config import Settings
 from tests.conftest import app_client
 from tests.factories import helix_clip, store_clips
+from tests.web.test_admin_page import person
 
 
 @pytest.fixture
@@ -99,6 +100,23 @@ async def test_more_link_walks_every_clip_once(client: httpx.AsyncClient, archiv
         url = unescape(found.group(1)) if found else None
         assert len(seen) <= 33
     assert len(seen) == len(set(seen)) == 33
+
+
+async def test_export_links_give_the_searchs_clips(
+    client: httpx.AsyncClient, archive: None
+) -> None:
+    page = await client.get("/", params={"broadcaster": "1001", "sort": "views"})
+    links = [
+        unescape(h)
+        for h in re.findall(r'<a href="(/api/v1/clips/export\?[^"]+)" download>', page.text)
+    ]
+    assert len(links) == 2
+    csv_answer = await client.get(links[0])
+    assert csv_answer.status_code == 200, csv_answer.text  # anonymous: the first 1,000
+    ids = [line.split(",", 1)[0] for line in csv_answer.text.splitlines()[1:]]
+    assert ids[:24] == card_ids(page.text)
+    jsonl = await client.get(links[1])
+    assert jsonl.headers["content-type"].startswith("application/x-ndjson")
 
 
 async def test_blank_form_fields_and_days_redirect_to_a_clean_url(
@@ -232,3 +250,21 @@ async def test_pages_count_against_the_anonymous_rate_limit(
     assert int(page.headers["retry-after"]) >= 1
     assert "too many requests" in page.text
     assert api.status_code == 429
+
+
+async def test_a_signed_in_viewers_pages_count_against_their_user_limit(
+    settings: Settings,
+    engine: AsyncEngine,
+    cache: CacheManager,
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    """Signed in, pages share the user's bucket (with their API calls), not the address's."""
+    limited = settings.model_copy(
+        update={"rate_limit_anonymous": "3/minute", "rate_limit_user": "5/minute"}
+    )
+    ann = await person(sessionmaker, limited, "ann", admin=False)
+    async with app_client(limited, cache=cache) as client:
+        answers = [(await client.get("/", headers=ann.headers)).status_code for _ in range(6)]
+        anonymous = (await client.get("/")).status_code
+    assert answers == [200] * 5 + [429]
+    assert anonymous == 200  # the address's bucket was not used by the viewer

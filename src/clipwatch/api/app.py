@@ -10,6 +10,7 @@ from typing import Any
 
 from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from clipwatch.accounts.ratelimit import RateLimiter
 from clipwatch.accounts.service import SessionPolicy
@@ -20,19 +21,24 @@ from clipwatch.api.deps import AppState, strict_query
 from clipwatch.api.errors import install_error_handlers, problem_responses
 from clipwatch.api.middleware import ResponseHeaders
 from clipwatch.api.openapi import install_openapi
+from clipwatch.api.page_session import install_login_redirect
 from clipwatch.api.routers import (
+    admin_page,
     alertmanager,
     auth,
     catalog,
     channel_page,
     clips,
+    discord_link,
     eventsub,
     health,
     incidents,
     interactions,
     me,
+    me_page,
     pages,
     routes,
+    routes_page,
     stream,
     users,
 )
@@ -46,7 +52,7 @@ from clipwatch.db.engine import attach_cache, create_engine, create_sessionmaker
 from clipwatch.discord.sender import sender_from_settings
 from clipwatch.monitoring.errors import ErrorTracker
 from clipwatch.runtime.worker import WorkerStats
-from clipwatch.twitch.client import client_from_settings
+from clipwatch.twitch.client import INTERACTIVE_ATTEMPTS, client_from_settings
 
 API_PREFIX = "/api/v1"
 
@@ -91,7 +97,7 @@ def create_app(
                 absolute=timedelta(days=settings.session_max_days),
                 key=settings.signing_key,
             ),
-            client_from_settings(settings),
+            client_from_settings(settings, max_attempts=INTERACTIVE_ATTEMPTS),
             worker,
             demo_sink,
             app_cache,
@@ -149,6 +155,7 @@ def create_app(
         catalog.router,
         health.status_router,
         me.router,
+        discord_link.router,
         users.router,
         error_routes.router,
         routes.router,
@@ -170,6 +177,10 @@ def create_app(
     # The web page (docs/web.md): HTML over the same search and cached reads, and its assets.
     app.include_router(pages.router)
     app.include_router(channel_page.router)
+    app.include_router(me_page.router)
+    app.include_router(routes_page.router)
+    app.include_router(admin_page.router)
+    install_login_redirect(app)
     pages.mount_static(app)
     # Innermost first: cached answers still get CORS and the security and rate-limit headers.
     app.add_middleware(CachedReads)
@@ -204,5 +215,8 @@ def create_app(
         metrics=settings.metrics_enabled,
         access=access_log,
     )
+    if settings.trusted_proxy_list:
+        # Outside even the telemetry: logs, rate limits and metrics see the forwarded client.
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.trusted_proxy_list)
 
     return app

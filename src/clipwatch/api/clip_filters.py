@@ -70,14 +70,20 @@ Feed = Annotated[
 ]
 
 
+def reader_of(principal: Principal | None, what: str) -> Principal:
+    """The caller, who must be known and may read: `what` (a per-caller filter) needs it."""
+    if principal is None:
+        raise Unauthenticated(f"{what} needs an API token or a session")
+    if "read" not in principal.scopes:
+        raise Forbidden(f"{what} needs the 'read' scope")
+    return principal
+
+
 async def apply_preferences(
     session: AsyncSession, principal: Principal | None, search: ClipSearch
 ) -> ClipSearch:
     """The feed: followed channels or games, the caller's languages, views and sort."""
-    if principal is None:
-        raise Unauthenticated("feed=mine needs an API token or a session")
-    if "read" not in principal.scopes:
-        raise Forbidden("feed=mine needs the 'read' scope")
+    principal = reader_of(principal, "feed=mine")
     prefs = await preferences.preferences_of(session, principal, principal.user_id)
     min_views = max(search.min_views or 0, prefs.min_views or 0) or None
     return replace(

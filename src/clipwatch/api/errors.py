@@ -10,6 +10,8 @@ import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm.exc import StaleDataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -48,7 +50,13 @@ TITLES = {
     422: "Invalid input",
     429: "Too many requests",
     500: "Internal error",
+    503: "Service unavailable",
 }
+# The database is unreachable (stopped, restarting, its connections cut): 503, ask again then.
+DATABASE_RETRY_AFTER_S = 5
+# SQLSTATE classes of a database going away: 08 connection exception, 57P01-57P03 shutdown
+# and "cannot connect now" (starting up or shutting down).
+DATABASE_GONE_SQLSTATES = ("08", "57P01", "57P02", "57P03")
 
 
 def problem_responses(codes: dict[int, str]) -> dict[int | str, dict[str, Any]]:
@@ -93,6 +101,8 @@ async def _domain_error(_request: Request, exc: Exception) -> JSONResponse:
             response = problem(status, str(exc), title=title, **extra)
             if isinstance(exc, RateLimited):
                 response.headers.update(exc.headers)
+            elif isinstance(exc, UpstreamUnavailable) and exc.retry_after:
+                response.headers["Retry-After"] = str(exc.retry_after)
             elif isinstance(exc, Unauthenticated):
                 response.headers["WWW-Authenticate"] = 'Bearer realm="clipwatch"'
             return response
@@ -242,7 +252,24 @@ def _gone_meanwhile(_request: Request, _exc: Exception) -> JSONResponse:
     return problem(404, "it was removed while this request ran")
 
 
+def database_unavailable(exc: BaseException) -> bool:
+    """The error says the database could not be reached, not that the request was wrong:
+    a refused or reset connection, a connection timeout, a connection the pool found dead,
+    the server shutting down or starting up, no pooled connection free in time."""
+    if isinstance(exc, ConnectionError | TimeoutError | PoolTimeout):
+        return True
+    if isinstance(exc, DBAPIError):
+        code = str(getattr(exc.orig, "sqlstate", None) or "")
+        return exc.connection_invalidated or code.startswith(DATABASE_GONE_SQLSTATES)
+    return False
+
+
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    if database_unavailable(exc):
+        log.warning("database_unavailable", path=request.url.path, error=type(exc).__name__)
+        response = problem(503, "the database is not answering; try again in a few seconds")
+        response.headers["Retry-After"] = str(DATABASE_RETRY_AFTER_S)
+        return response
     # Grouped and counted (and sent to Sentry when set): monitoring/errors.py. Never raises.
     tracker: ErrorTracker | None = getattr(request.app.state, "error_tracker", None)
     occurrence = None

@@ -21,10 +21,16 @@ class StrictBody(BaseModel):
     def _integral_floats(cls, data: Any) -> Any:
         if not isinstance(data, dict):
             return data
-        return {
-            key: int(value) if isinstance(value, float) and value.is_integer() else value
-            for key, value in data.items()
-        }
+        return {key: _integral(value) for key, value in data.items()}
+
+
+def _integral(value: Any) -> Any:
+    """5.0 is 5, also as an item of a list (milestones: [1000.0])."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, list):
+        return [int(v) if isinstance(v, float) and v.is_integer() else v for v in value]
+    return value
 
 
 CLIP_EXAMPLE: dict[str, Any] = {
@@ -81,6 +87,18 @@ class ClipRead(BaseModel):
     def from_clip(cls, clip: Clip, game_name: str | None = None) -> ClipRead:
         values = {name: getattr(clip, name) for name in cls.model_fields if name != "game_name"}
         return cls(**values, game_name=game_name)
+
+
+class FavouriteRead(BaseModel):
+    favourited_at: datetime
+    clip: ClipRead
+
+
+class FavouritePage(BaseModel):
+    data: list[FavouriteRead]
+    next_cursor: str | None = Field(
+        description="Pass as `cursor` for the next page; null on the last page."
+    )
 
 
 class ClipPage(BaseModel):

@@ -32,6 +32,7 @@ from redis.exceptions import RedisError
 from clipwatch.cache.local import Entry, LocalTier, etag_of
 from clipwatch.config import Settings
 from clipwatch.monitoring.metrics import track_cache
+from clipwatch.waiting import cancel_and_wait
 
 log = structlog.get_logger("clipwatch.cache")
 
@@ -113,7 +114,6 @@ class CacheManager:
         self.staleness = staleness
         self.local = LocalTier(max_entries, max_bytes)
         self.stats = CacheStats()
-        track_cache(self)
         self.breaker = Breaker()
         self.redis: Redis | None = None
         if redis_url:
@@ -123,6 +123,7 @@ class CacheManager:
                 socket_connect_timeout=REDIS_TIMEOUT_S,
                 health_check_interval=0,
             )
+        track_cache(self)
         self._gens_key = f"{prefix}:cache:gens"
         self._channel = f"{prefix}:cache:bumps"
         self._entry_prefix = f"{prefix}:cache:e:"
@@ -143,9 +144,7 @@ class CacheManager:
 
     async def close(self) -> None:
         if self._feed is not None:
-            self._feed.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._feed
+            await cancel_and_wait(self._feed)
             self._feed = None
         if self.redis is not None:
             await self.redis.aclose()

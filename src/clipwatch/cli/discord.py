@@ -22,6 +22,7 @@ from clipwatch.cli.common import (
     settings_or_exit,
     stderr_is_terminal,
 )
+from clipwatch.waiting import cancel_and_wait
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -54,6 +55,12 @@ class TemplateName(StrEnum):
     link = "link"
 
 
+class OnDeleted(StrEnum):
+    keep = "keep"
+    edit = "edit"
+    delete = "delete"
+
+
 @routes_app.command("add")
 def add_route(
     user: Annotated[str, typer.Argument(help="The owner's user name")],
@@ -71,32 +78,60 @@ def add_route(
     notify_stream_end: Annotated[
         bool, typer.Option("--notify-stream-end", help='Also post "stream ended: N clips"')
     ] = False,
+    role: Annotated[
+        list[str] | None, typer.Option(help="A role id to ping on every message; repeatable")
+    ] = None,
+    forum_mode: Annotated[
+        str | None, typer.Option(help="A forum channel: post (one per clip), day or stream")
+    ] = None,
+    thread_name: Annotated[
+        str | None, typer.Option(help="Forum post names, a template, e.g. '{{ title }}'")
+    ] = None,
+    username: Annotated[str | None, typer.Option(help="The name messages are posted under")] = None,
+    avatar_url: Annotated[str | None, typer.Option(help="The avatar (an allowed host)")] = None,
 ) -> None:
     """Post new clips that pass the filters to a Discord webhook (and, if asked, stream
-    notices for the channels the filters let through)."""
+    notices for the channels the filters let through). The webhook is checked with Discord
+    first (CLIPWATCH_WEBHOOK_CHECK); a `?thread_id=` in its URL is kept."""
     from clipwatch.accounts import service as accounts
     from clipwatch.discord import routes as service
+    from clipwatch.discord.sender import sender_from_settings
 
     settings = settings_or_exit(writes=True)
 
     async def work(session: AsyncSession) -> str:
         owner = await accounts.user_by_name(session, user)
-        route = await service.create_route(
-            session,
-            _operator(),
-            {
-                "name": name,
-                "webhook_url": webhook_url,
-                "filters": {"channels": [c.lower() for c in channel or []], "min_views": min_views},
-                "template": {"name": template.value},
-                "delay_seconds": delay,
-                "notify_live": notify_live,
-                "notify_stream_end": notify_stream_end,
-            },
-            key=settings.signing_key,
-            allowed_hosts=settings.webhook_allowed_hosts.split(","),
-            owner_id=owner.id,
-        )
+        sender = sender_from_settings(settings) if settings.webhook_check else None
+        try:
+            route = await service.create_route(
+                session,
+                _operator(),
+                {
+                    "name": name,
+                    "webhook_url": webhook_url,
+                    "filters": {
+                        "channels": [c.lower() for c in channel or []],
+                        "min_views": min_views,
+                    },
+                    "template": {"name": template.value},
+                    "delay_seconds": delay,
+                    "notify_live": notify_live,
+                    "notify_stream_end": notify_stream_end,
+                    "role_ids": role or None,
+                    "forum_mode": forum_mode,
+                    "thread_name": thread_name,
+                    "username": username,
+                    "avatar_url": avatar_url,
+                },
+                key=settings.signing_key,
+                allowed_hosts=settings.webhook_allowed_hosts.split(","),
+                owner_id=owner.id,
+                sender=sender,
+                avatar_hosts=settings.avatar_allowed_hosts.split(","),
+            )
+        finally:
+            if sender is not None:
+                await sender.aclose()
         return f"route {route.id} ({route.name}) added for {owner.name}"
 
     typer.echo(run(in_transaction(settings, work)))
@@ -121,18 +156,55 @@ def edit_route(
     enabled: Annotated[
         bool | None, typer.Option("--enable/--disable", help="Turn the route on or off")
     ] = None,
+    on_deleted: Annotated[
+        OnDeleted | None,
+        typer.Option(help="A posted clip deleted on Twitch: keep, edit or delete its message"),
+    ] = None,
+    milestone: Annotated[
+        list[int] | None,
+        typer.Option(min=1, help="A view count that edits the posted message; repeatable"),
+    ] = None,
+    no_milestones: Annotated[
+        bool, typer.Option("--no-milestones", help="Stop editing messages at view counts")
+    ] = False,
+    digest: Annotated[
+        str | None,
+        typer.Option(help="Make it a digest route: its top clips every day, week or month"),
+    ] = None,
+    weekday: Annotated[int, typer.Option(min=0, max=6, help="Weekly digests: Monday 0")] = 0,
+    at: Annotated[str, typer.Option(help="The digest's time, HH:MM")] = "18:00",
+    time_zone: Annotated[str, typer.Option(help="The digest's time zone (IANA)")] = "UTC",
+    top: Annotated[int, typer.Option(min=1, max=25, help="Clips in a digest")] = 10,
+    trending: Annotated[
+        int | None, typer.Option(min=1, help="Post a clip once when it gains N views an hour")
+    ] = None,
 ) -> None:
-    """Change a route's stream notices, delay or state; what is not given stays."""
+    """Change a route's stream notices, delay, state or message edits; what is not given
+    stays."""
     from clipwatch.discord import routes as service
+    from clipwatch.discord.digests import schedule_of
 
     settings = settings_or_exit(writes=True)
-    given = {
+    given: dict[str, Any] = {
         "notify_live": notify_live,
         "notify_stream_end": notify_stream_end,
         "delay_seconds": delay,
         "enabled": enabled,
+        "on_deleted": on_deleted.value if on_deleted else None,
+        "milestones": [] if no_milestones else sorted(set(milestone)) if milestone else None,
+        "trending_views_per_hour": trending,
     }
+    if digest is not None:
+        schedule = {"period": digest, "weekday": weekday, "time": at, "time_zone": time_zone}
+        try:
+            checked = schedule_of(schedule | {"top": top})
+        except ValueError as exc:
+            fail(str(exc))
+        given["kind"] = "digest"
+        given["digest"] = schedule | {"time": f"{checked.at:%H:%M}", "top": top}
     values = {k: v for k, v in given.items() if v is not None}
+    if milestone and len(set(milestone)) > 10:
+        fail("at most 10 milestones")
     if not values:
         fail("nothing to change (see --help)")
 
@@ -359,7 +431,6 @@ def run_deliveries(
     """Deliver due notifications (what `clipwatch worker` does beside the sync), showing the
     sent, retried, dead and pending counts as it goes."""
     import asyncio
-    import contextlib
     from datetime import timedelta
 
     from clipwatch.db.engine import create_engine, create_sessionmaker, session_scope
@@ -414,9 +485,7 @@ def run_deliveries(
                             break
                         await asyncio.sleep(0.5)
             finally:
-                watcher.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await watcher
+                await cancel_and_wait(watcher)
             await show()
         finally:
             await sender.aclose()
@@ -450,7 +519,7 @@ def register_commands(
         str | None, typer.Option(help="Register in one guild (instant; for testing)")
     ] = None,
 ) -> None:
-    """Register `/clips` with Discord (global, or in one guild)."""
+    """Register `/clips` and `/clipwatch` with Discord (global, or in one guild)."""
     import httpx
 
     from clipwatch.discord.interactions import COMMANDS
@@ -470,3 +539,20 @@ def register_commands(
     typer.echo(
         f"registered {len(answer.json())} command(s) {'in guild ' + guild if guild else 'globally'}"
     )
+
+
+@discord_app.command("link-code")
+def link_code(user: Annotated[str, typer.Argument(help="The clipwatch user name")]) -> None:
+    """A one-time code (10 minutes) that links a Discord server to USER: someone with Manage
+    Server runs `/clipwatch link code:<code>` there. A new code replaces USER's last one."""
+    from clipwatch.accounts import service as accounts
+    from clipwatch.discord.link_codes import new_link_code
+
+    settings = settings_or_exit(writes=True)
+
+    async def work(session: AsyncSession) -> str:
+        owner = await accounts.user_by_name(session, user)
+        made = await new_link_code(session, owner.id, key=settings.signing_key)
+        return f"{made.code} (for {owner.name}; expires {made.expires_at:%Y-%m-%d %H:%M} UTC)"
+
+    typer.echo(run(in_transaction(settings, work)))

@@ -6,7 +6,18 @@ from typing import Annotated
 
 import typer
 
-from clipwatch.cli import accounts, clips, db, discord, eventsub, incidents, serve, status, twitch
+from clipwatch.cli import (
+    accounts,
+    clips,
+    config,
+    db,
+    discord,
+    eventsub,
+    incidents,
+    serve,
+    status,
+    twitch,
+)
 from clipwatch.cli.common import options
 
 app = typer.Typer(
@@ -39,6 +50,7 @@ def global_options(
 
 app.command("serve")(serve.serve)
 app.add_typer(db.app, name="db")
+app.add_typer(config.app, name="config")
 app.add_typer(clips.app, name="clips")
 app.add_typer(accounts.users_app, name="users")
 app.add_typer(accounts.tokens_app, name="tokens")

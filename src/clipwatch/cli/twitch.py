@@ -345,6 +345,15 @@ def worker_command(
             fail(f"--metrics-port {metrics_port}: cannot listen on {settings.metrics_host} ({exc})")
 
     async def work() -> int:
+        import asyncio
+        import signal
+
+        # SIGTERM (a restart, systemd, docker stop) and SIGINT stop the worker as `serve`
+        # stops: the delivery pass in hand finishes and commits what Discord accepted, the
+        # tasks report "stopped". (Without this a SIGTERM ended it at once, as kill -9 does.)
+        stop = asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            asyncio.get_running_loop().add_signal_handler(sig, stop.set)
         start_error_reporting(settings, "worker")  # Sentry, with CLIPWATCH_SENTRY_DSN
         # Following the others' writes lets its hot data go to Redis (docs/cache.md).
         async with open_engine(settings, follow=True) as (engine, cache):
@@ -357,6 +366,7 @@ def worker_command(
                     create_sessionmaker(engine),
                     interval=interval or settings.sync_interval_seconds,
                     passes=passes,
+                    stop=stop,
                     cache=cache,
                 )
                 return stats.passes

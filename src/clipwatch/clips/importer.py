@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from clipwatch.db.engine import session_scope
 from clipwatch.db.repositories import catalog, clip_writes
-from clipwatch.discord import outbox
+from clipwatch.discord import lifecycle, outbox
 from clipwatch.twitch.helix import HelixClip, explain_invalid
 
 BATCH_SIZE = 5_000
@@ -119,6 +119,7 @@ async def store_batch(
             if i not in new and i in views_before and row["view_count"] > views_before[i]
         ]
         await outbox.enqueue(session, [by_id[i] for i in sorted(new)], risen)
+        await lifecycle.queue_milestones(session, risen)  # posted clips' view milestones
     # Only after the batch is stored: a failed batch must not leave ids marked as known.
     known.channels.update(channels)
     known.games.update(games)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from typing import Any, Literal
 
@@ -42,6 +42,9 @@ class ClipSearch:
     limit: int = 20
     cursor: str | None = None
     include_deleted: bool = False
+    # `favourite=true`: only the favourites of this member (the caller). Part of the cursor's
+    # fingerprint like every field: a cursor continues only its own member's walk.
+    favourite_of: int | None = None
 
 
 @dataclass
@@ -98,6 +101,14 @@ def _sort_key(sort: KeysetSort, clip: Clip) -> list[Any]:
     return [clip.created_at.isoformat(), clip.seq]
 
 
+def _bounded(filters: ClipFilters, newest_seq: int | None) -> ClipFilters:
+    """A first page's filters bound to the newest seq read with its rows: the cursor carries
+    it, so a walk sees only clips stored before it began."""
+    if filters.max_seq is not None or newest_seq is None:
+        return filters
+    return replace(filters, max_seq=newest_seq)
+
+
 def _invalid_cursor() -> BadRequest:
     return BadRequest("cursor is not valid for this query")
 
@@ -129,39 +140,55 @@ async def search_clips(
     query_id = _query_fingerprint(search, terms, sort)
 
     payload: dict[str, Any] = {}
+    max_seq: int | None = None  # a first page reads it with its rows
     if search.cursor:
         payload = decode_cursor(key, search.cursor, query=query_id)
         max_seq = payload.get("m")
         if type(max_seq) is not int:
             raise _invalid_cursor()
-    else:
-        max_seq = await clip_search.newest_seq(session)
 
     filters = await _resolve_filters(session, search, terms, max_seq)
     if isinstance(filters, ClipPage):
         return filters  # a name that resolves to nothing: nothing can match
 
     if sort == "relevance":
-        clips, keys = await _relevance_page(
+        named, keys, filters = await _relevance_page(
             session, filters, _relevance_position(payload), search.limit, relevance_candidates
         )
     else:
         after = _decode_key(sort, payload.get("k")) if search.cursor else None
-        clips = await clip_search.find_clips(
+        found = await clip_search.find_clips(
             session, filters, sort, after=after, limit=search.limit + 1
         )
-        keys = [{"k": _sort_key(sort, clip)} for clip in clips]
+        named, filters = found.rows, _bounded(filters, found.newest_seq)
+        keys = [{"k": _sort_key(sort, clip)} for clip, _ in named]
 
     next_cursor = None
-    if len(clips) > search.limit:
-        clips = clips[: search.limit]
-        next_cursor = encode_cursor(key, {"q": query_id, "m": max_seq, **keys[search.limit - 1]})
-    names = await catalog.game_names(session, (c.game_id for c in clips if c.game_id))
-    return ClipPage(clips, names, next_cursor, filters.broadcaster_ids)
+    if len(named) > search.limit and filters.max_seq is not None:
+        named = named[: search.limit]
+        next_cursor = encode_cursor(
+            key, {"q": query_id, "m": filters.max_seq, **keys[search.limit - 1]}
+        )
+    # The games' names came with the rows (one statement less per search).
+    names = {clip.game_id: name for clip, name in named if clip.game_id}
+    return ClipPage([clip for clip, _ in named], names, next_cursor, filters.broadcaster_ids)
+
+
+async def export_filters(
+    session: AsyncSession, search: ClipSearch
+) -> tuple[ClipFilters | None, Sort]:
+    """The search as the repository's filters (names resolved) and its sort, for a walk in
+    one statement (an export); None when nothing can match."""
+    terms = parse_terms(search.q) if search.q else NO_TERMS
+    sort = effective_sort(search, terms)
+    if search.q and not terms:
+        return None, sort
+    resolved = await _resolve_filters(session, search, terms, None)
+    return (None if isinstance(resolved, ClipPage) else resolved), sort
 
 
 async def _resolve_filters(
-    session: AsyncSession, search: ClipSearch, terms: Terms, max_seq: int
+    session: AsyncSession, search: ClipSearch, terms: Terms, max_seq: int | None
 ) -> ClipFilters | ClipPage:
     """Names resolved to ids; an empty page when a name filter resolves to nothing."""
     broadcaster_ids = game_ids = creator_ids = None
@@ -199,6 +226,7 @@ async def _resolve_filters(
         created_before=search.created_before,
         include_deleted=search.include_deleted,
         max_seq=max_seq,
+        favourite_of=search.favourite_of,
     )
 
 
@@ -234,14 +262,16 @@ async def _relevance_page(
     position: _RelevancePosition,
     limit: int,
     candidates: int,
-) -> tuple[list[Clip], list[dict[str, Any]]]:
-    """Up to limit + 1 clips from `position` on, with the cursor fields each would end at."""
+) -> tuple[list[clip_search.NamedClip], list[dict[str, Any]], ClipFilters]:
+    """Up to limit + 1 clips from `position` on, with the cursor fields each would end at,
+    and the filters bound to the newest seq (a first page reads it with the candidates)."""
     ranked: list[tuple[float, int]] = []
     boundary, rest_after, rest_left = None, position.after_views, True
     if rest_after is None:
-        pool, boundary, rest_left = await _ranked_pool(
+        pool, boundary, rest_left, newest = await _ranked_pool(
             session, filters, position.boundary, candidates
         )
+        filters = _bounded(filters, newest)
         ranked = sorted(
             (
                 (
@@ -263,10 +293,10 @@ async def _relevance_page(
         ranked = ranked[: limit + 1]
         rest_after = boundary
     by_seq = {
-        clip.seq: clip
-        for clip in await clip_search.clips_by_seq(session, [seq for _, seq in ranked])
+        named[0].seq: named
+        for named in await clip_search.clips_by_seq(session, [seq for _, seq in ranked])
     }
-    clips: list[Clip] = []
+    clips: list[clip_search.NamedClip] = []
     keys: list[dict[str, Any]] = []
     for score, seq in ranked:
         if seq in by_seq:  # else gone since it was read
@@ -276,9 +306,10 @@ async def _relevance_page(
         rest = await clip_search.find_clips(
             session, filters, "views", after=rest_after, limit=limit + 1 - len(clips)
         )
-        clips += rest
-        keys += [{"v": _sort_key("views", clip)} for clip in rest]
-    return clips, keys
+        filters = _bounded(filters, rest.newest_seq)
+        clips += rest.rows
+        keys += [{"v": _sort_key("views", clip)} for clip, _ in rest.rows]
+    return clips, keys, filters
 
 
 def _views_key(clip: ClipText) -> tuple[int, int]:
@@ -290,30 +321,34 @@ async def _ranked_pool(
     filters: ClipFilters,
     boundary: tuple[int, int] | None,
     candidates: int,
-) -> tuple[list[ClipText], tuple[int, int] | None, bool]:
-    """The ranked part: its clips, its boundary, and whether any match lies beyond it.
+) -> tuple[list[ClipText], tuple[int, int] | None, bool, int | None]:
+    """The ranked part: its clips, its boundary, whether any match lies beyond it, and the
+    newest seq when it was read (None: no match).
 
     Without a boundary (a walk's first page) it is the `candidates` most viewed matches;
     with one, every match whose views key is at or above it.
     """
-    batch = await clip_search.find_clip_texts(session, filters, "views", limit=candidates + 1)
+    found = await clip_search.find_clip_texts(session, filters, "views", limit=candidates + 1)
+    batch, newest = found.rows, found.newest_seq
     batch.sort(key=_views_key, reverse=True)
     if boundary is None:
         pool = batch[:candidates]
-        return pool, (_views_key(pool[-1]) if pool else None), len(batch) > candidates
+        return pool, (_views_key(pool[-1]) if pool else None), len(batch) > candidates, newest
     pool = []
     asked = candidates + 1
     while True:
         above = [clip for clip in batch if _views_key(clip) >= boundary]
         pool += above
         if len(above) < len(batch):
-            return pool, boundary, True
+            return pool, boundary, True, newest
         if len(batch) < asked:
-            return pool, boundary, False
+            return pool, boundary, False, newest
         # Every clip read is still above the boundary: clips gained views since the first
         # page, and more of them may lie above it.
         asked = candidates
-        batch = await clip_search.find_clip_texts(
-            session, filters, "views", after=_views_key(batch[-1]), limit=asked
-        )
+        batch = (
+            await clip_search.find_clip_texts(
+                session, filters, "views", after=_views_key(batch[-1]), limit=asked
+            )
+        ).rows
         batch.sort(key=_views_key, reverse=True)

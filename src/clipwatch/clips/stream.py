@@ -14,7 +14,6 @@ point it can resume from: `replay` reads exactly the clips after it. docs/stream
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections import deque
 from collections.abc import Callable, Collection, Iterable
@@ -32,6 +31,7 @@ from clipwatch.db.models import Clip
 from clipwatch.db.repositories import catalog, clip_stream
 from clipwatch.db.repositories.clip_stream import LiveChange, Snapshot
 from clipwatch.monitoring.metrics import SSE_CLIENTS, SSE_DROPPED, SSE_EVENTS
+from clipwatch.waiting import cancel_and_wait, wait_event
 
 log = structlog.get_logger("clipwatch.stream")
 
@@ -106,8 +106,7 @@ class Subscriber:
     async def take(self, wait_s: float) -> list[bytes]:
         """The frames queued (waiting up to `wait_s`; none: time for a heartbeat)."""
         if not self.frames and self.final is None:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.ready.wait(), wait_s)
+            await wait_event(self.ready, wait_s)
         self.ready.clear()
         taken = list(self.frames)
         self.frames.clear()
@@ -207,10 +206,8 @@ class StreamHub:
         self.subscribers.clear()
         SSE_CLIENTS.set(0)
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+            task, self._task = self._task, None
+            await cancel_and_wait(task)
 
     def end_all(self, reason: str = "the server is stopping") -> None:
         """Synchronous: from a signal handler, so streams end before the server waits on them."""
@@ -289,8 +286,7 @@ class StreamHub:
             # Held clips are looked at again soon, for the clients waiting on them.
             timeout = SETTLE_POLL_S if self._held and self.subscribers else self.poll_s
             if self.ready:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout)
+                await wait_event(self._wake, timeout)
             self._wake.clear()
             try:
                 more = await (self.wake_up() if self.ready else self._begin())

@@ -53,7 +53,15 @@ def create_engine(settings: Settings, *, url: str | None = None) -> AsyncEngine:
         if settings.metrics_enabled:
             track_engine(engine)
         return engine
-    server_settings = {"application_name": "clipwatch", "jit": "off"}
+    # force_custom_plan: asyncpg prepares every statement, and from its 6th run PostgreSQL may
+    # switch to a generic plan that ignores the parameters' values; for the search that plan
+    # ANDs a whole index (views 0..100: 993k of 1M rows) with the text index, 145 ms instead of
+    # the custom plan's 7 ms (bench/web.py, docs/search.md). Planning each run costs far less.
+    server_settings = {
+        "application_name": "clipwatch",
+        "jit": "off",
+        "plan_cache_mode": "force_custom_plan",
+    }
     if settings.db_statement_timeout_ms:
         server_settings["statement_timeout"] = str(settings.db_statement_timeout_ms)
     engine = create_async_engine(

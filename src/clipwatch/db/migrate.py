@@ -61,15 +61,36 @@ async def stored_revisions(engine: AsyncEngine) -> frozenset[str]:
         return frozenset()
 
 
+# pg_advisory_xact_lock's key for migrations: "clipwatch" in ASCII, as a bigint.
+MIGRATION_LOCK = 0x636C6970776174
+
+
 async def upgrade_database(engine: AsyncEngine) -> None:
-    """Bring the schema to the newest revision."""
+    """Bring the schema to the newest revision.
+
+    On PostgreSQL one process at a time migrates: several starting on an older schema at once
+    (a rolling upgrade, compose scaling up) wait on an advisory lock held on a connection of
+    its own, and the ones after the first find the schema at head. Migrations run without the
+    service's statement timeout: an index over millions of clips takes longer than a request."""
     heads = head_revisions()
     if heads is not None and await stored_revisions(engine) == heads:
         return
     from alembic import command
 
-    async with engine.begin() as conn:
-        await conn.run_sync(lambda sync: command.upgrade(_config(sync), "head"))
+    postgresql = engine.dialect.name == "postgresql"
+    async with engine.connect() as holder:
+        if postgresql:
+            await holder.execute(text("SET LOCAL statement_timeout = 0"))
+            await holder.execute(
+                text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK}
+            )
+        try:
+            async with engine.begin() as conn:
+                if postgresql:
+                    await conn.execute(text("SET LOCAL statement_timeout = 0"))
+                await conn.run_sync(lambda sync: command.upgrade(_config(sync), "head"))
+        finally:
+            await holder.rollback()  # ends its transaction: the lock goes with it
 
 
 async def reindex_database(engine: AsyncEngine) -> None:

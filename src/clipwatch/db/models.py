@@ -185,6 +185,21 @@ class Preferences(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, server_default=func.now())
 
 
+class Favourite(Base):
+    """A clip a member keeps (`PUT /api/v1/me/favourites/{clip_id}`). No foreign key to
+    `clip` (as everywhere: see decisions); a favourite of a clip deleted on Twitch stays
+    and is shown as deleted."""
+
+    __tablename__ = "favourite"
+    __table_args__ = (Index("ix_favourite_user_newest", "user_id", "created_at", "clip_id"),)
+
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("app_user.id", ondelete="CASCADE"), primary_key=True
+    )
+    clip_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
 # --- Twitch sync ----------------------------------------------------------------------------
 
 
@@ -278,6 +293,73 @@ class NotificationRoute(Base):
     # Stream notices through the outbox (kinds `live` and `stream_end`), off by default.
     notify_live: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
     notify_stream_end: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
+    # --- issue 15 (migration 0010; docs/discord.md) ---
+    # `clips` (new clips) or `digest` (the top clips of a period, on a schedule: `digest`).
+    kind: Mapped[str] = mapped_column(String(16), default="clips", server_default="clips")
+    # Threads and forums: post into one thread, or open forum threads named by `thread_name`
+    # (a template) per clip (`post`), per day (`day`) or per stream (`stream`).
+    thread_id: Mapped[str | None] = mapped_column(String(32))
+    forum_mode: Mapped[str | None] = mapped_column(String(16))
+    thread_name: Mapped[str | None] = mapped_column(Text)
+    # Role pings, opt-in: `allowed_mentions` lists exactly these roles; @here only when an
+    # admin set `here_allowed` on the route and its owner asked for it.
+    role_ids: Mapped[list[str] | None] = mapped_column(JSON)
+    ping_here: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
+    here_allowed: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
+    # Identity per route (Discord's username and avatar overrides).
+    username: Mapped[str | None] = mapped_column(String(80))
+    avatar_url: Mapped[str | None] = mapped_column(Text)
+    # What GET /webhooks/{id}/{token} said when the route was saved.
+    webhook_channel_id: Mapped[str | None] = mapped_column(String(32))
+    webhook_guild_id: Mapped[str | None] = mapped_column(String(32))
+    webhook_name: Mapped[str | None] = mapped_column(String(100))
+    webhook_checked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # A digest route's schedule: {"period": "day"|"week"|"month", "weekday": 0-6 (Monday 0),
+    # "time": "HH:MM", "time_zone": IANA name, "top": N}.
+    digest: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # Trending: post a clip once when it gains at least this many views an hour.
+    trending_views_per_hour: Mapped[int | None] = mapped_column(Integer)
+    # A posted clip deleted on Twitch: `keep`, `edit` ("removed on Twitch") or `delete`.
+    on_deleted: Mapped[str] = mapped_column(String(16), default="keep", server_default="keep")
+    milestones: Mapped[list[int] | None] = mapped_column(JSON)  # view counts that edit the post
+    # `api` (API, CLI, page) or `discord` (/clipwatch follow, in `discord_channel_id`).
+    created_via: Mapped[str] = mapped_column(String(16), default="api", server_default="api")
+    discord_channel_id: Mapped[str | None] = mapped_column(String(32))
+
+
+class ForumThread(Base):
+    """A forum route's thread for one day or one stream: later clips reply into it."""
+
+    __tablename__ = "forum_thread"
+    __table_args__ = (UniqueConstraint("route_id", "key", name="uq_forum_thread_route_id_key"),)
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    route_id: Mapped[int] = mapped_column(ForeignKey("notification_route.id", ondelete="CASCADE"))
+    key: Mapped[str] = mapped_column(String(100))  # day:2026-11-27 | stream:<twitch stream id>
+    thread_id: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class DiscordGuildLink(Base):
+    """A Discord server linked to the clipwatch account that owns the routes its members set
+    up with /clipwatch follow."""
+
+    __tablename__ = "discord_guild_link"
+
+    guild_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("app_user.id", ondelete="CASCADE"))
+    linked_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    linked_by_discord_user: Mapped[str | None] = mapped_column(String(32))
+
+
+class DiscordLinkCode(Base):
+    """A one-time code a clipwatch user makes and a server admin gives to /clipwatch link."""
+
+    __tablename__ = "discord_link_code"
+
+    code_hash: Mapped[str] = mapped_column(String(128), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("app_user.id", ondelete="CASCADE"))
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
 class Delivery(Base):
@@ -306,6 +388,10 @@ class Delivery(Base):
     # An alert message's own key (unique): the evaluator never writes one message twice.
     idempotency_key: Mapped[str | None] = mapped_column(String(200), unique=True)
     payload: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # an alert message, sealed
+    # The thread the message went into (a forum post's own thread), for its edits and deletes.
+    thread_id: Mapped[str | None] = mapped_column(String(32))
+    # Kinds `edit` and `delete`: the delivery whose posted message this changes.
+    ref_delivery_id: Mapped[int | None] = mapped_column(BigInteger)
 
 
 # --- the worker -------------------------------------------------------------------------------

@@ -153,7 +153,12 @@ def optimize_index(connection: Connection) -> None:
         # Only the columns search planning reads: with their statistics target of 1,000,
         # ANALYZE samples 300,000 rows, and computing every wide text column's statistics
         # over them took 7 s at 1M clips (these two: ~2.5 s). Autovacuum does the rest.
-        _run(connection, ["ANALYZE clip (search_vector, broadcaster_id)"])
+        # Outside the service's statement timeout: at millions of clips on a busy machine it
+        # outlasted the 15 s and was cancelled after the import had stored everything.
+        _run(
+            connection,
+            ["SET LOCAL statement_timeout = 0", "ANALYZE clip (search_vector, broadcaster_id)"],
+        )
 
 
 @dataclass(frozen=True)

@@ -15,14 +15,16 @@ records each outcome:
   deliveries dead, and nothing retries;
 - rejected (Discord refused the payload): dead, with Discord's reason.
 Stream notices (kinds `live`, `stream_end`: stream_notices.py) are rendered when sent, one
-message each, through the same sender and outcomes. Waiting for a rate limit happens in the
-sender and is not an attempt. A worker killed
-mid-pass leaves its claim to expire: only the messages in flight at the kill can be sent
-twice (Discord's execute-webhook has no idempotency key).
+message each, through the same sender and outcomes; so are the edits and deletes of posted
+messages (kinds `edit`, `delete`: lifecycle.py), one request per message. Waiting for a
+rate limit happens in the sender and is not an attempt. A worker killed mid-pass leaves its
+claim to expire: only the messages in flight at the kill can be sent twice (Discord's
+execute-webhook has no idempotency key).
 """
 
 from __future__ import annotations
 
+import asyncio
 import random
 from collections import defaultdict
 from dataclasses import dataclass
@@ -35,16 +37,21 @@ from clipwatch.accounts.secrets import unseal
 from clipwatch.db.engine import session_scope
 from clipwatch.db.models import Clip, Delivery, NotificationRoute
 from clipwatch.db.repositories import catalog, notifications
+from clipwatch.discord import forum
 from clipwatch.discord.alert_delivery import ALERT_KINDS, Finish, deliver_alerts
+from clipwatch.discord.lifecycle import CHANGE_KINDS, deliver_changes
 from clipwatch.discord.messages import (
     ClipView,
     CustomTemplate,
     Template,
     TemplateFailures,
+    address,
     iter_messages,
     template_failure_text,
+    voice_of,
 )
 from clipwatch.discord.notice_delivery import NoticeFinish, deliver_notices
+from clipwatch.discord.post_delivery import POST_KINDS, deliver_posts
 from clipwatch.discord.sender import Outcome, Rejected, RetryLater, Sent, WebhookSender
 from clipwatch.discord.stream_notices import NOTICE_KINDS
 from clipwatch.discord.webhook_url import WebhookTarget
@@ -67,6 +74,12 @@ SCHEDULE = (
 )
 JITTER = 0.2  # up to this share of the wait is added, so routes do not all retry at once
 CLAIM = timedelta(minutes=5)
+ROUTES_AT_ONCE = 16  # routes a pass sends to side by side
+# A pass claims at most limit / PER_ROUTE_SHARE of one route's deliveries: a burst on one route
+# (its channel paced at one message per 2 s) leaves room in the pass for the others.
+PER_ROUTE_SHARE = 4
+# Another worker is opening a forum post these clips reply into: a wait, not an attempt.
+FORUM_BUSY = RetryLater("another worker is opening the forum post", forum.BUSY_WAIT_S, True)
 log = structlog.get_logger("clipwatch.discord")
 
 
@@ -143,12 +156,20 @@ async def deliver_due(
     report = DeliveryReport()
     now = datetime.now(UTC)
     async with session_scope(sessionmaker) as session:
-        claimed = list(await notifications.claim_due(session, now, now + claim, limit))
+        claimed = list(
+            await notifications.claim_due(
+                session, now, now + claim, limit, per_route=max(10, limit // PER_ROUTE_SHARE)
+            )
+        )
         alerts = [d for d in claimed if d.kind in ALERT_KINDS]
         notices = [d for d in claimed if d.kind in NOTICE_KINDS]
-        claimed = [d for d in claimed if d.kind not in ALERT_KINDS and d.kind not in NOTICE_KINDS]
+        changes = [d for d in claimed if d.kind in CHANGE_KINDS]
+        posts = [d for d in claimed if d.kind in POST_KINDS]
+        others = (*ALERT_KINDS, *NOTICE_KINDS, *CHANGE_KINDS, *POST_KINDS)
+        claimed = [d for d in claimed if d.kind not in others]
         routes = await notifications.routes_by_id(
-            session, {d.route_id for d in claimed + notices if d.route_id is not None}
+            session,
+            {d.route_id for d in claimed + notices + changes + posts if d.route_id is not None},
         )
         clips = await notifications.clips_by_id(session, {d.clip_id for d in claimed})
         names = await catalog.game_names(session, (c.game_id for c in clips.values() if c.game_id))
@@ -160,20 +181,28 @@ async def deliver_due(
         report.messages += await deliver_notices(
             sessionmaker, notices, routes, sender, key, _notice_finisher(sessionmaker, report)
         )
+    if changes:  # edits and deletes of posted messages (lifecycle.py), rendered now
+        report.messages += await deliver_changes(
+            sessionmaker, changes, routes, sender, key, _notice_finisher(sessionmaker, report)
+        )
+    if posts:  # digests and trending alerts (post_delivery.py): one message each, built now
+        report.messages += await deliver_posts(
+            sessionmaker, posts, routes, sender, key, _notice_finisher(sessionmaker, report)
+        )
     per_route: dict[int, list[Delivery]] = defaultdict(list)
     for delivery in claimed:
         if delivery.route_id is not None:
             per_route[delivery.route_id].append(delivery)
-    for route_id, deliveries in per_route.items():
+
+    async def one_route(route_id: int, deliveries: list[Delivery]) -> None:
         route = routes[route_id]
         if not route.enabled:
             await _finish(sessionmaker, deliveries, "dead", report, error="route disabled")
-            continue
+            return
         orphans = [d for d in deliveries if d.clip_id not in clips]
         if orphans:  # its clip row is gone: nothing can ever be sent, so not claimed forever
             await _finish(sessionmaker, orphans, "dead", report, error="clip not in the archive")
             deliveries = [d for d in deliveries if d.clip_id in clips]
-        failures: TemplateFailures = []
         try:
             target = WebhookTarget(route.webhook_id, unseal(key, route.webhook_token_sealed))
             views = {
@@ -182,43 +211,167 @@ async def deliver_due(
                 if d.clip_id in clips
             }
             pending = [d for d in deliveries if d.id in views]
-            # One message at a time: as many clips as it holds when batching, else one; a
-            # clip the route's template fails on is sent as a card (and the route told).
-            batches = iter_messages(
-                template_of(route),
-                [views[d.id] for d in pending],
-                batching=route.batching,
-                template_failures=failures,
-            )
+            groups = await _forum_groups(sessionmaker, route, pending, clips)
         except Exception as exc:  # odd data or a bug costs this route's pass, never the pass
             await _route_failed(sessionmaker, route, deliveries, exc, report)
-            continue
+            return
+        send = _RouteSend(sessionmaker, sender, route, target, views, report)
+        for n, (forum_key, group) in enumerate(groups):
+            later = [d for _, rest in groups[n + 1 :] for d in rest]
+            if not await send.group(forum_key, group, later):
+                break
+
+    # Routes are sent side by side (each webhook's own bucket and channel limit pace it; the
+    # sender keeps one request in flight per webhook): one route waiting out its channel's
+    # limit does not hold the others back.
+    gate = asyncio.Semaphore(ROUTES_AT_ONCE)
+
+    async def gated(route_id: int, deliveries: list[Delivery]) -> None:
+        async with gate:
+            await one_route(route_id, deliveries)
+
+    results = await asyncio.gather(
+        *(gated(r, d) for r, d in per_route.items()), return_exceptions=True
+    )
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+    return report
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+async def _forum_groups(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    route: NotificationRoute,
+    pending: list[Delivery],
+    clips: dict[str, Clip],
+) -> list[tuple[str, list[Delivery]]]:
+    """The route's deliveries per forum post they reply into (`day`/`stream` routes: one
+    group per key, in order); one group without a key otherwise."""
+    if route.forum_mode not in ("day", "stream") or not pending:
+        return [("", pending)]
+    async with session_scope(sessionmaker) as session:
+        keys = await forum.forum_keys(session, route, [clips[d.clip_id] for d in pending])
+    groups: dict[str, list[Delivery]] = {}
+    for delivery in pending:
+        groups.setdefault(keys[delivery.clip_id], []).append(delivery)
+    return list(groups.items())
+
+
+@dataclass
+class _RouteSend:
+    """One route's clip messages in one pass: built one at a time, addressed with the route's
+    voice (pings, name, avatar), sent where the route posts (a thread, a forum post)."""
+
+    sessionmaker: async_sessionmaker[AsyncSession]
+    sender: WebhookSender
+    route: NotificationRoute
+    target: WebhookTarget
+    views: dict[int, ClipView]
+    report: DeliveryReport
+
+    async def group(self, forum_key: str, group: list[Delivery], later: list[Delivery]) -> bool:
+        """Send `group` (one forum key's, or all); False when the route stops for this pass
+        (`later`, the route's other groups, then wait or die with it)."""
+        sm, route, report = self.sessionmaker, self.route, self.report
+        join = forum.Join(thread_id=route.thread_id)
+        if forum_key:
+            join = await forum.join_thread(sm, route.id, forum_key)
+            if join.busy:  # another worker opens this post: reply into it a moment later
+                wait = RetryLater(
+                    "another worker is opening the forum post", forum.BUSY_WAIT_S, True
+                )
+                await _retry(sm, [], wait, report, waiting=group)
+                return True
+        failures: TemplateFailures = []
+        pending = list(group)
+        try:
+            voice = voice_of(route)
+            # One message at a time: as many clips as it holds when batching, else one; a
+            # clip the route's template fails on is sent as a card (and the route told). A
+            # forum route in `post` mode opens one post per clip.
+            batches = iter_messages(
+                template_of(route),
+                [self.views[d.id] for d in pending],
+                batching=route.batching and route.forum_mode != "post",
+                template_failures=failures,
+            )
+        except Exception as exc:
+            await self._give_up_claim(forum_key, join)
+            await _route_failed(sm, route, pending + later, exc, report)
+            return False
         while pending:
             try:
                 message, count = next(batches)
+                payload = address(message, voice)
+                thread_id = join.thread_id
+                if route.forum_mode == "post" or join.opener:
+                    name = forum.thread_name_for(route.thread_name, self.views[pending[0].id])
+                    payload["thread_name"] = name
+                    thread_id = None
             except Exception as exc:
-                await _route_failed(sessionmaker, route, pending, exc, report, target.token)
-                break
+                await self._give_up_claim(forum_key, join)
+                await _route_failed(sm, route, pending + later, exc, report, self.target.token)
+                return False
             part = pending[:count]
             pending = pending[len(part) :]
             if failures:
-                await _record_template_failures(sessionmaker, route, failures, target.token)
-            outcome = await sender.send(target, message)
+                await _record_template_failures(sm, route, failures, self.target.token)
+            outcome = await self.sender.send(self.target, payload, thread_id=thread_id)
+            outcome = forum.explain_forum_refusal(outcome, route)
             report.messages += 1
             if isinstance(outcome, Sent):
-                await _finish(sessionmaker, part, "sent", report, message_id=outcome.message_id)
-            elif isinstance(outcome, Rejected):
-                await _finish(sessionmaker, part, "dead", report, error=outcome.reason)
+                posted_in = thread_id or (outcome.channel_id if route.forum_mode else None)
+                if join.opener:
+                    if outcome.channel_id:
+                        await forum.opened(sm, route.id, forum_key, outcome.channel_id)
+                        join = forum.Join(thread_id=outcome.channel_id)
+                    else:  # no thread named in the answer: the next clip opens a new post
+                        await self._give_up_claim(forum_key, join)
+                        join = forum.Join()
+                await _finish(
+                    sm, part, "sent", report, message_id=outcome.message_id, thread_id=posted_in
+                )
+                continue
+            await self._give_up_claim(forum_key, join)
+            if forum_key and join.thread_id and forum.thread_vanished(outcome):
+                # The day's or stream's post was deleted: forgotten, and opened anew by the
+                # next pass (the forum itself is still there: the route stays on).
+                await forum.forget(sm, route.id, forum_key, join.thread_id)
+                gone = RetryLater(f"{getattr(outcome, 'reason', '')}: a new forum post opens")
+                log.warning("forum_thread_vanished", route_id=route.id, key=forum_key)
+                async with session_scope(sm) as session:  # the owner sees why a post reopened
+                    await notifications.record_route_error(
+                        session, route.id, f"forum post {forum_key}: {gone.reason}", _now()
+                    )
+                await _retry(sm, part, gone, report, waiting=pending)
+                return True
+            if isinstance(outcome, Rejected):
+                await _finish(sm, part, "dead", report, error=outcome.reason)
+                join = forum.Join(thread_id=join.thread_id)  # a failed opener opens again
+                if forum_key and not join.thread_id:
+                    join = await forum.join_thread(sm, route.id, forum_key)
+                    if join.busy:
+                        await _retry(sm, [], FORUM_BUSY, report, waiting=pending)
+                        return True
             elif isinstance(outcome, RetryLater):
                 # The rest of this route waits too (sending on would only meet the same limit
                 # or error); a rate-limit wait costs none of them an attempt.
-                await _retry(sessionmaker, part, outcome, report, waiting=pending)
-                break
+                await _retry(sm, part, outcome, report, waiting=pending + later)
+                return False
             else:  # Gone: the route stops here, and nothing of it is retried
-                await _disable(sessionmaker, route, outcome.reason, report)
-                await _finish(sessionmaker, part + pending, "dead", report, error=outcome.reason)
-                break
-    return report
+                reason = getattr(outcome, "reason", "gone")
+                await _disable(sm, route, reason, report)
+                await _finish(sm, part + pending + later, "dead", report, error=reason)
+                return False
+        return True
+
+    async def _give_up_claim(self, forum_key: str, join: forum.Join) -> None:
+        if forum_key and join.opener:
+            await forum.forget(self.sessionmaker, self.route.id, forum_key, "")
 
 
 def _notice_finisher(
@@ -309,6 +462,7 @@ async def _finish(
     *,
     message_id: str | None = None,
     error: str | None = None,
+    thread_id: str | None = None,
 ) -> None:
     now = datetime.now(UTC)
     async with session_scope(sessionmaker) as session:
@@ -319,6 +473,7 @@ async def _finish(
             message_id=message_id,
             last_error=error,
             sent_at=now if status == "sent" else None,
+            **({"thread_id": thread_id} if thread_id else {}),
         )
     if status == "sent":
         report.sent += len(deliveries)

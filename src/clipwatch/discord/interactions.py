@@ -1,4 +1,5 @@
-"""Slash commands over HTTP: `/clips search|top|latest|random`, with autocomplete.
+"""Slash commands over HTTP: `/clips search|top|latest|random`, with autocomplete, and
+`/clipwatch link|follow|unfollow|list` (setup from Discord: discord/setup.py).
 
 The signature is checked before anything else (the API layer calls `verify_signature` on
 the raw body). Answers come within Discord's 3 s: a query that takes longer than
@@ -53,7 +54,75 @@ COMMANDS = [
                 ("random", "A random clip among the most viewed"),
             ]
         ],
-    }
+    },
+    {
+        "name": "clipwatch",
+        "description": "Set up clip posts in this server",
+        "contexts": [0],  # servers only (a DM still gets an answer saying so)
+        "options": [
+            {
+                "type": 1,
+                "name": "link",
+                "description": "Link this server to a clipwatch account (needs Manage Server)",
+                "options": [
+                    {
+                        "type": 3,
+                        "name": "code",
+                        "description": "The one-time code from clipwatch",
+                        "required": True,
+                        "max_length": 40,
+                    }
+                ],
+            },
+            {
+                "type": 1,
+                "name": "follow",
+                "description": "Post a channel's new clips here (needs Manage Webhooks)",
+                "options": [
+                    {
+                        "type": 3,
+                        "name": "channel",
+                        "description": "Twitch login of a tracked channel",
+                        "required": True,
+                        "autocomplete": True,
+                        "max_length": 100,
+                    },
+                    {
+                        "type": 4,
+                        "name": "min_views",
+                        "description": "Only clips with at least this many views",
+                        "min_value": 0,
+                        "max_value": 10**12,
+                    },
+                    {
+                        "type": 3,
+                        "name": "template",
+                        "description": "How a clip looks",
+                        "choices": [
+                            {"name": "Card", "value": "card"},
+                            {"name": "Compact", "value": "compact"},
+                            {"name": "Link (Discord's player)", "value": "link"},
+                        ],
+                    },
+                ],
+            },
+            {
+                "type": 1,
+                "name": "unfollow",
+                "description": "Stop posting a channel's clips here (needs Manage Webhooks)",
+                "options": [
+                    {
+                        "type": 3,
+                        "name": "channel",
+                        "description": "Twitch login",
+                        "required": True,
+                        "max_length": 100,
+                    }
+                ],
+            },
+            {"type": 1, "name": "list", "description": "This server's clip posts"},
+        ],
+    },
 ]
 
 
@@ -93,6 +162,12 @@ class Interaction:
     type: int
     data: dict[str, Any]  # empty for a PING
     token: str | None  # what a deferred answer is edited with
+    # Where and by whom (read by /clipwatch; odd values read as absent: a DM, no permission).
+    guild_id: str | None = None
+    channel_id: str | None = None
+    user_id: str | None = None
+    permissions: int | None = None  # the member's, in this channel (a bitfield)
+    app_permissions: int | None = None  # the bot's, in this channel
 
 
 @dataclass(frozen=True)
@@ -121,7 +196,33 @@ def parse_interaction(body: bytes) -> Interaction:
     token = value.get("token")
     if token is not None and not (isinstance(token, str) and token):
         raise MalformedInteraction("`token` is not a string")
-    return Interaction(kind, data, token)
+    member = value.get("member")
+    if not isinstance(member, dict):
+        member = {}
+    user = member.get("user") if isinstance(member.get("user"), dict) else value.get("user")
+    return Interaction(
+        kind,
+        data,
+        token,
+        guild_id=_snowflake(value.get("guild_id")),
+        channel_id=_snowflake(value.get("channel_id")),
+        user_id=_snowflake(user.get("id")) if isinstance(user, dict) else None,
+        permissions=_bitfield(member.get("permissions")),
+        app_permissions=_bitfield(value.get("app_permissions")),
+    )
+
+
+def _snowflake(value: object) -> str | None:
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 20:
+        return value
+    return None
+
+
+def _bitfield(value: object) -> int | None:
+    """Discord's permissions: a decimal string (a number would lose bits past 2**53)."""
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 40:
+        return int(value)
+    return None
 
 
 def _options(value: object, where: str) -> list[dict[str, Any]]:

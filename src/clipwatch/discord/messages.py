@@ -312,6 +312,9 @@ def iter_messages(
         if embeds and (len(embeds) == EMBEDS_PER_MESSAGE or chars + size > MESSAGE_EMBED_CHARS):
             yield {"embeds": embeds, "allowed_mentions": NO_PINGS}, len(embeds)
             embeds, chars = [], 0
+            # The caller sent that message meanwhile: the next one's renders get their own
+            # budget (they were measured from before the send, and ran out of time).
+            deadline = time.monotonic() + MESSAGE_RENDER_SECONDS
         embeds.append(embed)
         chars += size
         if not batching:
@@ -408,3 +411,63 @@ def message_problems(message: dict[str, Any]) -> list[str]:
     if message.get("allowed_mentions") != NO_PINGS:
         problems.append("allowed_mentions must be {'parse': []}")
     return problems
+
+
+# --- a route's voice: who it pings and the name it posts under (issue 15) ----------------------
+
+
+@dataclass(frozen=True)
+class Voice:
+    """What a route adds to every message it sends, whatever built the message: the roles it
+    pings (and @here, when asked for and allowed by an admin), its name and avatar."""
+
+    role_ids: tuple[str, ...] = ()
+    here: bool = False
+    username: str | None = None
+    avatar_url: str | None = None
+
+
+QUIET = Voice()
+_SNOWFLAKE = re.compile(r"[0-9]{17,20}")
+
+
+def voice_of(route: Any) -> Voice:
+    """A NotificationRoute's voice (stored values re-checked: only snowflakes ping)."""
+    roles = tuple(
+        dict.fromkeys(r for r in (getattr(route, "role_ids", None) or []) if _is_snowflake(r))
+    )
+    return Voice(
+        role_ids=roles[:100],
+        here=bool(getattr(route, "ping_here", False) and getattr(route, "here_allowed", False)),
+        username=getattr(route, "username", None) or None,
+        avatar_url=getattr(route, "avatar_url", None) or None,
+    )
+
+
+def _is_snowflake(value: Any) -> bool:
+    return isinstance(value, str) and _SNOWFLAKE.fullmatch(value) is not None
+
+
+def allowed_mentions_for(voice: Voice) -> dict[str, list[str]]:
+    """Exactly the route's roles (and everyone for @here); nobody at all otherwise. Whatever
+    the message's text says, Discord pings no one else (reference §6)."""
+    mentions: dict[str, list[str]] = {"parse": ["everyone"] if voice.here else []}
+    if voice.role_ids:
+        mentions["roles"] = list(voice.role_ids)
+    return mentions
+
+
+def address(message: dict[str, Any], voice: Voice) -> dict[str, Any]:
+    """`message` as the route sends it: its pings first in the content, `allowed_mentions`
+    of the route (replacing whatever the message held), its username and avatar."""
+    pings = " ".join([f"<@&{r}>" for r in voice.role_ids] + (["@here"] if voice.here else []))
+    out = {**message, "allowed_mentions": allowed_mentions_for(voice)}
+    if pings:
+        content = str(message.get("content") or "")
+        room = CONTENT_MAX - len(pings) - 1
+        out["content"] = f"{pings}\n{cut(content, room)}" if content.strip() else pings
+    if voice.username:
+        out["username"] = voice.username
+    if voice.avatar_url:
+        out["avatar_url"] = voice.avatar_url
+    return out

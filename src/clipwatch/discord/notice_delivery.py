@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -15,7 +16,12 @@ from clipwatch.accounts.secrets import unseal
 from clipwatch.db.engine import session_scope
 from clipwatch.db.models import Delivery, NotificationRoute
 from clipwatch.db.repositories import catalog, live_state
-from clipwatch.discord.messages import StreamNoticeView, stream_notice_message
+from clipwatch.discord.messages import (
+    StreamNoticeView,
+    address,
+    stream_notice_message,
+    voice_of,
+)
 from clipwatch.discord.sender import Outcome, Rejected, WebhookSender
 from clipwatch.discord.webhook_url import WebhookTarget
 
@@ -63,6 +69,55 @@ async def notice_view(
         )
 
 
+Build = Callable[[NotificationRoute, Delivery], Awaitable[dict[str, Any] | None]]
+Settle = Callable[[NotificationRoute, Delivery], Awaitable[None]]
+AfterSend = Callable[[NotificationRoute, Delivery, Outcome], Awaitable[None]]
+
+
+async def send_one_each(
+    rows: Sequence[Delivery],
+    routes: dict[int, NotificationRoute],
+    sender: WebhookSender,
+    key: bytes,
+    done: NoticeFinish,
+    *,
+    build: Build,
+    nothing: Settle,
+    after: AfterSend | None = None,
+    failed: Callable[[Delivery], None] | None = None,
+) -> int:
+    """One message per row through its route (notices, digests, trending posts): `build`
+    makes it (None: nothing to send, `nothing` settles the row); building raises → that row
+    fails, never the pass; `after` sees each outcome before it is recorded. How many
+    messages were tried."""
+    tried = 0
+    for row in rows:
+        route = routes.get(row.route_id or 0)
+        if route is None:
+            continue  # the route was removed meanwhile: its rows went with it
+        if not route.enabled:
+            await done.finish(route, [row], Rejected("route disabled"))
+            continue
+        try:
+            message = await build(route, row)
+            target = WebhookTarget(route.webhook_id, unseal(key, route.webhook_token_sealed))
+        except Exception as exc:  # odd data or a bug costs this row, never the pass
+            if failed is not None:
+                failed(row)
+            await done.failed(route, [row], exc)
+            continue
+        if message is None:
+            await nothing(route, row)
+            continue
+        tried += 1
+        thread_id = None if route.forum_mode else route.thread_id
+        outcome = await sender.send(target, message, thread_id=thread_id)
+        if after is not None:
+            await after(route, row, outcome)
+        await done.finish(route, [row], outcome)
+    return tried
+
+
 async def deliver_notices(
     sessionmaker: async_sessionmaker[AsyncSession],
     notices: Sequence[Delivery],
@@ -72,24 +127,19 @@ async def deliver_notices(
     done: NoticeFinish,
 ) -> int:
     """Send each notice through its route; how many messages were tried."""
-    tried = 0
-    for delivery in notices:
-        route = routes.get(delivery.route_id or 0)
-        if route is None:
-            continue  # the route was removed meanwhile: its rows went with it
-        if not route.enabled:
-            await done.finish(route, [delivery], Rejected("route disabled"))
-            continue
-        try:
-            view = await notice_view(sessionmaker, delivery)
-            if view is None:
-                await done.finish(route, [delivery], Rejected("stream not in the archive"))
-                continue
-            target = WebhookTarget(route.webhook_id, unseal(key, route.webhook_token_sealed))
-            message = stream_notice_message(view)
-        except Exception as exc:  # odd data or a bug costs this notice, never the pass
-            await done.failed(route, [delivery], exc)
-            continue
-        tried += 1
-        await done.finish(route, [delivery], await sender.send(target, message))
-    return tried
+
+    async def build(route: NotificationRoute, delivery: Delivery) -> dict[str, Any] | None:
+        view = await notice_view(sessionmaker, delivery)
+        if view is None:
+            return None
+        message = address(stream_notice_message(view), voice_of(route))
+        if route.forum_mode:  # a forum takes posts: the notice opens one, named by it
+            message["thread_name"] = message["embeds"][0]["title"][:100]
+        return message
+
+    async def not_archived(route: NotificationRoute, delivery: Delivery) -> None:
+        await done.finish(route, [delivery], Rejected("stream not in the archive"))
+
+    return await send_one_each(
+        notices, routes, sender, key, done, build=build, nothing=not_archived
+    )

@@ -66,6 +66,8 @@ async def enqueue(
         return 0
     outbox = []
     for route in await notifications.enabled_routes(session):
+        if route.kind == "digest":  # posts its period's top clips on its schedule instead
+            continue
         filters = filters_of(route)
         wanted = [row for row in fresh if route_matches(filters, facts_of(row))]
         if filters.min_views:

@@ -39,10 +39,12 @@ __all__ = [
     "CHANNEL_PACE_S",
     "MAX_WAIT_S",
     "Gone",
+    "Missing",
     "Outcome",
     "Rejected",
     "RetryLater",
     "Sent",
+    "WebhookFacts",
     "WebhookSender",
     "read_answer",
     "sender_from_settings",
@@ -56,6 +58,23 @@ MAX_WAIT_S = 30.0  # waits longer than this (in all, for one send) go back to th
 @dataclass(frozen=True)
 class Sent:
     message_id: str
+    channel_id: str = ""  # where it went: the channel, the thread, a new forum post's thread
+
+
+@dataclass(frozen=True)
+class Missing:
+    """The message (10008) or thread (10003) asked for is not there: nothing to edit or
+    delete. A post into a missing thread is `Gone` instead (the route's thread is gone)."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
+class WebhookFacts:
+    webhook_id: str
+    channel_id: str
+    guild_id: str
+    name: str
 
 
 @dataclass(frozen=True)
@@ -68,14 +87,18 @@ class RetryLater:
 @dataclass(frozen=True)
 class Gone:
     reason: str
+    code: int | None = None  # Discord's JSON code (10003: a thread gone, 10015: the webhook)
 
 
 @dataclass(frozen=True)
 class Rejected:
     reason: str
+    code: int | None = None  # Discord's JSON code (220001: a forum needs a thread name)
 
 
-Outcome = Sent | RetryLater | Gone | Rejected
+Outcome = Sent | RetryLater | Gone | Rejected | Missing
+UNKNOWN_MESSAGE = 10008
+UNKNOWN_CHANNEL = 10003  # a deleted thread
 
 
 @dataclass
@@ -111,6 +134,7 @@ class WebhookSender:
         # status; cleared by the next message Discord accepts.
         self.paused: str | None = None
         self.stats = SenderStats()
+        self._facts: dict[str, WebhookFacts] = {}  # GET answers, handed to fetch_webhook
 
     async def aclose(self) -> None:
         await self._http.aclose()
@@ -121,8 +145,76 @@ class WebhookSender:
         await asyncio.sleep(seconds)
 
     async def send(
-        self, target: WebhookTarget, payload: dict[str, Any], *, max_wait: float = MAX_WAIT_S
+        self,
+        target: WebhookTarget,
+        payload: dict[str, Any],
+        *,
+        max_wait: float = MAX_WAIT_S,
+        thread_id: str | None = None,
     ) -> Outcome:
+        """Execute the webhook (`?wait=true`: the answer is the message, its id kept for edits
+        and deletes); into a thread of the webhook's channel with `thread_id`, or a new forum
+        thread when the payload names `thread_name`. `Sent.channel_id` is the channel or
+        thread the message went into."""
+        params = {"wait": "true"} | ({"thread_id": thread_id} if thread_id else {})
+        outcome = await self._call(target, "POST", "", params, payload, max_wait)
+        # A post cannot miss a message; a missing thread is the route's thread gone.
+        if isinstance(outcome, Missing):
+            return Gone(outcome.reason, UNKNOWN_CHANNEL if thread_id else None)
+        return outcome
+
+    async def edit(
+        self,
+        target: WebhookTarget,
+        message_id: str,
+        payload: dict[str, Any],
+        *,
+        thread_id: str | None = None,
+        max_wait: float = MAX_WAIT_S,
+    ) -> Outcome:
+        """PATCH a message this webhook posted (Discord re-reads mentions under the edit's own
+        `allowed_mentions`, so the payload must carry it). An unknown message is `Missing`."""
+        params = {"thread_id": thread_id} if thread_id else {}
+        return await self._call(
+            target, "PATCH", f"/messages/{message_id}", params, payload, max_wait
+        )
+
+    async def delete(
+        self,
+        target: WebhookTarget,
+        message_id: str,
+        *,
+        thread_id: str | None = None,
+        max_wait: float = MAX_WAIT_S,
+    ) -> Outcome:
+        """DELETE a message this webhook posted (204). An unknown message is `Missing`."""
+        params = {"thread_id": thread_id} if thread_id else {}
+        outcome = await self._call(
+            target, "DELETE", f"/messages/{message_id}", params, None, max_wait
+        )
+        return Sent(message_id) if isinstance(outcome, Sent) else outcome
+
+    async def fetch_webhook(
+        self, target: WebhookTarget, *, max_wait: float = MAX_WAIT_S
+    ) -> WebhookFacts | Gone | RetryLater | Rejected | Missing:
+        """GET /webhooks/{id}/{token}: the webhook's channel, server and name, without posting.
+        A deleted webhook or a wrong token is `Gone`."""
+        outcome = await self._call(target, "GET", "", {}, None, max_wait)
+        if isinstance(outcome, Sent):
+            return self._facts.pop(target.webhook_id, WebhookFacts(target.webhook_id, "", "", ""))
+        return outcome
+
+    async def _call(
+        self,
+        target: WebhookTarget,
+        method: str,
+        suffix: str,
+        params: dict[str, str],
+        payload: dict[str, Any] | None,
+        max_wait: float,
+    ) -> Outcome:
+        """One request to this webhook's routes, drawn from its bucket view: rate-limit waits
+        happen here (not attempts); everything else is an outcome for the caller."""
         async with self._locks.setdefault(target.webhook_id, asyncio.Lock()):
             waited = 0.0
             while True:
@@ -135,19 +227,26 @@ class WebhookSender:
                     waited += grant.wait
                     await self._wait(grant.wait)
                     continue
-                outcome = await self._post(target, payload, grant)
+                outcome = await self._request(target, method, suffix, params, payload, grant)
                 if outcome is not None:
                     return outcome
 
-    async def _post(
-        self, target: WebhookTarget, payload: dict[str, Any], grant: Grant
+    async def _request(
+        self,
+        target: WebhookTarget,
+        method: str,
+        suffix: str,
+        params: dict[str, str],
+        payload: dict[str, Any] | None,
+        grant: Grant,
     ) -> Outcome | None:
         try:
-            answer = await self._http.post(
-                f"{self.api_url}/webhooks/{target.webhook_id}/{target.token}",
-                params={"wait": "true"},
-                content=orjson.dumps(payload),
-                headers={"Content-Type": "application/json"},
+            answer = await self._http.request(
+                method,
+                f"{self.api_url}/webhooks/{target.webhook_id}/{target.token}{suffix}",
+                params=params,
+                content=None if payload is None else orjson.dumps(payload),
+                headers={"Content-Type": "application/json"} if payload is not None else {},
             )
         except httpx.TransportError as exc:
             await self.buckets.settle(target.webhook_id, grant, Answer(0))
@@ -157,6 +256,14 @@ class WebhookSender:
             raise
         facts = read_answer(answer)
         await self.buckets.settle(target.webhook_id, grant, facts)
+        if method == "GET" and answer.status_code == 200:
+            body = _json(answer)
+            self._facts[target.webhook_id] = WebhookFacts(
+                target.webhook_id,
+                str(body.get("channel_id") or ""),
+                str(body.get("guild_id") or ""),
+                str(body.get("name") or "")[:100],
+            )
         return self._outcome(answer, facts)
 
     def _stopped_outcome(self, grant: Grant) -> RetryLater:
@@ -190,7 +297,7 @@ class WebhookSender:
             self.stats.sent += 1
             self._stopped = False
             self.paused = None
-            return Sent(str(body.get("id", "")))
+            return Sent(str(body.get("id", "")), str(body.get("channel_id") or ""))
         if status == 429:
             self.stats.rate_limited += 1
             DISCORD_RATE_LIMITED.labels(
@@ -205,10 +312,17 @@ class WebhookSender:
             if retry > MAX_WAIT_S:
                 return RetryLater("rate limited for long", after=retry, rate_limited=True)
             return None  # send again once the view allows: a rate limit is not a failed attempt
-        if status in (401, 404):
-            return Gone(f"Discord says {body.get('message', status)} (code {body.get('code')})")
+        code = body.get("code") if isinstance(body.get("code"), int) else None
+        said = f"Discord says {body.get('message', status)} (code {body.get('code')})"
+        if status == 404 and body.get("code") in (UNKNOWN_MESSAGE, UNKNOWN_CHANNEL):
+            return Missing(said)
+        if status in (401, 403, 404):
+            # The webhook deleted, its token wrong, its thread gone or locked, or a permission
+            # taken away: nothing a retry can change; the route shows why.
+            return Gone(said, code)
         if status == 400:
-            return Rejected(f"Discord refused the message: {body.get('message', 'bad request')}")
+            message = body.get("message", "bad request")
+            return Rejected(f"Discord refused the message: {message}", code)
         return RetryLater(f"Discord answered {status}")
 
 

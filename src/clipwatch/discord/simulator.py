@@ -1,178 +1,137 @@
-"""A Discord simulator: execute-webhook as reference/discord-api.md describes it.
+"""A Discord simulator: the webhook routes, the bot's channel-webhook routes and slash-command
+registration as reference/discord-api.md describes them.
 
 Never kinder than Discord:
-- per-webhook buckets (5 requests per 2 s) with `X-RateLimit-*` headers; a hidden
-  per-channel limit (30 messages a minute, no headers before the 429); a global limit
-  (50 requests a second); 429 bodies carry `retry_after`;
+- per-webhook buckets (5 requests per 2 s) with `X-RateLimit-*` headers, drawn by every route
+  of the webhook (execute, GET, message GET/PATCH/DELETE); a hidden per-channel limit (30
+  messages a minute, no headers before the 429; a thread's messages count against its parent
+  channel, so a forum is one channel however many posts it has); a global limit (50 requests
+  a second); 429 bodies carry `retry_after`;
 - 404 with code 10015 for a deleted webhook, 401 with code 50027 for a wrong token;
-- payloads that break Discord's limits get Discord's 400 shape (code 50035 + `errors`);
-- faults on demand: 5xx, and 429s without any headers; an outage (every execute-webhook
+- payloads that break Discord's limits get Discord's 400 shape (code 50035 + `errors`, see
+  simulator_checks.py: lengths, `allowed_mentions`, `username`, `thread_name`); a body that
+  is not JSON, 50109; a body sent without `Content-Type: application/json`, 50035;
+- `?wait=true` answers 200 with the message object, `wait` absent or false 204;
+- threads: `?thread_id=` posts into a thread of the webhook's channel (an archived one is
+  unarchived); a locked thread answers 403 code 50013 "Missing Permissions" (only Manage
+  Threads may reopen it; the reference's 403 codes are 50013/50001); an unknown or deleted
+  thread, or one of another channel, 404 code 10003 "Unknown Channel";
+- forum channels: a message needs `thread_id` or `thread_name` (400 220001 without either,
+  220002 with both); `thread_name` (1-100 characters) creates a post whose thread id is the
+  message's `channel_id` (an id of its own, never the message's); `thread_name` in a channel
+  that is no forum, 220003;
+- a webhook's messages (GET/PATCH/DELETE `/messages/{id}`): only its own, and a message in a
+  thread only with that thread's `?thread_id=` (otherwise 404 10008 "Unknown Message"); an
+  edit is checked like a post and re-reads mentions under the edit's own `allowed_mentions`;
+  a deleted message stays listed with `deleted: true`;
+- the bot (`Authorization: Bot <token>`, else 401 code 0): `POST|GET
+  /channels/{id}/webhooks` (403 50013 without Manage Webhooks, 400 30007 past 15 webhooks,
+  404 10003 for an unknown channel; a per-channel bucket and the global limit);
+- faults on demand: 5xx, and 429s without any headers; an outage (every webhook route
   answers a 5xx for some seconds; to refuse connections, stop its server instead);
 - the invalid-request limit: an address that earns 10,000 answers 401, 403 or 429 (not
   counting 429s of scope `shared`) within 10 minutes is banned, Cloudflare-style, and so is
   one that keeps calling a webhook that answered 404 (the reference gives no number; here the
-  tenth such call): every request then gets a 429 with an HTML body and no `Via` header, for
-  an hour.
-It records every message it accepted (`GET /_sim/messages`) and every execute-webhook request
-with its answer's status (`GET /_sim/requests`). A plain ASGI app, served by uvicorn:
-`clipwatch simulate discord --port N`.
+  tenth such call; an unknown message's 404 does not count): every request then gets a 429
+  with an HTML body and no `Via` header, for an hour.
+The state is simulator_world.py's, the limits simulator_limits.py's, the bot routes
+simulator_bot.py's, the body checks simulator_checks.py's; this module answers the requests.
+It records every message it accepted (`GET /_sim/messages`: thread, edits, deletion, who it
+pinged) and every request to a webhook or bot route with its answer's status and kind (`GET
+/_sim/requests`). A plain ASGI app, served by uvicorn: `clipwatch simulate discord --port N`.
 """
 
 from __future__ import annotations
 
-import itertools
 import re
-import secrets
-import time
 from collections import deque
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, Unpack
 from urllib.parse import parse_qs
 
 import orjson
 
+from clipwatch.discord.simulator_bot import BotOptions, SimBot
+from clipwatch.discord.simulator_checks import (
+    MISSING_PERMISSIONS,
+    NOT_JSON,
+    UNKNOWN_CHANNEL,
+    UNKNOWN_MESSAGE,
+    invalid_form,
+    is_snowflake,
+    loads,
+    payload_errors,
+)
+from clipwatch.discord.simulator_limits import (
+    BAN_BODY,
+    CHANNEL_LIMIT,
+    CHANNEL_WINDOW,
+    GLOBAL_LIMIT,
+    GLOBAL_WINDOW,
+    WEBHOOK_LIMIT,
+    WEBHOOK_WINDOW,
+    window,
+)
+from clipwatch.discord.simulator_world import (
+    DEFAULT_CHANNEL,
+    DEFAULT_GUILD,
+    Received,
+    Request,
+    SimChannel,
+    SimThread,
+    SimWebhook,
+)
 from clipwatch.simhttp import Receive, Scope, Send, http_body
 from clipwatch.simhttp import answer as _answer
 from clipwatch.simhttp import raw as _raw
 
-_EXECUTE = re.compile(r"^/api(?:/v\d+)?/webhooks/(\d+)/([^/]+)/?$")
+__all__ = [
+    "CHANNEL_LIMIT",
+    "CHANNEL_WINDOW",
+    "GLOBAL_LIMIT",
+    "GLOBAL_WINDOW",
+    "WEBHOOK_LIMIT",
+    "WEBHOOK_WINDOW",
+    "DiscordSimulator",
+    "Received",
+    "Request",
+    "SimChannel",
+    "SimThread",
+    "SimWebhook",
+    "payload_errors",
+]
+
+_WEBHOOK = re.compile(r"^/api(?:/v\d+)?/webhooks/(\d+)/([^/]+)(?:/messages/([^/]+))?/?$")
 _COMMANDS = re.compile(r"^/api(?:/v\d+)?/applications/(\d+)(?:/guilds/(\d+))?/commands$")
 _ORIGINAL = re.compile(r"^/api(?:/v\d+)?/webhooks/(\d+)/([^/]+)/messages/@original$")
-WEBHOOK_LIMIT = 5
-WEBHOOK_WINDOW = 2.0
-CHANNEL_LIMIT = 30
-CHANNEL_WINDOW = 60.0
-GLOBAL_LIMIT = 50
-GLOBAL_WINDOW = 1.0
-INVALID_LIMIT = 10_000
-INVALID_WINDOW = 600.0
-REPEATED_404_LIMIT = 10
-BAN_SECONDS = 3600.0
-BAN_BODY = b"<!DOCTYPE html><title>Access denied | discord.com</title>error code: 1015"
+_CHANNEL_WEBHOOKS = re.compile(r"^/api(?:/v\d+)?/channels/([^/]+)/webhooks/?$")
+_TRUE, _FALSE = ("true", "1"), ("false", "0")
+_MESSAGE_KINDS = {"GET": "get_message", "PATCH": "edit_message", "DELETE": "delete_message"}
 
 
-@dataclass
-class SimWebhook:
-    id: str
-    token: str
-    channel_id: str
-    deleted: bool = False
-    hits: deque[float] = field(default_factory=deque)
-
-    @property
-    def pasted_url(self) -> str:
-        """The URL a user would paste into a route: Discord's host; deliveries reach the
-        simulator through CLIPWATCH_DISCORD_API_URL."""
-        return f"https://discord.com/api/webhooks/{self.id}/{self.token}"
+def _one(query: dict[str, list[str]], key: str, default: str = "") -> str:
+    return (query.get(key) or [default])[0]
 
 
-@dataclass(frozen=True)
-class Request:
-    webhook_id: str
-    status: int
-    at: float
+def request_kind(method: str, path: str) -> tuple[str, str, str] | None:
+    """(kind, webhook id, channel id) of a request to a webhook or bot route (for the log)."""
+    hook = _WEBHOOK.match(path)
+    if hook is not None and hook.group(3) != "@original":
+        if hook.group(3) is not None:
+            return _MESSAGE_KINDS.get(method, "message"), hook.group(1), ""
+        return ("execute" if method == "POST" else "get_webhook"), hook.group(1), ""
+    channel = _CHANNEL_WEBHOOKS.match(path)
+    if channel is not None:
+        return ("create_webhook" if method == "POST" else "list_webhooks"), "", channel.group(1)
+    return None
 
 
-@dataclass
-class Received:
-    webhook_id: str
-    channel_id: str
-    message_id: str
-    payload: dict[str, Any]
-    at: float
-
-
-def _window(hits: deque[float], now: float, span: float) -> None:
-    while hits and hits[0] <= now - span:
-        hits.popleft()
-
-
-def payload_errors(payload: Any) -> dict[str, Any]:
-    """Discord's own checks of an execute-webhook body, written apart from our builder's."""
-    if not isinstance(payload, dict):
-        return {"_errors": [{"code": "DICT_TYPE_CONVERT", "message": "Only dictionaries"}]}
-    errors: dict[str, Any] = {}
-    content = payload.get("content") or ""
-    embeds = payload.get("embeds") or []
-    if not content and not embeds:
-        return {"_errors": [{"code": "50006", "message": "Cannot send an empty message"}]}
-    if len(str(content)) > 2000:
-        errors["content"] = {"_errors": [{"code": "BASE_TYPE_MAX_LENGTH", "message": "2000"}]}
-    if not isinstance(embeds, list) or len(embeds) > 10:
-        errors["embeds"] = {"_errors": [{"code": "BASE_TYPE_MAX_LENGTH", "message": "10"}]}
-        return errors
-    total = 0
-    limits = {"title": 256, "description": 4096}
-    for index, embed in enumerate(embeds):
-        if not isinstance(embed, dict):
-            errors[f"embeds.{index}"] = "not an object"
-            continue
-        for key, limit in limits.items():
-            text = str(embed.get(key) or "").strip()
-            total += len(text)
-            if len(text) > limit:
-                errors[f"embeds.{index}.{key}"] = f"Must be {limit} or fewer in length."
-        fields = embed.get("fields") or []
-        if len(fields) > 25:
-            errors[f"embeds.{index}.fields"] = "Must be 25 or fewer in length."
-        for number, item in enumerate(fields):
-            name, value = str(item.get("name") or "").strip(), str(item.get("value") or "").strip()
-            total += len(name) + len(value)
-            if not name or len(name) > 256:
-                errors[f"embeds.{index}.fields.{number}.name"] = "1 to 256 in length."
-            if not value or len(value) > 1024:
-                errors[f"embeds.{index}.fields.{number}.value"] = "1 to 1024 in length."
-        footer = str((embed.get("footer") or {}).get("text") or "").strip()
-        author = str((embed.get("author") or {}).get("name") or "").strip()
-        total += len(footer) + len(author)
-        if len(footer) > 2048:
-            errors[f"embeds.{index}.footer.text"] = "Must be 2048 or fewer in length."
-        if len(author) > 256:
-            errors[f"embeds.{index}.author.name"] = "Must be 256 or fewer in length."
-    if total > 6000:
-        errors["embeds"] = "Embed size exceeds maximum size of 6000"
-    return errors
-
-
-class DiscordSimulator:
-    def __init__(
-        self,
-        *,
-        invalid_limit: int = INVALID_LIMIT,
-        repeated_404_limit: int = REPEATED_404_LIMIT,
-        ban_seconds: float = BAN_SECONDS,
-    ) -> None:
-        self.invalid_limit = invalid_limit
-        self.repeated_404_limit = repeated_404_limit
-        self.ban_seconds = ban_seconds
-        self.invalid: dict[str, deque[float]] = {}  # address -> times of invalid answers
-        self.gone_calls: dict[tuple[str, str], int] = {}  # (address, webhook) -> 404s
-        self.banned_until: dict[str, float] = {}
-        self.webhooks: dict[str, SimWebhook] = {}
-        self.received: list[Received] = []
-        self.channel_hits: dict[str, deque[float]] = {}
-        self.global_hits: deque[float] = deque()
-        self.rate_limited: dict[str, int] = {}  # scope -> 429s sent
-        self.faults: list[str] = []
-        self.requests: list[Request] = []  # every execute-webhook call, with its status
-        self.down_until = 0.0  # an outage: execute-webhook answers `down_status` until then
-        self.down_status = 503
-        self.bot_token = "sim-bot-token"
-        # Registered slash commands: (application id, guild id or None) -> commands.
-        self.commands: dict[tuple[str, str | None], list[dict[str, Any]]] = {}
+class DiscordSimulator(SimBot):
+    def __init__(self, **options: Unpack[BotOptions]) -> None:
+        super().__init__(**options)
+        self.requests: list[Request] = []  # every webhook or bot route call, with its status
         # Interaction responses edited after a deferral: (application id, token, payload).
         self.originals: list[tuple[str, str, dict[str, Any]]] = []
-        self._ids = itertools.count(1_100_000_000_000_000_000)
-
-    def add_webhook(self, channel_id: str = "900000000000000001") -> SimWebhook:
-        hook = SimWebhook(str(next(self._ids)), secrets.token_urlsafe(51), channel_id)
-        self.webhooks[hook.id] = hook
-        return hook
-
-    def outage(self, seconds: float, status: int = 503) -> None:
-        """Every execute-webhook answers `status` for the next `seconds`."""
-        self.down_until = time.time() + seconds
-        self.down_status = status
 
     def url(self, base: str, hook: SimWebhook) -> str:
         """The webhook on this simulator (what `clipwatch simulate discord` prints)."""
@@ -182,237 +141,342 @@ class DiscordSimulator:
         body = await http_body(scope, receive, send)
         if body is None:
             return
-        query = parse_qs(scope.get("query_string", b"").decode())
+        query = parse_qs(scope.get("query_string", b"").decode(errors="replace"))
         path: str = scope["path"]
         if path.startswith("/_sim/"):
             await self._control(path, scope["method"], query, send)
             return
         client = scope.get("client")
         address = client[0] if client else "unknown"
-        if self.banned_until.get(address, 0.0) > time.time():
+        if self.banned_until.get(address, 0.0) > self.clock():
             self._count("cloudflare")
             await _raw(send, 429, BAN_BODY, {"Retry-After": "3600"}, "text/html")
             return
-        await self._api(scope, path, query, body, self._watching(address, path, send))
+        watched = self._watching(address, scope["method"], path, send)
+        await self._api(scope, path, query, body, watched)
 
-    def _watching(self, address: str, path: str, send: Send) -> Send:
-        """`send`, counting this address's invalid answers (and banning it at the limit)."""
+    def _watching(self, address: str, method: str, path: str, send: Send) -> Send:
+        """`send`, logging the request and counting this address's invalid answers (banning
+        it at the limit)."""
+        kind = request_kind(method, path)
+        status = 0
 
         async def watched(message: dict[str, Any]) -> None:
+            nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
                 headers = dict(message.get("headers", []))
                 shared = headers.get(b"x-ratelimit-scope") == b"shared"
                 if status in (401, 403) or (status == 429 and not shared):
                     self._invalid(address)
-                execute = _EXECUTE.match(path)
-                if execute is not None:
-                    self.requests.append(Request(execute.group(1), status, time.time()))
-                if status == 404 and execute is not None:
-                    key = (address, execute.group(1))
-                    self.gone_calls[key] = self.gone_calls.get(key, 0) + 1
-                    if self.gone_calls[key] >= self.repeated_404_limit:
-                        self.banned_until[address] = time.time() + self.ban_seconds
+                if kind is not None:
+                    self.requests.append(Request(kind[1], status, self.clock(), *kind[::2]))
+            elif status == 404 and kind is not None and kind[1]:
+                try:
+                    code = orjson.loads(message.get("body", b"")).get("code")
+                except (orjson.JSONDecodeError, AttributeError):
+                    code = None
+                if code != UNKNOWN_MESSAGE["code"]:
+                    self._gone_call(address, kind[1])
             await send(message)
 
         return watched
 
-    def _invalid(self, address: str) -> None:
-        now = time.time()
-        hits = self.invalid.setdefault(address, deque())
-        _window(hits, now, INVALID_WINDOW)
-        hits.append(now)
-        if len(hits) >= self.invalid_limit:
-            self.banned_until[address] = now + self.ban_seconds
-
     async def _api(
         self, scope: Scope, path: str, query: dict[str, list[str]], body: bytes, send: Send
     ) -> None:
+        method = scope["method"]
+        headers = dict(scope.get("headers", []))
         registered = _COMMANDS.match(path)
-        if registered is not None and scope["method"] == "PUT":
-            auth = dict(scope.get("headers", [])).get(b"authorization", b"").decode()
-            if auth != f"Bot {self.bot_token}":
-                await _answer(send, 401, {"message": "401: Unauthorized", "code": 0})
-                return
-            commands = orjson.loads(body) if body else []
-            if not isinstance(commands, list) or len(commands) > 100:
-                await _answer(send, 400, {"message": "Invalid Form Body", "code": 50035})
-                return
-            self.commands[(registered.group(1), registered.group(2))] = commands
-            await _answer(send, 200, [{"id": str(next(self._ids)), **c} for c in commands])
+        if registered is not None and method == "PUT":
+            await self._register(registered, headers, body, send)
             return
         original = _ORIGINAL.match(path)
-        if original is not None and scope["method"] == "PATCH":
-            payload = orjson.loads(body) if body else {}
-            errors = payload_errors(payload)
+        if original is not None and method == "PATCH":
+            payload = loads(body)
+            errors = payload_errors(payload, edit=True)
             if errors:
-                await _answer(
-                    send, 400, {"message": "Invalid Form Body", "code": 50035, "errors": errors}
-                )
+                await _answer(send, 400, invalid_form(errors))
                 return
             self.originals.append((original.group(1), original.group(2), payload))
-            await _answer(send, 200, {"id": str(next(self._ids)), **payload})
+            await _answer(send, 200, {"id": self.snowflake(), **payload})
             return
-        match = _EXECUTE.match(path)
-        if scope["method"] != "POST" or match is None:
-            await _answer(send, 404, {"message": "404: Not Found", "code": 0})
+        channel = _CHANNEL_WEBHOOKS.match(path)
+        if channel is not None and method in ("GET", "POST"):
+            await self._channel_webhooks(method, channel.group(1), headers, body, send)
             return
-        await self._execute(match.group(1), match.group(2), query, body, send)
+        hook = _WEBHOOK.match(path)
+        routes: dict[tuple[bool, str], Callable[..., Awaitable[None]]] = {
+            (False, "POST"): self._execute,
+            (False, "GET"): self._get_webhook,
+            (True, "GET"): self._message,
+            (True, "PATCH"): self._message,
+            (True, "DELETE"): self._message,
+        }
+        handler = None if hook is None else routes.get((hook.group(3) is not None, method))
+        if hook is None or handler is None:
+            if hook is None:
+                await _answer(send, 404, {"message": "404: Not Found", "code": 0})
+            else:
+                await _answer(send, 405, {"message": "405: Method Not Allowed", "code": 0})
+            return
+        if method in ("POST", "PATCH") and not headers.get(b"content-type", b"").startswith(
+            b"application/json"
+        ):
+            await self._content_type(hook.group(1), hook.group(2), send)
+            return
+        request = _Call(hook.group(1), hook.group(2), hook.group(3), method, query, body)
+        await handler(request, send)
 
-    async def _execute(
-        self, hook_id: str, token: str, query: dict[str, list[str]], body: bytes, send: Send
-    ) -> None:
-        now = time.time()
-        if now < self.down_until:
-            await _answer(send, self.down_status, {"message": "Service Unavailable", "code": 0})
+    async def _content_type(self, hook_id: str, token: str, send: Send) -> None:
+        hook = await self._gate(hook_id, token, send)
+        if hook is not None:
+            self._spend(hook, self.clock())
+            errors = {"_errors": [{"code": "CONTENT_TYPE_INVALID", "message": "Expected JSON"}]}
+            await _answer(send, 400, invalid_form(errors), self._bucket_headers(hook))
+
+    async def _execute(self, call: _Call, send: Send) -> None:
+        hook = await self._gate(call.hook_id, call.token, send)
+        if hook is None:
             return
-        fault = self.faults.pop(0) if self.faults else None
-        if fault == "5xx":
-            await _answer(send, 502, {"message": "Bad Gateway", "code": 0})
-            return
-        if fault == "429_no_headers":
-            await self._rate_limited(send, "unknown", 0.3, {})
-            return
-        hook = self.webhooks.get(hook_id)
-        if hook is None or hook.deleted:
-            await _answer(send, 404, {"message": "Unknown Webhook", "code": 10015})
-            return
-        if hook.token != token:
-            await _answer(send, 401, {"message": "Invalid Webhook Token", "code": 50027})
-            return
-        _window(self.global_hits, now, GLOBAL_WINDOW)
-        if len(self.global_hits) >= GLOBAL_LIMIT:
-            retry = GLOBAL_WINDOW - (now - self.global_hits[0])
-            headers = {"X-RateLimit-Global": "true", "X-RateLimit-Scope": "global"}
-            await self._rate_limited(send, "global", retry, headers, is_global=True)
-            return
-        _window(hook.hits, now, WEBHOOK_WINDOW)
-        if len(hook.hits) >= WEBHOOK_LIMIT:
-            retry = WEBHOOK_WINDOW - (now - hook.hits[0])
-            headers = self._bucket_headers(hook, now) | {"X-RateLimit-Scope": "user"}
-            await self._rate_limited(send, "webhook", retry, headers)
-            return
+        now = self.clock()
         channel = self.channel_hits.setdefault(hook.channel_id, deque())
-        _window(channel, now, CHANNEL_WINDOW)
+        window(channel, now, CHANNEL_WINDOW)
         if len(channel) >= CHANNEL_LIMIT:
             retry = CHANNEL_WINDOW - (now - channel[0])
-            headers = {"X-RateLimit-Scope": "shared"}
-            await self._rate_limited(send, "channel", retry, headers)
+            await self._rate_limited(send, "channel", retry, {"X-RateLimit-Scope": "shared"})
             return
-        try:
-            payload = orjson.loads(body)
-        except orjson.JSONDecodeError:
-            await _answer(send, 400, {"message": "400: Bad Request", "code": 50109})
+        self._spend(hook, now)
+        headers = self._bucket_headers(hook)
+        accepted = await self._posting(hook, call, headers, send)
+        if accepted is None:
             return
-        errors = payload_errors(payload)
-        self.global_hits.append(now)
-        hook.hits.append(now)
-        if errors:
-            await _answer(
-                send,
-                400,
-                {"message": "Invalid Form Body", "code": 50035, "errors": errors},
-                self._bucket_headers(hook, now),
-            )
-            return
+        payload, thread, wait = accepted
         channel.append(now)
-        message_id = str(next(self._ids))
-        self.received.append(Received(hook.id, hook.channel_id, message_id, payload, now))
-        headers = self._bucket_headers(hook, now)
-        if (query.get("wait") or ["false"])[0].lower() == "true":
-            message = {
-                "id": message_id,
-                "channel_id": hook.channel_id,
-                "webhook_id": hook.id,
-                "content": payload.get("content") or "",
-                "embeds": payload.get("embeds") or [],
-            }
-            await _answer(send, 200, message, headers)
+        message = self.record(hook, payload, thread, now)
+        if wait:
+            await _answer(send, 200, message.as_json(hook), headers)
         else:
             await _raw(send, 204, b"", headers)
 
-    async def _rate_limited(
+    async def _posting(
+        self, hook: SimWebhook, call: _Call, headers: dict[str, str], send: Send
+    ) -> tuple[dict[str, Any], SimThread | None, bool] | None:
+        """The body, the thread and `wait` of a post Discord would accept (None: answered)."""
+        wait = _one(call.query, "wait", "false").lower()
+        thread_id = _one(call.query, "thread_id") or None
+        query_errors: dict[str, Any] = {}
+        if wait not in _TRUE + _FALSE:
+            query_errors["wait"] = {"_errors": [{"code": "BOOLEAN_TYPE_CONVERT", "message": wait}]}
+        if thread_id is not None and not is_snowflake(thread_id):
+            query_errors["thread_id"] = {
+                "_errors": [{"code": "NUMBER_TYPE_COERCE", "message": "Value is not snowflake."}]
+            }
+        if query_errors:
+            await _answer(send, 400, invalid_form(query_errors), headers)
+            return None
+        payload = loads(call.body)
+        if payload is NOT_JSON:
+            await _answer(send, 400, {"message": "400: Bad Request", "code": 50109}, headers)
+            return None
+        errors = payload_errors(payload)
+        if errors:
+            await _answer(send, 400, invalid_form(errors), headers)
+            return None
+        go_on, thread = await self._post_thread(hook, payload, thread_id, headers, send)
+        return (payload, thread, wait in _TRUE) if go_on else None
+
+    async def _post_thread(
         self,
-        send: Send,
-        scope: str,
-        retry: float,
+        hook: SimWebhook,
+        payload: dict[str, Any],
+        thread_id: str | None,
         headers: dict[str, str],
-        *,
-        is_global: bool = False,
-    ) -> None:
-        """Discord's 429: `retry_after` in the body, `Retry-After` too unless `headers` is
-        empty (the fault of a 429 with no headers at all)."""
-        self._count(scope)
-        if headers:
-            headers = {"Retry-After": f"{retry:.3f}", **headers}
-        body = {
-            "message": "You are being rate limited.",
-            "retry_after": round(retry, 3),
-            "global": is_global,
-        }
-        await _answer(send, 429, body, headers)
+        send: Send,
+    ) -> tuple[bool, SimThread | None]:
+        """Whether the post may go on (False: refused, answered), and the thread it goes into
+        (None: the channel itself)."""
+        channel = self.channels.get(hook.channel_id) or self.add_channel(hook.channel_id)
+        thread_name = payload.get("thread_name")
+        rule: tuple[int, str] | None = None
+        if channel.forum and thread_id is None and thread_name is None:
+            rule = (
+                220001,
+                "Webhooks posted to forum channels must have a thread_name or thread_id",
+            )
+        elif channel.forum and thread_id is not None and thread_name is not None:
+            rule = (
+                220002,
+                "Webhooks posted to forum channels cannot have both a thread_name and thread_id",
+            )
+        elif not channel.forum and thread_name is not None:
+            rule = (220003, "Webhooks can only create threads in forum channels")
+        if rule is not None:
+            await _answer(send, 400, {"message": rule[1], "code": rule[0]}, headers)
+            return False, None
+        if isinstance(thread_name, str):
+            thread_id = self.add_thread(hook.channel_id, name=thread_name.strip())
+        if thread_id is None:
+            return True, None
+        thread = self.thread_of(hook, thread_id)
+        if thread is None:
+            await _answer(send, 404, UNKNOWN_CHANNEL, headers)
+            return False, None
+        if thread.locked:
+            await _answer(send, 403, MISSING_PERMISSIONS, headers)
+            return False, None
+        thread.archived = False  # posting into an archived thread unarchives it
+        return True, thread
 
-    def _count(self, scope: str) -> None:
-        self.rate_limited[scope] = self.rate_limited.get(scope, 0) + 1
+    async def _get_webhook(self, call: _Call, send: Send) -> None:
+        hook = await self._gate(call.hook_id, call.token, send)
+        if hook is None:
+            return
+        self._spend(hook, self.clock())
+        await _answer(send, 200, hook.as_json(), self._bucket_headers(hook))
 
-    def _bucket_headers(self, hook: SimWebhook, now: float) -> dict[str, str]:
-        _window(hook.hits, now, WEBHOOK_WINDOW)
-        reset_after = WEBHOOK_WINDOW - (now - hook.hits[0]) if hook.hits else 0.0
-        return {
-            "X-RateLimit-Limit": str(WEBHOOK_LIMIT),
-            "X-RateLimit-Remaining": str(WEBHOOK_LIMIT - len(hook.hits)),
-            "X-RateLimit-Reset": f"{now + reset_after:.3f}",
-            "X-RateLimit-Reset-After": f"{reset_after:.3f}",
-            "X-RateLimit-Bucket": f"bucket-{hook.id[-6:]}",
-        }
+    async def _message(self, call: _Call, send: Send) -> None:
+        """GET, PATCH or DELETE one of this webhook's messages."""
+        hook = await self._gate(call.hook_id, call.token, send)
+        if hook is None:
+            return
+        now = self.clock()
+        self._spend(hook, now)
+        headers = self._bucket_headers(hook)
+        thread_id = _one(call.query, "thread_id") or None
+        thread: SimThread | None = None
+        if thread_id is not None:
+            thread = self.thread_of(hook, thread_id) if is_snowflake(thread_id) else None
+            if thread is None:
+                await _answer(send, 404, UNKNOWN_CHANNEL, headers)
+                return
+        message = self.messages.get(call.message_id or "")
+        if (
+            message is None
+            or message.deleted
+            or message.webhook_id != hook.id
+            or message.thread_id != thread_id
+        ):
+            await _answer(send, 404, UNKNOWN_MESSAGE, headers)
+            return
+        if call.method != "GET" and thread is not None and thread.locked:
+            await _answer(send, 403, MISSING_PERMISSIONS, headers)
+            return
+        if call.method == "DELETE":
+            message.deleted, message.deleted_at = True, now
+            await _raw(send, 204, b"", headers)
+            return
+        if call.method == "PATCH" and not await self._edit(message, call, headers, send, now):
+            return
+        await _answer(send, 200, message.as_json(hook), headers)
+
+    async def _edit(
+        self, message: Received, call: _Call, headers: dict[str, str], send: Send, now: float
+    ) -> bool:
+        """Apply a PATCH (False: refused, answered). Content, embeds and flags replace the
+        message's when given; `allowed_mentions` is always the edit's own (absent: the
+        default), as Discord re-reads mentions under the edit's."""
+        edit = loads(call.body)
+        if edit is NOT_JSON:
+            await _answer(send, 400, {"message": "400: Bad Request", "code": 50109}, headers)
+            return False
+        if not isinstance(edit, dict):
+            await _answer(send, 400, invalid_form(payload_errors(edit)), headers)
+            return False
+        current = {k: v for k, v in message.payload.items() if k != "allowed_mentions"}
+        current |= {k: edit[k] for k in ("content", "embeds", "flags") if k in edit}
+        if "allowed_mentions" in edit:
+            current["allowed_mentions"] = edit["allowed_mentions"]
+        errors = payload_errors(current, edit=True)
+        if errors:
+            await _answer(send, 400, invalid_form(errors), headers)
+            return False
+        message.payload, message.edited_at = current, now
+        message.edits.append(edit)
+        return True
 
     async def _control(
         self, path: str, method: str, query: dict[str, list[str]], send: Send
     ) -> None:
+        try:
+            answer = self._controlled(path, method, query)
+        except ValueError as exc:
+            await _answer(send, 400, {"message": f"bad control parameter: {exc}", "code": 0})
+            return
+        if answer is None:
+            await _answer(send, 404, {"message": "no such control", "code": 0})
+        else:
+            await _answer(send, 200, answer)
+
+    def _controlled(
+        self, path: str, method: str, query: dict[str, list[str]]
+    ) -> dict[str, Any] | None:
+        """The test-only `/_sim/` endpoints' answers (None: no such endpoint)."""
+
+        def flag(key: str) -> bool:
+            return _one(query, key, "false").lower() in _TRUE
+
         if path == "/_sim/webhooks" and method == "POST":
-            hook = self.add_webhook((query.get("channel_id") or ["900000000000000001"])[0])
-            await _answer(
-                send, 200, {"id": hook.id, "token": hook.token, "channel_id": hook.channel_id}
-            )
-        elif path == "/_sim/delete-webhook" and method == "POST":
-            hook_id = (query.get("id") or [""])[0]
+            hook = self.add_webhook(_one(query, "channel_id", DEFAULT_CHANNEL), forum=flag("forum"))
+            return {"id": hook.id, "token": hook.token, "channel_id": hook.channel_id}
+        if path == "/_sim/delete-webhook" and method == "POST":
+            hook_id = _one(query, "id")
             if hook_id in self.webhooks:
                 self.webhooks[hook_id].deleted = True
-            await _answer(send, 200, {})
-        elif path == "/_sim/messages":
-            await _answer(
-                send,
-                200,
-                {
-                    "messages": [
-                        {
-                            "webhook_id": r.webhook_id,
-                            "message_id": r.message_id,
-                            "at": r.at,
-                            "payload": r.payload,
-                        }
-                        for r in self.received
-                    ],
-                    "rate_limited": self.rate_limited,
-                    "invalid_requests": {a: len(h) for a, h in self.invalid.items()},
-                    "banned": sorted(a for a, t in self.banned_until.items() if t > time.time()),
-                },
+            return {}
+        if path == "/_sim/channels" and method == "POST":
+            channel = self.add_channel(
+                _one(query, "channel_id", DEFAULT_CHANNEL),
+                _one(query, "guild_id", DEFAULT_GUILD),
+                forum=flag("forum"),
             )
-        elif path == "/_sim/requests":
-            rows = [
-                {"webhook_id": r.webhook_id, "status": r.status, "at": r.at} for r in self.requests
-            ]
-            await _answer(send, 200, {"requests": rows})
-        elif path == "/_sim/outage" and method == "POST":
-            self.outage(
-                float((query.get("seconds") or ["30"])[0]),
-                int((query.get("status") or ["503"])[0]),
+            return {"id": channel.id, "guild_id": channel.guild_id, "forum": channel.forum}
+        if path == "/_sim/deny-manage-webhooks" and method == "POST":
+            self.deny_manage_webhooks(_one(query, "channel_id", DEFAULT_CHANNEL))
+            return {}
+        if path == "/_sim/threads" and method == "POST":
+            channel_id = _one(query, "channel_id", DEFAULT_CHANNEL)
+            thread_id = self.add_thread(
+                channel_id,
+                archived=flag("archived"),
+                locked=flag("locked"),
+                name=_one(query, "name", "a thread"),
             )
-            await _answer(send, 200, {"down_until": self.down_until})
-        elif path == "/_sim/fault" and method == "POST":
-            mode = (query.get("mode") or [""])[0]
-            count = int((query.get("count") or ["1"])[0])
-            self.faults.extend([mode] * count)
-            await _answer(send, 200, {})
-        else:
-            await _answer(send, 404, {"message": "no such control", "code": 0})
+            return {"id": thread_id, "channel_id": channel_id}
+        if path == "/_sim/threads":
+            return {"threads": [vars(t) for t in self.threads.values()]}
+        if path == "/_sim/delete-thread" and method == "POST":
+            self.delete_thread(_one(query, "id"))
+            return {}
+        if path == "/_sim/messages":
+            return {
+                "messages": [r.as_record() for r in self.received],
+                "rate_limited": self.rate_limited,
+                "invalid_requests": {a: len(h) for a, h in self.invalid.items()},
+                "banned": sorted(a for a, t in self.banned_until.items() if t > self.clock()),
+            }
+        if path == "/_sim/requests":
+            return {"requests": [vars(r) for r in self.requests]}
+        if path == "/_sim/outage" and method == "POST":
+            self.outage(float(_one(query, "seconds", "30")), int(_one(query, "status", "503")))
+            return {"down_until": self.down_until}
+        if path == "/_sim/fault" and method == "POST":
+            self.faults.extend([_one(query, "mode")] * int(_one(query, "count", "1")))
+            return {}
+        return None
+
+
+class _Call:
+    """One request to a webhook route, as parsed from its path and query."""
+
+    def __init__(
+        self,
+        hook_id: str,
+        token: str,
+        message_id: str | None,
+        method: str,
+        query: dict[str, list[str]],
+        body: bytes,
+    ) -> None:
+        self.hook_id, self.token, self.message_id = hook_id, token, message_id
+        self.method, self.query, self.body = method, query, body

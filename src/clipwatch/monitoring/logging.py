@@ -61,13 +61,12 @@ def register_secrets(values: Iterable[str]) -> None:
 
 
 def settings_secrets(settings: Settings) -> list[str]:
-    """The configured secrets: what `register_secrets` is given at start."""
+    """The configured secrets (every setting declared with `repr=False`): what
+    `register_secrets` is given at start."""
     return [
-        settings.twitch_client_secret,
-        settings.secret_key,
-        settings.discord_bot_token,
-        settings.sentry_dsn,
-        settings.metrics_token,
+        str(getattr(settings, name))
+        for name, info in type(settings).model_fields.items()
+        if not info.repr and getattr(settings, name)
     ]
 
 

@@ -144,11 +144,31 @@ DELIVERIES = Counter(
     "rate_limited (waiting, no attempt spent), dead",
     ["outcome"],
 )
+MESSAGE_EDITS = Counter(
+    "clipwatch_message_edits",
+    "Changes of posted Discord messages (a clip deleted on Twitch, a view milestone), by kind "
+    "(edit, delete) and outcome: sent, missing (already gone in Discord: done), retried, "
+    "rate_limited, rejected, gone (route disabled), failed (building it raised)",
+    ["kind", "outcome"],
+)
+ROUTE_POSTS = Counter(
+    "clipwatch_route_posts",
+    "Digest and trending posts, by kind (digest, trending) and outcome: queued, sent, empty "
+    "(a digest period without clips: nothing posted), retried, rejected, gone, failed",
+    ["kind", "outcome"],
+)
 DISCORD_RATE_LIMITED = Counter(
     "clipwatch_discord_rate_limited",
     "429 answers from Discord, by scope: user (the webhook's bucket), shared, global, "
     "cloudflare (a ban for invalid requests)",
     ["scope"],
+)
+DISCORD_SETUP_COMMANDS = Counter(
+    "clipwatch_discord_setup_commands",
+    "/clipwatch commands answered, by command (link, follow, unfollow, list, other) and "
+    "outcome: done, refused (the user must act: a permission, the link, an untracked "
+    "channel), failed (Discord's bot API or clipwatch failed)",
+    ["command", "outcome"],
 )
 
 # --- incidents (set by monitoring.alerts) -----------------------------------------------------
@@ -272,9 +292,43 @@ _engines: weakref.WeakSet[Any] = weakref.WeakSet()
 _supervisor: list[weakref.ReferenceType[Any]] = []
 
 
+# What caches that are gone had counted: the counters stay monotonic when one is collected.
+_retired_cache_counts: dict[str, int] = {}
+
+
+def _cache_counts(cache: TrackedCache) -> dict[str, int]:
+    """The counters of one cache manager, by `metric:tier`."""
+    stats = cache.stats
+    return {
+        "hits:local": stats.hits_local,
+        "hits:redis": stats.hits_redis,
+        "misses:local": stats.hits_redis + stats.misses + stats.waited,
+        "misses:redis": stats.misses if cache.redis is not None else 0,
+        "evictions:local": cache.local.evictions,
+        "errors:redis": stats.errors,
+    }
+
+
+def _retire_cache(counts: Any) -> None:
+    for key, count in counts().items():
+        _retired_cache_counts[key] = _retired_cache_counts.get(key, 0) + count
+
+
+class _CountsOf:
+    """What a finalizer keeps of a cache: its stats and tiers, never the manager itself."""
+
+    def __init__(self, cache: TrackedCache) -> None:
+        self.stats, self.local, self.redis = cache.stats, cache.local, cache.redis
+
+    def __call__(self) -> dict[str, int]:
+        return _cache_counts(self)
+
+
 def track_cache(cache: TrackedCache) -> None:
-    """Count this cache manager's figures in the process's cache metrics."""
+    """Count this cache manager's figures in the process's cache metrics (and, once it is
+    collected, what it had counted)."""
     _caches.add(cache)
+    weakref.finalize(cache, _retire_cache, _CountsOf(cache))
 
 
 def track_supervisor(supervisor: TrackedSupervisor) -> None:
@@ -354,17 +408,17 @@ class ProcessCollector(Collector):
             "clipwatch_cache_errors", "Redis operations of the cache that failed", labels=["tier"]
         )
         caches = list(_caches)
-        with_redis = [c for c in caches if c.redis is not None]
-        hits.add_metric(["local"], sum(c.stats.hits_local for c in caches))
-        hits.add_metric(["redis"], sum(c.stats.hits_redis for c in caches))
-        misses.add_metric(
-            ["local"], sum(c.stats.hits_redis + c.stats.misses + c.stats.waited for c in caches)
-        )
-        misses.add_metric(["redis"], sum(c.stats.misses for c in with_redis))
+        counts = dict(_retired_cache_counts)
+        for cache in caches:
+            for key, count in _cache_counts(cache).items():
+                counts[key] = counts.get(key, 0) + count
+        for family, name in ((hits, "hits"), (misses, "misses")):
+            for tier in ("local", "redis"):
+                family.add_metric([tier], counts.get(f"{name}:{tier}", 0))
+        evictions.add_metric(["local"], counts.get("evictions:local", 0))
+        errors.add_metric(["redis"], counts.get("errors:redis", 0))
         size.add_metric(["local"], sum(c.local.bytes for c in caches))
         entries.add_metric(["local"], sum(len(c.local) for c in caches))
-        evictions.add_metric(["local"], sum(c.local.evictions for c in caches))
-        errors.add_metric(["redis"], sum(c.stats.errors for c in caches))
         yield from (hits, misses, size, entries, evictions, errors)
 
     def _pool(self) -> Iterator[GaugeMetricFamily]:

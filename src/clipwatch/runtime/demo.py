@@ -15,7 +15,6 @@ The simulated world lives in memory and is new at every start, so the demo datab
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import random
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -31,12 +30,14 @@ from clipwatch.accounts.service import operator
 from clipwatch.config import DEMO_DATABASE_URL, Settings
 from clipwatch.db.engine import session_scope
 from clipwatch.discord import routes
+from clipwatch.discord.sender import sender_from_settings
 from clipwatch.discord.simulator import DiscordSimulator, SimWebhook
 from clipwatch.simhttp import LoopbackServer
 from clipwatch.twitch import sync
 from clipwatch.twitch.client import HelixClient
 from clipwatch.twitch.simulator import CLIENT_ID, CLIENT_SECRET, TwitchSimulator
 from clipwatch.twitch.user_tokens import connect_user_token
+from clipwatch.waiting import cancel_and_wait
 
 log = structlog.get_logger("clipwatch.demo")
 
@@ -162,9 +163,7 @@ async def demo_world(settings: Settings) -> AsyncIterator[tuple[Settings, DemoWo
             )
         finally:
             for task in background:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+                await cancel_and_wait(task)
             await discord_server.stop()
     finally:
         await twitch_server.stop()
@@ -181,14 +180,21 @@ async def seed_demo(
     added, _unknown = await sync.add_channels(client, sessionmaker, [c[0] for c in DEMO_CHANNELS])
     async with session_scope(sessionmaker) as session:
         user = await accounts.create_user(session, "demo", admin=True)
-        await routes.create_route(
-            session,
-            OPERATOR,
-            {"name": "demo: every new clip", "webhook_url": world.hook.pasted_url},
-            key=settings.signing_key,
-            allowed_hosts=settings.webhook_allowed_hosts.split(","),
-            owner_id=user.id,
-        )
+        # Checked with the simulated Discord like any route (its webhook lives there).
+        sender = sender_from_settings(settings) if settings.webhook_check else None
+        try:
+            await routes.create_route(
+                session,
+                OPERATOR,
+                {"name": "demo: every new clip", "webhook_url": world.hook.pasted_url},
+                key=settings.signing_key,
+                allowed_hosts=settings.webhook_allowed_hosts.split(","),
+                owner_id=user.id,
+                sender=sender,
+            )
+        finally:
+            if sender is not None:
+                await sender.aclose()
     try:
         await connect_user_token(settings, sessionmaker, *world.user_token, connected_by=user.id)
     except Exception as exc:  # the demo goes on without EventSub; Get Streams still polls

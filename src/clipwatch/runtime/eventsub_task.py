@@ -27,6 +27,7 @@ from clipwatch.twitch.client import TwitchError
 from clipwatch.twitch.eventsub import EventSubClient
 from clipwatch.twitch.eventsub_messages import ChannelUpdate, Event, StreamOffline, StreamOnline
 from clipwatch.twitch.user_tokens import UserTokenFailed, UserTokenKeeper
+from clipwatch.waiting import cancel_and_wait
 
 log = structlog.get_logger("clipwatch.eventsub")
 Sessions = async_sessionmaker[AsyncSession]
@@ -87,9 +88,7 @@ class _Socket:
 
     async def close(self) -> BaseException | None:
         self.stop.set()
-        self.task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self.task
+        await cancel_and_wait(self.task)
         return self.outcome()
 
     def outcome(self) -> BaseException | None:

@@ -11,7 +11,6 @@ scaled setup, and a process that stopped reporting shows as not alive.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -25,6 +24,7 @@ from clipwatch.db.repositories import workers
 from clipwatch.monitoring.errors import ErrorTracker
 from clipwatch.monitoring.logging import describe_error
 from clipwatch.monitoring.metrics import track_supervisor
+from clipwatch.waiting import wait_event
 
 log = structlog.get_logger("clipwatch.worker")
 
@@ -102,8 +102,7 @@ class TaskState:
 
 
 async def wait_for_stop(stop: asyncio.Event, seconds: float) -> None:
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stop.wait(), timeout=seconds)
+    await wait_event(stop, seconds)
 
 
 TaskBody = Callable[[TaskState], Awaitable[None]]

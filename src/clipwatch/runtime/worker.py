@@ -10,7 +10,6 @@ short and grows to the pass interval: the worker outlives an unreachable Twitch 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -30,12 +29,14 @@ from clipwatch.errors import ClipwatchError
 from clipwatch.monitoring.context import start_job
 from clipwatch.monitoring.errors import ErrorTracker
 from clipwatch.runtime.alerts import alerts_forever
+from clipwatch.runtime.digests import digests_forever
 from clipwatch.runtime.eventsub_task import eventsub_forever
 from clipwatch.runtime.live_poll import live_poll_forever
 from clipwatch.runtime.metrics_snapshot import snapshot_forever
 from clipwatch.runtime.supervisor import Supervisor, TaskState, backoff, wait_for_stop
 from clipwatch.twitch import deletions, sync
 from clipwatch.twitch.client import HelixClient
+from clipwatch.waiting import cancel_and_wait
 
 log = structlog.get_logger("clipwatch.worker")
 Sessions = async_sessionmaker[AsyncSession]
@@ -243,12 +244,17 @@ async def run_worker(
     async def eventsubbing(state: TaskState) -> None:
         await eventsub_forever(settings, sessionmaker, done, state, owner=supervisor.worker)
 
+    async def digesting(state: TaskState) -> None:
+        await digests_forever(sessionmaker, done, state, owner=supervisor.worker)
+
     async def snapshots(state: TaskState) -> None:
         await snapshot_forever(sessionmaker, done, state, interval=settings.metrics_refresh_seconds)
 
     delivering = asyncio.create_task(supervisor.run("deliveries", deliveries, done))
     evaluating = asyncio.create_task(supervisor.run("alerts", alerting, done))
     polling = asyncio.create_task(supervisor.run("live_poll", live_polling, done))
+    # Digest routes' slots, queued by the one process with the `digests` lease.
+    scheduling = asyncio.create_task(supervisor.run("digests", digesting, done))
     # The EventSub socket, held by the one process with the `eventsub` lease.
     socket = asyncio.create_task(supervisor.run("eventsub", eventsubbing, done))
     reporting = asyncio.create_task(supervisor.report_forever(sessionmaker, done))
@@ -263,15 +269,14 @@ async def run_worker(
         syncing = asyncio.create_task(supervisor.run("sync", syncing_body, stop))
         stopped = asyncio.create_task(stop.wait())
         await asyncio.wait({syncing, stopped}, return_when=asyncio.FIRST_COMPLETED)
-        for task in (syncing, stopped):
-            task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await syncing
+        stopped.cancel()
+        await cancel_and_wait(syncing)
     finally:
         done.set()
         await delivering
         await evaluating
         await polling
+        await scheduling
         await socket
         await reporting
         if metering is not None:

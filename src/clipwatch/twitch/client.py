@@ -423,7 +423,12 @@ def _json(answer: httpx.Response) -> dict[str, Any]:
     return body if isinstance(body, dict) else {}
 
 
-def client_from_settings(settings: Settings) -> HelixClient | None:
+# A person waits on the API's calls (tracking a channel, logging in): a few quick attempts,
+# about 2 s of backoff at most, then a clear 503; the worker's client keeps the long tail.
+INTERACTIVE_ATTEMPTS = 3
+
+
+def client_from_settings(settings: Settings, *, max_attempts: int = 6) -> HelixClient | None:
     """The configured client (its budget shared through Redis when there is one), or None
     without Twitch credentials."""
     if not (settings.twitch_client_id and settings.twitch_client_secret):
@@ -443,4 +448,5 @@ def client_from_settings(settings: Settings) -> HelixClient | None:
         api_url=settings.twitch_api_url,
         auth_url=settings.twitch_auth_url,
         shared_budget=shared,
+        max_attempts=max_attempts,
     )

@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from clipwatch.db.engine import session_scope
 from clipwatch.db.repositories import absence, sync_state
+from clipwatch.discord import lifecycle
 from clipwatch.twitch.client import HelixClient, TwitchAuthError, TwitchError
 
 if TYPE_CHECKING:
@@ -170,7 +171,10 @@ async def confirm_deletions(
                     now=checked_at,
                 )
                 if count is not None and count >= CONFIRMATIONS:
-                    report.deleted += await sync_state.mark_deleted(session, [clip_id], checked_at)
+                    marked = await sync_state.mark_deleted(session, [clip_id], checked_at)
+                    report.deleted += marked
+                    if marked:  # its posted messages change (the routes' policy) with the mark
+                        await lifecycle.queue_deleted(session, [clip_id], checked_at)
                     await absence.clear_suspects(session, [clip_id])
                     log.info("twitch_clip_deleted", clip_id=clip_id, confirmations=count)
     if due:

@@ -54,6 +54,7 @@ from clipwatch.twitch.eventsub_subscriptions import (
     bookkeep,
 )
 from clipwatch.twitch.user_tokens import UserTokenFailed
+from clipwatch.waiting import cancel_and_wait, wait_event, within
 
 log = structlog.get_logger("clipwatch.eventsub")
 
@@ -104,7 +105,7 @@ class _Conn:
     async def close(self) -> None:
         if self.ws is not None:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(self.ws.close(1000), timeout=2.0)
+                await within(self.ws.close(1000), 2.0)
         if self.task is not None and not self.task.done():
             self.task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -219,9 +220,7 @@ class EventSubClient:
         finally:
             stopped.cancel()
             if not session.done():
-                session.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await session
+                await cancel_and_wait(session)
         if stop.is_set() and not session.done():
             return None
         if session.cancelled():
@@ -267,7 +266,7 @@ class EventSubClient:
                 limit = self._watchdog_s() if current.welcomed else WELCOME_TIMEOUT_S
                 timeout = current.last_at + limit - loop.time()
                 try:
-                    conn, item = await asyncio.wait_for(queue.get(), max(timeout, 0.0))
+                    conn, item = await within(queue.get(), timeout)
                 except TimeoutError:
                     _token_failure(subscriber)
                     self._log_once("keepalive", "eventsub_keepalive_lost", limit_s=limit)
@@ -491,5 +490,4 @@ async def _wait_either(first: asyncio.Event, second: asyncio.Event, seconds: flo
 
 
 async def _wait(stop: asyncio.Event, seconds: float) -> None:
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stop.wait(), timeout=seconds)
+    await wait_event(stop, seconds)

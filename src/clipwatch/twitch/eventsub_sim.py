@@ -38,6 +38,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from clipwatch.simhttp import Receive, Scope, Send
+from clipwatch.waiting import cancel_and_wait, wait_event
 
 DEFAULT_KEEPALIVE_S = 10
 MAX_KEEPALIVE_S = 600
@@ -399,9 +400,7 @@ class EventSubSim:
         try:
             status = await self._write(session, send)
         finally:
-            reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await reader
+            await cancel_and_wait(reader)
         self._finish(session, status)
 
     async def _read(self, session: Session, receive: Receive) -> None:
@@ -427,8 +426,7 @@ class EventSubSim:
                         return "websocket_disconnected"
                     continue
                 session.wake.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(session.wake.wait(), timeout=wait)
+                await wait_event(session.wake, wait)
             item = session.outbox.popleft()
             if isinstance(item, _Gone):
                 return "websocket_disconnected"

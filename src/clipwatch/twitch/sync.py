@@ -41,7 +41,7 @@ from clipwatch.clips.importer import KnownReferences
 from clipwatch.db.engine import session_scope
 from clipwatch.db.models import ChannelSync
 from clipwatch.db.repositories import absence, catalog, sync_state
-from clipwatch.discord import outbox
+from clipwatch.discord import outbox, trending
 from clipwatch.errors import NotFound
 from clipwatch.twitch import channel_health, deletions, intake
 from clipwatch.twitch.client import HelixClient
@@ -188,9 +188,12 @@ async def _store_read(
 ) -> None:
     report.clips_seen += len(read.rows)
     report.unreadable += len(read.unreadable)
+    # Trending alerts compare the young clips' stored counts with the new ones.
+    baseline = await trending.read_baseline(session, read.rows)
     stored = await intake.store_clips(
         session, read, channel_id=channel_id, known=known, notify=True
     )
+    await trending.queue_trending(session, baseline, read.rows)
     report.inserted += stored.inserted
     report.updated += stored.updated
     report.quarantined += stored.quarantined

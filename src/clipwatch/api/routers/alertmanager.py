@@ -265,11 +265,10 @@ def external_alerts(payload: AlertmanagerWebhook) -> list[ExternalAlert]:
 
 
 async def _apply(session: AsyncSession, alerts: list[ExternalAlert], now: datetime) -> Applied:
-    """On PostgreSQL a concurrent post (another Alertmanager of a pair, a retry) may open the
-    same incident first: the unique index refuses ours once theirs commits, and the post
-    is applied again, over theirs, inside a savepoint (SQLite runs one writer at a time)."""
-    if session.get_bind().dialect.name != "postgresql":
-        return await apply_alerts(session, alerts, now)
+    """A concurrent post (another Alertmanager of a pair, a retry) may open the same
+    incident first: the unique index refuses ours once theirs commits, and the post is
+    applied again, over theirs, inside a savepoint. SQLite too: its writers take turns, but
+    two posts can both read "no incident" before either writes (a CI run under load)."""
     try:
         async with session.begin_nested():
             return await apply_alerts(session, alerts, now)

@@ -7,13 +7,16 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import RedirectResponse
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from clipwatch.accounts import service
 from clipwatch.accounts.credentials import csrf_token, digest, same_secret
+from clipwatch.accounts.service import Principal
 from clipwatch.api.account_schemas import LoginRead, SessionRead, UserRead
 from clipwatch.api.auth import Caller, auth_endpoint_limit, client_ip, session_cookie_name
 from clipwatch.api.deps import AppState, Session, State
 from clipwatch.api.errors import problem_responses
+from clipwatch.db.models import User, UserSession
 from clipwatch.errors import BadRequest, Unauthenticated, UpstreamUnavailable
 from clipwatch.twitch import user_tokens
 from clipwatch.twitch.client import TwitchAuthError
@@ -33,6 +36,17 @@ def _set_session_cookie(response: Response, state: AppState, secret: str) -> Non
         httponly=True,
         samesite="lax",
         secure=state.settings.base_url.startswith("https://"),
+    )
+
+
+def _clear_session_cookie(response: Response, state: AppState) -> None:
+    # Secure as it was set: a browser ignores a `__Host-` cookie without it, deletion too.
+    response.delete_cookie(
+        session_cookie_name(state.settings),
+        path="/",
+        secure=state.settings.base_url.startswith("https://"),
+        httponly=True,
+        samesite="lax",
     )
 
 
@@ -152,6 +166,24 @@ async def callback(
     return response
 
 
+async def open_token_session(
+    request: Request, state: AppState, session: AsyncSession, principal: Principal
+) -> tuple[User, UserSession, str]:
+    """A web session for a token's holder (POST /auth/token-login and the login page): it gets
+    the token's scopes and ends with the token."""
+    user = await service.visible_user(session, principal, principal.user_id)
+    row, secret = await service.open_session(
+        session,
+        user,
+        scopes=principal.scopes,
+        policy=state.session_policy,
+        user_agent=request.headers.get("user-agent", ""),
+        ip=client_ip(request),
+        token=await service.token_of(session, principal),
+    )
+    return user, row, secret
+
+
 @router.post(
     "/token-login",
     response_model=LoginRead,
@@ -164,16 +196,7 @@ async def token_login(
 ) -> LoginRead:
     if principal is None or principal.via != "token":
         raise Unauthenticated("send an API token as 'Authorization: Bearer <token>'")
-    user = await service.visible_user(session, principal, principal.user_id)
-    row, secret = await service.open_session(
-        session,
-        user,
-        scopes=principal.scopes,
-        policy=state.session_policy,
-        user_agent=request.headers.get("user-agent", ""),
-        ip=client_ip(request),
-        token=await service.token_of(session, principal),
-    )
+    user, row, secret = await open_token_session(request, state, session, principal)
     _set_session_cookie(response, state, secret)
     return LoginRead(
         user=UserRead.from_user(user),
@@ -193,12 +216,5 @@ async def logout(session: Session, state: State, principal: Caller) -> Response:
         raise Unauthenticated("no session to close")
     await service.revoke_session(session, principal, principal.credential_id)
     response = Response(status_code=204)
-    # Secure as it was set: a browser ignores a `__Host-` cookie without it, deletion too.
-    response.delete_cookie(
-        session_cookie_name(state.settings),
-        path="/",
-        secure=state.settings.base_url.startswith("https://"),
-        httponly=True,
-        samesite="lax",
-    )
+    _clear_session_cookie(response, state)
     return response

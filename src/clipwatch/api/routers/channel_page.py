@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import HTMLResponse
 from markupsafe import Markup
 
@@ -15,7 +15,7 @@ from clipwatch.api.auth import Caller
 from clipwatch.api.deps import Session, State
 from clipwatch.api.params import Key
 from clipwatch.api.routers.catalog import CHANNEL_DEPS
-from clipwatch.api.routers.pages import PAGE_TAG, _cached_read, _common, _html, page_limit
+from clipwatch.api.routers.pages import PAGE_DEPENDENCIES, PAGE_TAG, _cached_read, _common, _html
 from clipwatch.api.schemas import ChannelRead, ChannelStatsRead, ClipRead, StreamPage, StreamRead
 from clipwatch.clips.stats import Period, hot_stats, stats_deps
 from clipwatch.db.models import Channel
@@ -24,8 +24,8 @@ from clipwatch.errors import NotFound
 from clipwatch.web.charts import clips_per_day_svg
 from clipwatch.web.render import render
 
-# Counted against the caller's address like every page (pages.page_limit).
-router = APIRouter(include_in_schema=False, tags=[PAGE_TAG], dependencies=[Depends(page_limit)])
+# Counted against the caller's limit like every page (pages.page_limit).
+router = APIRouter(include_in_schema=False, tags=[PAGE_TAG], dependencies=PAGE_DEPENDENCIES)
 PagePeriod = Literal["7d", "30d", "90d", "365d"]
 DAYS: dict[PagePeriod, int] = {"7d": 7, "30d": 30, "90d": 90, "365d": 365}
 # The API's kept-hot periods: the page shares their cache entries with GET .../stats.

@@ -1,22 +1,31 @@
-"""GET /clips (search) and GET /clips/{id}."""
+"""GET /clips (search), GET /clips/export (CSV or JSON Lines) and GET /clips/{id}."""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import replace
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Request, Response
+from fastapi.responses import StreamingResponse
 
-from clipwatch.api.auth import Caller
+from clipwatch.api.auth import Caller, client_ip
 from clipwatch.api.cached import cached_answer
-from clipwatch.api.clip_filters import ClipFilters, Feed, apply_preferences, clips_answer
+from clipwatch.api.clip_filters import (
+    ClipFilters,
+    Feed,
+    apply_preferences,
+    clips_answer,
+    reader_of,
+)
 from clipwatch.api.deps import Session, State
 from clipwatch.api.errors import problem_responses
 from clipwatch.api.params import ClipId, Cursor
 from clipwatch.api.schemas import ClipPage, ClipRead
+from clipwatch.clips import export
 from clipwatch.clips.search import Sort, check_ranges
 from clipwatch.db.repositories import catalog, clip_search
-from clipwatch.errors import NotFound
+from clipwatch.errors import NotFound, Unauthenticated
 
 router = APIRouter(tags=["clips"])
 
@@ -25,7 +34,12 @@ router = APIRouter(tags=["clips"])
     "/clips",
     response_model=ClipPage,
     responses=problem_responses(
-        {401: "feed=mine without credentials", 422: "Invalid input", 429: "Rate limited"}
+        {
+            401: "feed=mine or favourite=true without credentials",
+            403: "feed=mine or favourite=true without the 'read' scope",
+            422: "Invalid input",
+            429: "Rate limited",
+        }
     ),
     summary="Search and browse clips",
     description=(
@@ -47,17 +61,111 @@ async def list_clips(
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     cursor: Cursor | None = None,
     feed: Feed = None,
+    favourite: Annotated[
+        bool, Query(description="Only the caller's favourites (needs authentication)")
+    ] = False,
 ) -> Response:
     search = replace(filters, sort=sort, limit=limit, cursor=cursor)
     check_ranges(search)  # the request's own bounds, before preferences add theirs
     if feed == "mine":
         search = await apply_preferences(session, principal, search)
+    if favourite:
+        search = replace(search, favourite_of=reader_of(principal, "favourite=true").user_id)
 
     async def compute() -> tuple[ClipPage, set[str]]:
         return await clips_answer(session, state.settings, search)
 
-    # A feed is the caller's own; every other answer is the same for everyone.
-    return await cached_answer(request, state, compute, cacheable=feed is None)
+    # A feed and favourites are the caller's own; every other answer is the same for everyone.
+    return await cached_answer(request, state, compute, cacheable=feed is None and not favourite)
+
+
+EXPORT_ANONYMOUS_ROWS = 1_000
+
+
+@router.get(
+    "/clips/export",
+    response_class=StreamingResponse,
+    responses={
+        200: {
+            "description": "The clips as CSV (with a header row) or JSON Lines, streamed",
+            "content": {"text/csv": {}, "application/x-ndjson": {}},
+        },
+        **problem_responses(
+            {
+                400: "A cursor that does not continue this query",
+                401: "More than 1,000 rows, feed=mine or favourite=true without credentials",
+                403: "feed=mine or favourite=true without the 'read' scope",
+                422: "Invalid input",
+                429: "Rate limited",
+            }
+        ),
+    },
+    summary="Export a search as CSV or JSON Lines",
+    description=(
+        "The clips `GET /clips` finds with the same filters and sort, every one of them, "
+        "streamed in constant memory (the same keyset walk, a page at a time). Columns: "
+        "id, url, title, channel, creator, game, views, duration, created_at, vod_offset. "
+        "Without credentials at most 1,000 rows (`max_rows` ≤ 1000); each 1,000 rows count "
+        "as one request against the caller's rate limit, and the download waits while it "
+        "is spent."
+    ),
+)
+async def export_clips(
+    request: Request,
+    state: State,
+    session: Session,
+    principal: Caller,
+    filters: ClipFilters,
+    format: Annotated[Literal["csv", "jsonl"], Query(description="csv or jsonl")] = "csv",
+    sort: Sort | None = None,
+    max_rows: Annotated[int | None, Query(ge=1, le=10**9)] = None,
+    feed: Feed = None,
+    favourite: Annotated[
+        bool, Query(description="Only the caller's favourites (needs authentication)")
+    ] = False,
+) -> StreamingResponse:
+    if principal is None and (max_rows is None or max_rows > EXPORT_ANONYMOUS_ROWS):
+        raise Unauthenticated(
+            f"an export of more than {EXPORT_ANONYMOUS_ROWS:,} rows needs an API token or a "
+            f"session (or max_rows of at most {EXPORT_ANONYMOUS_ROWS})"
+        )
+    search = replace(filters, sort=sort)
+    check_ranges(search)
+    if feed == "mine":
+        search = await apply_preferences(session, principal, search)
+    if favourite:
+        search = replace(search, favourite_of=reader_of(principal, "favourite=true").user_id)
+    settings = state.settings
+    limit, who = (
+        (settings.rate_limit_anonymous, ("ip", client_ip(request)))
+        if principal is None
+        else (settings.rate_limit_user, ("user", str(principal.user_id)))
+    )
+
+    async def charge() -> None:
+        """One request's worth of the caller's limit; while it is spent, the download waits
+        for the window to refill (the answer has begun: there is no 429 to give)."""
+        decision = await state.limiter.hit(limit, *who)
+        while not decision.allowed:
+            await asyncio.sleep(max(decision.reset_after, 1))  # until the window refills
+            decision = await state.limiter.hit(limit, *who)
+
+    body = await export.export_body(
+        session,
+        state.sessionmaker,
+        search,
+        format,
+        dialect=state.engine.dialect.name,
+        key=settings.signing_key,
+        relevance_candidates=settings.search_relevance_candidates,
+        max_rows=max_rows,
+        charge=charge,
+    )
+    return StreamingResponse(
+        body,
+        media_type=export.MEDIA_TYPES[format],
+        headers={"Content-Disposition": f'attachment; filename="clips.{format}"'},
+    )
 
 
 @router.get(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from importlib.metadata import version
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
@@ -48,10 +48,16 @@ async def healthz() -> dict[str, str]:
 
 @router.get(
     "/readyz",
-    summary="The database answers (Redis state reported, not required)",
-    responses={503: {"description": "The database does not answer"}},
+    summary="The database answers and the clip stream follows it (Redis state reported, "
+    "not required)",
+    responses={
+        503: {
+            "description": "The database does not answer, or the clip stream has not had its "
+            "first look at it yet (a process just started)"
+        }
+    },
 )
-async def readyz(state: State) -> JSONResponse:
+async def readyz(request: Request, state: State) -> JSONResponse:
     database = "ok"
     try:
         async with state.engine.connect() as conn:
@@ -59,8 +65,12 @@ async def readyz(state: State) -> JSONResponse:
     except Exception:
         database = "down"
     redis = await redis_state(state.settings.redis_url)
-    status = 200 if database == "ok" else 503
-    return JSONResponse({"database": database, "redis": redis}, status_code=status)
+    hub = getattr(request.app.state, "stream_hub", None)
+    stream = "ready" if hub is not None and hub.ready else "starting"
+    status = 200 if database == "ok" and stream == "ready" else 503
+    return JSONResponse(
+        {"database": database, "redis": redis, "stream": stream}, status_code=status
+    )
 
 
 def _cache_status(cache: CacheManager) -> CacheStatus:

@@ -18,6 +18,7 @@ from clipwatch.api.errors import problem, problem_responses
 from clipwatch.clips.search import ClipSearch, search_clips
 from clipwatch.db.engine import session_scope
 from clipwatch.db.repositories import catalog
+from clipwatch.discord.bot_api import BotApi
 from clipwatch.discord.delivery import view_of
 from clipwatch.discord.interactions import (
     ANSWER_WITHIN_S,
@@ -25,10 +26,12 @@ from clipwatch.discord.interactions import (
     CHOICES,
     COMMAND,
     DEFERRED,
+    EPHEMERAL,
     MESSAGE,
     PING,
     PONG,
     CommandRequest,
+    Interaction,
     MalformedInteraction,
     ephemeral,
     focused_option,
@@ -39,6 +42,16 @@ from clipwatch.discord.interactions import (
     verify_signature,
 )
 from clipwatch.discord.messages import ClipView
+from clipwatch.discord.setup import (
+    SUBCOMMANDS,
+    SetupCommand,
+    SetupDeps,
+    answer_error,
+    focused_text,
+    parse_setup,
+    run_setup,
+)
+from clipwatch.monitoring.metrics import DISCORD_SETUP_COMMANDS
 
 router = APIRouter(tags=["discord"])
 PATH = "/discord/interactions"
@@ -116,11 +129,15 @@ async def interactions(request: Request, state: State) -> JSONResponse:
         interaction = parse_interaction(body)
         if interaction.type == PING:
             return JSONResponse({"type": PONG})
+        setup = interaction.data.get("name") == "clipwatch"
         if interaction.type == AUTOCOMPLETE:
-            choices = await _choices(state, focused_option(interaction.data))
+            focused = focused_text(interaction.data) if setup else focused_option(interaction.data)
+            choices = await _choices(state, focused, tracked_only=setup)
             return JSONResponse({"type": CHOICES, "data": {"choices": choices}})
         if interaction.type != COMMAND:
             return JSONResponse({"type": MESSAGE, "data": ephemeral("That is not something I do.")})
+        if setup:
+            return await _setup(state, interaction, parse_setup(interaction))
         command = parse_command(interaction.data)
         if command is None:
             return JSONResponse({"type": MESSAGE, "data": ephemeral("Unknown command.")})
@@ -143,14 +160,65 @@ async def interactions(request: Request, state: State) -> JSONResponse:
     return JSONResponse({"type": DEFERRED})
 
 
-async def _choices(state: AppState, focused: tuple[str, str] | None) -> list[dict[str, str]]:
+async def _setup(state: AppState, interaction: Interaction, command: SetupCommand) -> JSONResponse:
+    """`/clipwatch …`: answered within 2 s, or deferred (ephemeral) and edited when done."""
+    if interaction.token is None:
+        raise MalformedInteraction("a command without a `token` cannot be answered")
+    work = asyncio.create_task(_run_setup(state, command))
+    done, _ = await asyncio.wait({work}, timeout=ANSWER_WITHIN_S)
+    if done:
+        return JSONResponse({"type": MESSAGE, "data": ephemeral(work.result())})
+    # A slow bot API call: "thinking…" (only the member sees it), the answer edits it later.
+    later = asyncio.create_task(_setup_later(state, interaction.token, work))
+    _background.add(later)
+    later.add_done_callback(_background.discard)
+    return JSONResponse({"type": DEFERRED, "data": {"flags": EPHEMERAL}})
+
+
+async def _run_setup(state: AppState, command: SetupCommand) -> str:
+    settings = state.settings
+    token = settings.discord_bot_token
+    bot = BotApi(settings.discord_api_url, token) if token else None
+    deps = SetupDeps(
+        state.sessionmaker,
+        settings.signing_key,
+        [h.strip() for h in settings.webhook_allowed_hosts.split(",") if h.strip()],
+        settings.discord_application_id,
+        bot,
+    )
+    try:
+        answer = await run_setup(command, deps)
+    except Exception as exc:  # the member must hear something; the log says what
+        log.warning(
+            "discord_setup_failed", command=command.subcommand[:32], error=type(exc).__name__
+        )
+        answer = answer_error(exc)
+    finally:
+        if bot is not None:
+            await bot.aclose()
+    name = command.subcommand if command.subcommand in SUBCOMMANDS else "other"
+    DISCORD_SETUP_COMMANDS.labels(name, answer.outcome).inc()
+    return answer.text
+
+
+async def _setup_later(state: AppState, token: str, work: asyncio.Task[str]) -> None:
+    await _edit_original(state, token, ephemeral(await work))
+
+
+async def _choices(
+    state: AppState, focused: tuple[str, str] | None, *, tracked_only: bool = False
+) -> list[dict[str, str]]:
+    """Channels or games whose name holds what is typed (`/clipwatch follow`: tracked
+    channels only, the ones it can follow)."""
     if focused is None:
         return []
     name, typed = focused
     async with session_scope(state.sessionmaker) as session:
         if name == "channel":
             rows = await catalog.list_channels(session, limit=200)
-            options = [(c.display_name, c.login or c.id) for c in rows]
+            options = [
+                (c.display_name, c.login or c.id) for c in rows if c.tracked or not tracked_only
+            ]
         else:
             games = await catalog.list_games(session, limit=200)
             options = [(g.name or g.id, g.id) for g in games]

@@ -1,11 +1,11 @@
-"""The caller's own account: /me, its tokens, sessions and preferences."""
+"""The caller's own account: /me, its tokens, sessions, preferences and favourites."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Response
+from fastapi import APIRouter, Depends, Path, Query, Response
 from pydantic import BeforeValidator
 
 from clipwatch.accounts import preferences, service
@@ -22,9 +22,11 @@ from clipwatch.api.account_schemas import (
     UserUpdate,
 )
 from clipwatch.api.auth import Reader, Writer, auth_endpoint_limit
-from clipwatch.api.deps import Session
+from clipwatch.api.deps import Session, State
 from clipwatch.api.errors import problem_responses
-from clipwatch.api.schemas import ListOf
+from clipwatch.api.params import ClipId, Cursor
+from clipwatch.api.schemas import ClipRead, FavouritePage, FavouriteRead, ListOf
+from clipwatch.clips import favourites
 
 router = APIRouter(prefix="/me", tags=["me"])
 
@@ -154,3 +156,53 @@ async def update_my_preferences(
         session, principal, principal.user_id, body.model_dump(exclude_unset=True)
     )
     return PreferencesRead.from_row(row)
+
+
+@router.get(
+    "/favourites",
+    response_model=FavouritePage,
+    responses=AUTH,
+    summary="My favourite clips",
+    description="Newest kept first. Keyset pagination: pass `next_cursor` back as `cursor`.",
+)
+async def list_my_favourites(
+    state: State,
+    session: Session,
+    principal: Reader,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    cursor: Cursor | None = None,
+) -> FavouritePage:
+    page = await favourites.kept(
+        session, principal, key=state.settings.signing_key, limit=limit, cursor=cursor
+    )
+    return FavouritePage(
+        data=[
+            FavouriteRead(favourited_at=f.created_at, clip=ClipRead.from_clip(c, name))
+            for f, c, name in page.rows
+        ],
+        next_cursor=page.next_cursor,
+    )
+
+
+@router.put(
+    "/favourites/{clip_id}",
+    status_code=204,
+    responses=MINE,
+    summary="Keep a clip",
+    description="Idempotent. 404 when the archive has no such clip.",
+)
+async def keep_favourite(session: Session, principal: Writer, clip_id: ClipId) -> Response:
+    await favourites.keep(session, principal, clip_id)
+    return Response(status_code=204)
+
+
+@router.delete(
+    "/favourites/{clip_id}",
+    status_code=204,
+    responses=WRITE,
+    summary="Let a clip go",
+    description="Idempotent: a clip that was not kept answers 204 too.",
+)
+async def drop_favourite(session: Session, principal: Writer, clip_id: ClipId) -> Response:
+    await favourites.drop(session, principal, clip_id)
+    return Response(status_code=204)

@@ -21,10 +21,12 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from clipwatch.accounts.service import Principal
 from clipwatch.api.auth import client_ip
 from clipwatch.api.cached import cache_key
 from clipwatch.api.clip_filters import ClipFilters, clips_answer
 from clipwatch.api.deps import AppState, Session, State
+from clipwatch.api.page_session import Viewer
 from clipwatch.api.params import ClipId, Cursor
 from clipwatch.api.schemas import ClipPage, ClipRead
 from clipwatch.clips.search import Sort, check_ranges
@@ -33,14 +35,20 @@ from clipwatch.errors import ClipwatchError, NotFound, RateLimited
 from clipwatch.web.render import PAGE_SIZE, STATIC_DIR, render
 
 PAGE_TAG = "page"
+VERSION = version("clipwatch")  # read once: importlib.metadata costs ~130 µs a call
 
 
-async def page_limit(request: Request, state: State) -> None:
-    """Pages count against the anonymous rate limit of the caller's address, as the API's
-    anonymous reads do (one bucket for both). No page needs a person yet, so none reads the
-    session cookie: an expired one never turns the search page into a 401."""
+async def page_limit(request: Request, state: State, viewer: Viewer) -> None:
+    """Pages count against the caller's rate limit as the API's reads do: a signed-in viewer's
+    against their user's limit (one bucket with their API calls), anyone else's against the
+    anonymous limit of their address (one bucket with the API's anonymous reads). The viewer
+    comes from the session cookie (page_session.page_viewer); an expired one makes the viewer
+    anonymous: never a 401 on a page."""
     settings = state.settings
-    decision = await state.limiter.hit(settings.rate_limit_anonymous, "ip", client_ip(request))
+    if viewer is None:
+        decision = await state.limiter.hit(settings.rate_limit_anonymous, "ip", client_ip(request))
+    else:
+        decision = await state.limiter.hit(settings.rate_limit_user, "user", str(viewer.user_id))
     request.state.rate_limit = decision
     if not decision.allowed:
         raise RateLimited(
@@ -50,7 +58,9 @@ async def page_limit(request: Request, state: State) -> None:
         )
 
 
-router = APIRouter(include_in_schema=False, tags=[PAGE_TAG], dependencies=[Depends(page_limit)])
+# Every page router: counted, and the viewer read (page_session.page_viewer).
+PAGE_DEPENDENCIES = [Depends(page_limit)]  # page_limit reads the viewer first
+router = APIRouter(include_in_schema=False, tags=[PAGE_TAG], dependencies=PAGE_DEPENDENCIES)
 HTML = "text/html; charset=utf-8"
 SEARCH_PATH = "/"
 # The form's fields, in the order a shared link shows them.
@@ -78,10 +88,17 @@ _DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
 
 def _common(state: AppState, request: Request) -> dict[str, Any]:
+    """What base.html needs: the demo banner, the header's search and who is signed in (read
+    by page_session.page_viewer, a dependency of every page router; None on an error page
+    raised before it ran)."""
+    viewer: Principal | None = getattr(request.state, "viewer", None)
     return {
         "demo_mode": state.settings.demo_mode,
-        "version": version("clipwatch"),
+        "version": VERSION,
         "header_q": request.query_params.get("q", ""),
+        "viewer": viewer,
+        "csrf": viewer.csrf if viewer is not None else "",
+        "current_path": request.url.path,
     }
 
 
@@ -135,6 +152,10 @@ async def search_page(
         kept = [(k, v) for k, v in request.query_params.multi_items() if k != "cursor"]
         next_url = "/?" + urlencode([*kept, ("cursor", page.next_cursor)])
     filtered = any(k != "cursor" for k in request.query_params)
+    # "Export these results": the same query, the first 1,000 (what anyone may export; the
+    # page is the same for everyone, so it cannot offer more to the logged in).
+    asked = [(k, v) for k, v in request.query_params.multi_items() if k not in ("cursor", "limit")]
+    export_query = urlencode([*asked, ("max_rows", "1000")])
     return _html(
         render(
             "search.html",
@@ -145,6 +166,7 @@ async def search_page(
             next_url=next_url,
             filtered=filtered,
             error=None,
+            export_query=export_query,
         ),
         cache=True,
     )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request, Response
 
@@ -29,6 +29,25 @@ def _hosts(state: State) -> list[str]:
     return state.settings.webhook_allowed_hosts.split(",")
 
 
+def _checks(state: State, request: Request) -> dict[str, Any]:
+    """What a save checks with: the avatar hosts, and the sender that asks Discord about a
+    new webhook (CLIPWATCH_WEBHOOK_CHECK)."""
+    settings = state.settings
+    return {
+        "avatar_hosts": settings.avatar_allowed_hosts.split(","),
+        "sender": _sender(request) if settings.webhook_check else None,
+    }
+
+
+SAVE = problem_responses(
+    {
+        404: "Not yours or absent",
+        422: "Invalid, or Discord says the webhook does not exist (its token is wrong)",
+        503: "Discord could not be asked about the webhook: see Retry-After; nothing saved",
+    }
+)
+
+
 @router.get("/routes", response_model=ListOf[RouteRead], responses=MINE, summary="My routes")
 async def list_routes(session: Session, principal: Reader) -> ListOf[RouteRead]:
     routes = await service.routes_of(session, principal)
@@ -36,10 +55,14 @@ async def list_routes(session: Session, principal: Reader) -> ListOf[RouteRead]:
 
 
 @router.post(
-    "/routes", response_model=RouteRead, status_code=201, responses=WRITE, summary="Add a route"
+    "/routes",
+    response_model=RouteRead,
+    status_code=201,
+    responses=WRITE | SAVE,
+    summary="Add a route (its webhook checked with Discord first)",
 )
 async def create_route(
-    state: State, session: Session, principal: Writer, body: RouteCreate
+    request: Request, state: State, session: Session, principal: Writer, body: RouteCreate
 ) -> RouteRead:
     route = await service.create_route(
         session,
@@ -47,6 +70,7 @@ async def create_route(
         body.model_dump(),
         key=state.settings.signing_key,
         allowed_hosts=_hosts(state),
+        **_checks(state, request),
     )
     return RouteRead.from_route(route)
 
@@ -57,18 +81,27 @@ async def read_route(session: Session, principal: Reader, route_id: Id) -> Route
 
 
 @router.patch(
-    "/routes/{route_id}", response_model=RouteRead, responses=MINE, summary="Change a route"
+    "/routes/{route_id}",
+    response_model=RouteRead,
+    responses=MINE | SAVE,
+    summary="Change a route (a new webhook checked with Discord first)",
 )
 async def update_route(
-    state: State, session: Session, principal: Writer, route_id: Id, body: RouteUpdate
+    request: Request,
+    state: State,
+    session: Session,
+    principal: Writer,
+    route_id: Id,
+    body: RouteUpdate,
 ) -> RouteRead:
     route = await service.update_route(
         session,
         principal,
         route_id,
-        body.model_dump(exclude_unset=True, exclude_none=True),
+        _changes(body),
         key=state.settings.signing_key,
         allowed_hosts=_hosts(state),
+        **_checks(state, request),
     )
     return RouteRead.from_route(route)
 
@@ -82,6 +115,17 @@ async def delete_route(session: Session, principal: Writer, route_id: Id) -> Res
 def _sender(request: Request) -> WebhookSender:
     sender: WebhookSender = request.app.state.discord_sender
     return sender
+
+
+def _changes(body: RouteUpdate) -> dict[str, Any]:
+    """What a PATCH changes: the fields it names. `null` clears one of issue 15's options
+    (a thread, a trending threshold, a name...); for the other fields it means "unchanged"."""
+    given = body.model_dump(exclude_unset=True)
+    return {
+        name: value
+        for name, value in given.items()
+        if value is not None or name in service.DISCORD_OPTIONS
+    }
 
 
 @router.post(

@@ -40,6 +40,7 @@ from clipwatch.clips.stream_filter import resolve_filter
 from clipwatch.db.models import Clip
 from clipwatch.db.repositories.clip_stream import LiveChange
 from clipwatch.errors import InvalidInput
+from clipwatch.waiting import within
 
 log = structlog.get_logger("clipwatch.stream")
 router = APIRouter(tags=["stream"])
@@ -161,7 +162,7 @@ def _writer(
 ) -> Callable[[Send], Coroutine[Any, Any, None]]:
     async def body(send: Send, data: bytes) -> None:
         message = {"type": "http.response.body", "body": data, "more_body": True}
-        await asyncio.wait_for(send(message), SEND_TIMEOUT_S)
+        await within(send(message), SEND_TIMEOUT_S)
 
     async def write(send: Send) -> None:
         try:

@@ -18,7 +18,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Generic, Literal, TypeVar
 
 from sqlalchemy import (
     ColumnElement,
@@ -35,7 +35,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.expression import TableClause, TextClause
 
-from clipwatch.db.models import Clip
+from clipwatch.db.models import Clip, Favourite, Game
 from clipwatch.db.repositories._dialect import dialect_name
 from clipwatch.db.repositories.search_stats import search_stats
 from clipwatch.db.search import (
@@ -82,6 +82,7 @@ class ClipFilters:
     created_before: datetime | None = None
     include_deleted: bool = False
     max_seq: int | None = None
+    favourite_of: int | None = None  # only this member's favourites (`favourite=true`)
 
     def covered_by_sqlite_index(self) -> bool:
         """Only filters on columns of the narrow covering index."""
@@ -93,6 +94,7 @@ class ClipFilters:
             and self.featured is None
             and self.min_duration is None
             and self.max_duration is None
+            and self.favourite_of is None
         )
 
 
@@ -158,6 +160,9 @@ def _conditions(f: ClipFilters, c: Any) -> list[Condition]:
         conds.append(c.deleted_at.is_(None))
     if f.max_seq is not None:
         conds.append(c.seq <= f.max_seq)
+    if f.favourite_of is not None:
+        kept = select(Favourite.clip_id).where(Favourite.user_id == f.favourite_of)
+        conds.append(c.id.in_(kept))
     return conds
 
 
@@ -178,6 +183,9 @@ def _keyset(
     return [key > bound] if sort == "oldest" else [key < bound]
 
 
+_newest = Clip.__table__.alias("newest")
+
+
 def _ordered_seqs(
     c: Any,
     sort: KeysetSort,
@@ -186,8 +194,10 @@ def _ordered_seqs(
     *,
     walk_index: bool = True,
 ) -> Select[Any]:
-    """The page's seqs and sort keys. `walk_index=False` hides the keys from the planner
-    (coalesce(x, x) is x, but no index provides its order), so it cannot walk a sort index."""
+    """The page's seqs and sort keys, and the newest clip's seq ("m") in the same snapshot
+    (a walk's first page reads it with its rows: one statement less than a query of its own).
+    `walk_index=False` hides the keys from the planner (coalesce(x, x) is x, but no index
+    provides its order), so it cannot walk a sort index."""
     key, seq = c[_SORT_COLUMN[sort]], c.seq
     order_key, order_seq = (
         (key, seq) if walk_index else (func.coalesce(key, key), func.coalesce(seq, seq))
@@ -197,7 +207,33 @@ def _ordered_seqs(
         if sort == "oldest"
         else [order_key.desc(), order_seq.desc()]
     )
-    return select(seq.label("seq"), key.label("k")).where(*conds).order_by(*order).limit(limit)
+    newest = select(func.max(_newest.c.seq)).scalar_subquery()
+    return (
+        select(seq.label("seq"), key.label("k"), newest.label("m"))
+        .where(*conds)
+        .order_by(*order)
+        .limit(limit)
+    )
+
+
+NamedClip = tuple[Clip, str | None]
+
+
+def _with_game_name(stmt: Select[Any]) -> Select[Any]:
+    """Each clip with its game's name, in the same statement: a search answer names every
+    clip's game, and a separate query for the names cost a round trip per search."""
+    return stmt.add_columns(Game.name).outerjoin(Game, Game.id == Clip.game_id)
+
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Found(Generic[T]):
+    """Rows of a page, and the newest clip seq when they were read (None: no rows)."""
+
+    rows: list[T]
+    newest_seq: int | None
 
 
 async def find_clips(
@@ -207,8 +243,9 @@ async def find_clips(
     *,
     after: tuple[Any, int] | None = None,
     limit: int,
-) -> list[Clip]:
-    """One keyset page of clips that pass the filters, in the sort's order."""
+) -> Found[NamedClip]:
+    """One keyset page of clips that pass the filters, in the sort's order, each with its
+    game's name (None: no game, or its name not known yet)."""
     inner = await _page_query(session, filters, sort, after, limit)
     page = inner.subquery("page")
     order = (
@@ -216,8 +253,9 @@ async def find_clips(
         if sort == "oldest"
         else [page.c.k.desc(), page.c.seq.desc()]
     )
-    stmt = select(Clip).join(page, Clip.seq == page.c.seq).order_by(*order)
-    return list((await session.scalars(stmt)).all())
+    stmt = _with_game_name(select(Clip).join(page, Clip.seq == page.c.seq)).order_by(*order)
+    rows = (await session.execute(stmt.add_columns(page.c.m))).all()
+    return Found([(clip, name) for clip, name, _ in rows], rows[0][2] if rows else None)
 
 
 @dataclass(frozen=True)
@@ -238,14 +276,15 @@ async def find_clip_texts(
     *,
     after: tuple[Any, int] | None = None,
     limit: int,
-) -> list[ClipText]:
+) -> Found[ClipText]:
     """The texts of the first `limit` clips in the sort's order after `after` (relevance's
     candidates), in no particular order."""
     page = (await _page_query(session, filters, sort, after, limit)).subquery("page")
     stmt = select(
-        Clip.seq, Clip.title, Clip.creator_name, Clip.broadcaster_name, Clip.view_count
+        Clip.seq, Clip.title, Clip.creator_name, Clip.broadcaster_name, Clip.view_count, page.c.m
     ).join(page, Clip.seq == page.c.seq)
-    return [ClipText(*row) for row in (await session.execute(stmt)).all()]
+    rows = (await session.execute(stmt)).all()
+    return Found([ClipText(*row[:-1]) for row in rows], rows[0][-1] if rows else None)
 
 
 async def _page_query(
@@ -328,7 +367,9 @@ async def _pg_page_query(
             for i, w in enumerate(terms.words)
         ],
         last_is_prefix=terms.last_is_prefix,
-        rows=max(f.max_seq or 0, 1),
+        # A first page has no bound yet (it reads the newest seq with its rows): the table's
+        # size from the statistics, or counted when it was never analyzed.
+        rows=max(f.max_seq or stats.rows or await newest_seq(session), 1),
         walked_share=stats.channel_share(f.broadcaster_ids) if f.broadcaster_ids else 1.0,
         limit=limit,
     )
@@ -432,7 +473,9 @@ async def newest_seq(session: AsyncSession) -> int:
     return int((await session.execute(select(func.coalesce(func.max(Clip.seq), 0)))).scalar_one())
 
 
-async def clips_by_seq(session: AsyncSession, seqs: Sequence[int]) -> list[Clip]:
+async def clips_by_seq(session: AsyncSession, seqs: Sequence[int]) -> list[NamedClip]:
+    """Clips by seq (in no particular order), each with its game's name."""
     if not seqs:
         return []
-    return list((await session.scalars(select(Clip).where(Clip.seq.in_(list(seqs))))).all())
+    stmt = _with_game_name(select(Clip).where(Clip.seq.in_(list(seqs))))
+    return [(clip, name) for clip, name in (await session.execute(stmt)).all()]

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import select, text
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from clipwatch.db.models import Channel, ChannelLive, Clip
 from clipwatch.db.repositories._dialect import dialect_name
@@ -40,14 +40,53 @@ def parse_snapshot(value: str) -> Snapshot:
     return Snapshot(int(xmin), int(xmax), frozenset(int(x) for x in running.split(",") if x))
 
 
+# Transactions with an id, and whether they run in this database: read before the snapshot
+# (below), on a connection of its own.
+RUNNING_XIDS = text(
+    "SELECT backend_xid::text, datname = current_database() FROM pg_stat_activity"
+    " WHERE backend_xid IS NOT NULL"
+)
+
+
 async def begin_consistent_read(session: AsyncSession) -> Snapshot | None:
     """Make the session's reads share one snapshot; that snapshot on PostgreSQL (None on
-    SQLite, where a read transaction sees one state anyway)."""
+    SQLite, where a read transaction sees one state anyway).
+
+    `pg_current_snapshot()` lists only running transactions below its `xmax`, and `xmax` is
+    one past the newest *completed* transaction: a writer that took the newest id and has
+    not committed is above it, running, and not listed. So the ids of every transaction
+    running just before the snapshot are read first (pg_stat_activity) and this database's
+    ones at or above `xmax` join `running`.
+
+    Transaction ids are the cluster's, not the database's: the snapshot also lists the
+    transactions of other databases on the same server, which can never write a clip here.
+    Those seen running in another database are left out of `running`, or one long
+    transaction elsewhere (another application, a report) would hold the stream back."""
     if dialect_name(session) != "postgresql":
         return None
+    bind = session.bind
+    assert isinstance(bind, AsyncEngine)
+    async with bind.connect() as conn:
+        before = [(int(xid), bool(here)) for xid, here in (await conn.execute(RUNNING_XIDS))]
     await session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
     value = (await session.execute(text("SELECT pg_current_snapshot()::text"))).scalar_one()
-    return parse_snapshot(str(value))
+    snapshot = parse_snapshot(str(value))
+    ours = {_full_xid(xid, snapshot.xmax) for xid, here in before if here} - {0}
+    elsewhere = {_full_xid(xid, snapshot.xmax) for xid, here in before if not here}
+    above = {xid for xid in ours if xid >= snapshot.xmax}
+    if not above and not (snapshot.running & elsewhere):
+        return snapshot
+    return Snapshot(snapshot.xmin, snapshot.xmax, (snapshot.running - elsewhere) | above)
+
+
+def _full_xid(xid: int, near: int) -> int:
+    """A 32-bit transaction id as the 64-bit one (epoch included) closest to `near`."""
+    full = (near & ~0xFFFFFFFF) | (xid & 0xFFFFFFFF)
+    if full > near + 2**31:
+        full -= 2**32
+    elif full < near - 2**31:
+        full += 2**32
+    return max(full, 0)
 
 
 async def newest_seq(session: AsyncSession) -> int:

@@ -26,26 +26,44 @@ async def add_deliveries(session: AsyncSession, rows: list[dict[str, Any]]) -> N
 
 
 async def claim_due(
-    session: AsyncSession, now: datetime, until: datetime, limit: int
+    session: AsyncSession,
+    now: datetime,
+    until: datetime,
+    limit: int,
+    per_route: int | None = None,
 ) -> Sequence[Delivery]:
     """Due pending deliveries, hidden from other workers until `until` (a crashed worker's
-    claim simply comes due again)."""
-    stmt = (
-        select(Delivery)
-        .where(Delivery.status == "pending", Delivery.next_attempt_at <= now)
-        .order_by(Delivery.id)
-        .limit(limit)
-    )
+    claim simply comes due again). `per_route`: at most that many of one route, so one
+    route's burst does not fill a pass that could also send to the others."""
+    due = (Delivery.status == "pending", Delivery.next_attempt_at <= now)
+    stmt = select(Delivery).where(*due).order_by(Delivery.id).limit(limit)
+    if per_route is not None:
+        ranked = (
+            select(
+                Delivery.id,
+                func.row_number()
+                .over(partition_by=Delivery.route_id, order_by=Delivery.id)
+                .label("rank"),
+            )
+            .where(*due)
+            .subquery()
+        )
+        stmt = stmt.where(Delivery.id.in_(select(ranked.c.id).where(ranked.c.rank <= per_route)))
     if dialect_name(session) == "postgresql":
         stmt = stmt.with_for_update(skip_locked=True)
     rows = (await session.scalars(stmt)).all()
-    if rows:
-        await session.execute(
-            update(Delivery)
-            .where(Delivery.id.in_([r.id for r in rows]))
-            .values(next_attempt_at=until)
-        )
-    return rows
+    if not rows:
+        return rows
+    # Only rows still due are taken: on SQLite (no SKIP LOCKED) two workers can read the
+    # same rows, and the second's update then finds them claimed and takes none of them.
+    taken = await session.scalars(
+        update(Delivery)
+        .where(Delivery.id.in_([r.id for r in rows]), *due)
+        .values(next_attempt_at=until)
+        .returning(Delivery.id)
+    )
+    ids = set(taken.all())
+    return [r for r in rows if r.id in ids]
 
 
 async def routes_by_id(session: AsyncSession, ids: set[int]) -> dict[int, NotificationRoute]:
@@ -117,6 +135,24 @@ async def delivery_counts(session: AsyncSession) -> dict[str, int]:
     return counts
 
 
+async def delivery_counts_by_route(
+    session: AsyncSession, route_ids: Sequence[int]
+) -> dict[int, dict[str, int]]:
+    """Deliveries per route and status (pending, sent, dead), zero when none."""
+    counts = {route_id: {"pending": 0, "sent": 0, "dead": 0} for route_id in route_ids}
+    if not route_ids:
+        return counts
+    stmt = (
+        select(Delivery.route_id, Delivery.status, func.count())
+        .where(Delivery.route_id.in_(list(route_ids)))
+        .group_by(Delivery.route_id, Delivery.status)
+    )
+    for route_id, status, n in (await session.execute(stmt)).all():
+        if route_id is not None:
+            counts.setdefault(route_id, {})[status] = int(n)
+    return counts
+
+
 async def newest_clips(
     session: AsyncSession,
     *,
@@ -162,3 +198,134 @@ async def troubled_routes(
         .limit(limit)
     )
     return [dict(row._mapping) for row in (await session.execute(stmt)).all()]
+
+
+# --- messages that stay true (discord/lifecycle.py) -------------------------------------------
+
+
+async def posted_deliveries(
+    session: AsyncSession, route_ids: Sequence[int], clip_ids: Sequence[str], kind: str
+) -> Sequence[Delivery]:
+    """The sent deliveries of these clips to these routes that have a Discord message (the
+    unique (route_id, clip_id) index answers it)."""
+    if not route_ids or not clip_ids:
+        return []
+    stmt = select(Delivery).where(
+        Delivery.route_id.in_(list(route_ids)),
+        Delivery.clip_id.in_(sorted(set(clip_ids))),
+        Delivery.kind == kind,
+        Delivery.status == "sent",
+        Delivery.message_id.is_not(None),
+        Delivery.message_id != "",
+    )
+    return (await session.scalars(stmt.order_by(Delivery.id))).all()
+
+
+async def message_deliveries(
+    session: AsyncSession, route_id: int, message_id: str, kind: str
+) -> Sequence[Delivery]:
+    """The route's deliveries posted in one message (a batch holds up to 10), in order. Read
+    by the route's prefix of the unique index: edits are rare, a message_id index is not
+    worth its upkeep on every send."""
+    stmt = select(Delivery).where(
+        Delivery.route_id == route_id,
+        Delivery.message_id == message_id,
+        Delivery.kind == kind,
+        Delivery.status == "sent",
+    )
+    return (await session.scalars(stmt.order_by(Delivery.id))).all()
+
+
+async def existing_keys(session: AsyncSession, route_id: int, keys: Sequence[str]) -> set[str]:
+    """Which of these outbox keys (clip_id) the route has a row for, whatever its status."""
+    if not keys:
+        return set()
+    stmt = select(Delivery.clip_id).where(
+        Delivery.route_id == route_id, Delivery.clip_id.in_(sorted(set(keys)))
+    )
+    return set((await session.scalars(stmt)).all())
+
+
+async def deliveries_by_id(session: AsyncSession, ids: set[int]) -> dict[int, Delivery]:
+    if not ids:
+        return {}
+    rows = await session.scalars(select(Delivery).where(Delivery.id.in_(ids)))
+    return {d.id: d for d in rows.all()}
+
+
+# --- digests and trending (discord/digests.py, discord/trending.py) ---------------------------
+
+
+async def add_deliveries_counted(session: AsyncSession, rows: list[dict[str, Any]]) -> int:
+    """`add_deliveries`, answering how many rows were new (the rest were there already)."""
+    if not rows:
+        return 0
+    stmt = (
+        insert_for(session, Delivery).values(rows).on_conflict_do_nothing().returning(Delivery.id)
+    )
+    return len((await session.execute(stmt)).all())
+
+
+async def digest_routes(session: AsyncSession) -> Sequence[NotificationRoute]:
+    stmt = select(NotificationRoute).where(
+        NotificationRoute.enabled.is_(True), NotificationRoute.kind == "digest"
+    )
+    return (await session.scalars(stmt.order_by(NotificationRoute.id))).all()
+
+
+async def trending_routes(session: AsyncSession) -> Sequence[NotificationRoute]:
+    stmt = select(NotificationRoute).where(
+        NotificationRoute.enabled.is_(True),
+        NotificationRoute.trending_views_per_hour.is_not(None),
+    )
+    return (await session.scalars(stmt.order_by(NotificationRoute.id))).all()
+
+
+async def views_and_times(
+    session: AsyncSession, ids: Sequence[str]
+) -> dict[str, tuple[int, datetime]]:
+    """Stored view counts of these clips and when each row last changed (absent: left out)."""
+    found: dict[str, tuple[int, datetime]] = {}
+    unique = sorted(set(ids))
+    for start in range(0, len(unique), 500):
+        chunk = unique[start : start + 500]
+        stmt = select(Clip.id, Clip.view_count, Clip.updated_at).where(Clip.id.in_(chunk))
+        for clip_id, views, at in (await session.execute(stmt)).all():
+            found[clip_id] = (int(views), at)
+    return found
+
+
+async def top_clips_between(
+    session: AsyncSession,
+    start: datetime,
+    end: datetime,
+    *,
+    channels: Sequence[str] = (),
+    games: Sequence[str] = (),
+    languages: Sequence[str] = (),
+    min_views: int = 0,
+    after: tuple[int, int] | None = None,
+    limit: int = 500,
+) -> Sequence[Clip]:
+    """Clips created in [start, end), not deleted, most viewed first (ties: older `seq`
+    first), after the keyset `after` (views, seq); narrowed by the filters SQL can test."""
+    stmt = select(Clip).where(
+        Clip.created_at >= start, Clip.created_at < end, Clip.deleted_at.is_(None)
+    )
+    if channels:
+        stmt = stmt.where(
+            Clip.broadcaster_id.in_(channels) | func.lower(Clip.broadcaster_name).in_(channels)
+        )
+    if games:
+        stmt = stmt.where(Clip.game_id.in_(games))
+    if languages:
+        stmt = stmt.where(Clip.language.in_(languages))
+    if min_views:
+        stmt = stmt.where(Clip.view_count >= min_views)
+    if after is not None:
+        views, seq = after
+        stmt = stmt.where(
+            or_(Clip.view_count < views, and_(Clip.view_count == views, Clip.seq > seq))
+        )
+    stmt = stmt.order_by(Clip.view_count.desc(), Clip.seq).limit(limit)
+    return (await session.scalars(stmt)).all()

@@ -32,6 +32,7 @@ class SearchStats:
     floor: float
     channels: dict[str, float] = field(default_factory=dict)
     channel_floor: float = 1.0
+    rows: int = 0  # the table's rows as ANALYZE last counted them (0: never analyzed)
 
     def exact(self, word: str) -> float:
         i = bisect.bisect_left(self.lexemes, word)
@@ -74,6 +75,11 @@ async def search_stats(session: AsyncSession) -> SearchStats:
             lexemes, freqs = tuple(p[0] for p in pairs), tuple(float(p[1]) for p in pairs)
         elif name == "broadcaster_id" and vals:
             channels = {v: float(f) for v, f in zip(vals, val_freqs, strict=True)}
+    reltuples = (
+        await session.execute(
+            text("SELECT reltuples FROM pg_class WHERE oid = to_regclass('clip')")
+        )
+    ).scalar()
     stats = SearchStats(
         lexemes,
         freqs,
@@ -81,6 +87,7 @@ async def search_stats(session: AsyncSession) -> SearchStats:
         channels,
         # Not among the most common values: at most as common as the least common of them.
         min(channels.values(), default=1.0),
+        max(int(reltuples or 0), 0),  # -1: never analyzed
     )
     _cache[key] = (time.monotonic(), stats)
     return stats

@@ -39,6 +39,7 @@ from clipwatch.monitoring.alerts.notify import (
 )
 from clipwatch.monitoring.alerts.rules import AlertConfig, Rule
 from clipwatch.monitoring.alerts.signals import Sample, Signals, SignalSource
+from clipwatch.waiting import wait_event
 
 log = structlog.get_logger("clipwatch.alerts")
 
@@ -284,9 +285,7 @@ async def evaluate_forever(
     wait = interval
     try:
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=wait)
-            if stop.is_set():
+            if await wait_event(stop, wait):
                 return
             try:
                 outcome: EvaluationReport | BaseException = await evaluator.tick()

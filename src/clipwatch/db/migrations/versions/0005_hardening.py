@@ -70,7 +70,9 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("worker_task")
-    with op.batch_alter_table("notification_route") as batch:
+    # In place on SQLite: a copied-and-recreated notification_route would be dropped with
+    # foreign keys on, and ON DELETE CASCADE would empty delivery (see 0010's downgrade).
+    with op.batch_alter_table("notification_route", recreate="never") as batch:
         batch.drop_column("error_count")
         batch.drop_column("last_error_at")
         batch.drop_column("last_error")

@@ -97,7 +97,9 @@ def downgrade() -> None:
     op.drop_table("twitch_user_token")
     op.drop_table("stream")
     op.drop_table("channel_live")
-    with op.batch_alter_table("notification_route") as batch:
+    # In place on SQLite: a copied-and-recreated notification_route would be dropped with
+    # foreign keys on, and ON DELETE CASCADE would empty delivery (see 0010's downgrade).
+    with op.batch_alter_table("notification_route", recreate="never") as batch:
         batch.drop_column("notify_stream_end")
         batch.drop_column("notify_live")
     with op.batch_alter_table("channel_sync") as batch:
