@@ -34,6 +34,25 @@ def wait_until_up(url: str, process: subprocess.Popen[bytes], what: str = "proce
         time.sleep(0.05)  # polling interval while waiting on the condition above
 
 
+def stop_process(process: subprocess.Popen[bytes], what: str, seconds: float = 30.0) -> None:
+    """SIGTERM, then wait; one that does not stop in `seconds` is killed and fails the test
+    (after whatever failure is already on its way, which stays in the report)."""
+    if process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=seconds)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+        raise AssertionError(f"{what} did not stop within {seconds:g} s of SIGTERM") from None
+
+
+def log_tail(path: Path, chars: int = 4000) -> str:
+    text = path.read_text(errors="replace") if path.exists() else "(no log)"
+    return text[-chars:]
+
+
 @dataclass(frozen=True)
 class TwitchProcess:
     base: str
@@ -77,8 +96,7 @@ def simulator(kind: str, *args: str) -> Iterator[tuple[str, subprocess.Popen[byt
         wait_until_up(base + ready, process, f"the {kind} simulator")
         yield base, process
     finally:
-        process.terminate()
-        process.wait(timeout=15)
+        stop_process(process, f"the {kind} simulator", 15)
 
 
 @contextmanager
@@ -104,13 +122,18 @@ def serving(
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        wait_until_up(f"{base}/healthz", process, "clipwatch serve")
+        try:
+            wait_until_up(f"{base}/healthz", process, "clipwatch serve")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; its log ends:\n{log_tail(workdir / log_name)}") from None
         yield base, process
     finally:
-        if process.poll() is None:
-            process.terminate()
-            process.wait(timeout=30)
-        log.close()
+        try:
+            stop_process(process, "clipwatch serve")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; its log ends:\n{log_tail(workdir / log_name)}") from None
+        finally:
+            log.close()
 
 
 @contextmanager
@@ -127,6 +150,4 @@ def python_process(
     try:
         yield process
     finally:
-        if process.poll() is None:
-            process.terminate()
-            process.wait(timeout=10)
+        stop_process(process, "the python process", 10)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import weakref
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, Protocol
 
+import structlog
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
@@ -17,10 +19,13 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 from sqlalchemy.pool import NullPool
+from sqlalchemy.util.concurrency import await_, in_greenlet
 
 from clipwatch.config import Settings
 from clipwatch.db.search import row_matches
 from clipwatch.monitoring.metrics import track_engine
+
+log = structlog.get_logger("clipwatch.db")
 
 
 def create_engine(settings: Settings, *, url: str | None = None) -> AsyncEngine:
@@ -50,6 +55,7 @@ def create_engine(settings: Settings, *, url: str | None = None) -> AsyncEngine:
             cursor.close()
             dbapi_conn.create_function("cw_match", 4, row_matches, deterministic=True)
 
+        event.listen(engine.sync_engine, "invalidate", _roll_back_before_closing)
         if settings.metrics_enabled:
             track_engine(engine)
         return engine
@@ -78,6 +84,24 @@ def create_engine(settings: Settings, *, url: str | None = None) -> AsyncEngine:
     if settings.metrics_enabled:
         track_engine(engine)
     return engine
+
+
+def _roll_back_before_closing(dbapi_conn: Any, _record: Any, _exception: Any) -> None:
+    """A SQLite connection SQLAlchemy throws away (a task cancelled mid-statement) rolls back
+    first, on its own thread, before SQLAlchemy closes it.
+
+    Closed with its transaction open, sqlite3 leaves a "zombie" that keeps the transaction and
+    its write lock for as long as a cursor of it lives, and the cancel's traceback keeps one:
+    every other write then waited out the busy timeout. The worker's own clean-up after a
+    cancelled sync step (a `finally` that releases the channel's lease) waited for itself,
+    and `serve` took 35 s to stop after a SIGTERM during a backfill (a CI run's time-out).
+    """
+    if not in_greenlet():  # the garbage collector's clean-up: nothing may be awaited there
+        return
+    try:
+        await_(asyncio.shield(dbapi_conn.driver_connection.rollback()))
+    except Exception as exc:  # closed regardless; the rollback was only courtesy
+        log.warning("sqlite_rollback_before_close_failed", error=f"{type(exc).__name__}: {exc}")
 
 
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
