@@ -38,6 +38,8 @@ POSTGRES_ADMIN_URL = os.environ.get(
 )
 TEST_SECRET = "test-secret-key-for-cursors"
 TABLES = (
+    "audit_entry",
+    "hidden_clip",
     "favourite",
     "forum_thread",
     "discord_link_code",

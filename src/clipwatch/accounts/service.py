@@ -28,7 +28,8 @@ from clipwatch.db.models import ApiToken, User, UserSession
 from clipwatch.db.repositories import accounts as repo
 from clipwatch.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthenticated
 
-Role = Literal["admin", "member"]
+Role = Literal["admin", "moderator", "member"]
+ROLES: tuple[Role, ...] = ("member", "moderator", "admin")  # each can do what the one before can
 USER_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 # last_used_at / last_seen_at are written at most this often: not a write per request.
 TOUCH_EVERY = timedelta(minutes=1)
@@ -49,6 +50,11 @@ class Principal:
     @property
     def is_admin(self) -> bool:
         return self.role == "admin" and "admin" in self.scopes
+
+    @property
+    def is_moderator(self) -> bool:
+        """Hides and unhides clips (docs/moderation.md): a moderator or an admin, with `write`."""
+        return self.role in ("moderator", "admin") and "write" in self.scopes
 
     def can_see(self, user_id: int) -> bool:
         return user_id == self.user_id or self.is_admin
@@ -90,6 +96,20 @@ async def user_for_twitch(session: AsyncSession, twitch_id: str, login: str) -> 
     user.updated_at = user.created_at
     await repo.add(session, user)
     return user
+
+
+async def set_role(session: AsyncSession, user: User, role: str) -> bool:
+    """Make `user` a member, moderator or admin; whether it changed. Their tokens keep their
+    scopes, and what a scope allows follows the role: an admin made a member keeps no admin
+    power (`Principal.is_admin` asks both)."""
+    if role not in ROLES:
+        raise InvalidInput(f"a role is one of: {', '.join(ROLES)}", field="role")
+    if user.role == role:
+        return False
+    user.role = role
+    user.updated_at = _now()
+    await session.flush()
+    return True
 
 
 async def user_by_name(session: AsyncSession, name: str) -> User:

@@ -129,6 +129,15 @@ def _require(scope: str) -> object:
     return Depends(dependency)
 
 
+async def _moderator(principal: Caller) -> Principal:
+    if principal is None:
+        raise Unauthenticated("this needs an API token or a session")
+    if not principal.is_moderator:
+        raise Forbidden("this needs a moderator (or an admin) with the 'write' scope")
+    return principal
+
+
 Reader = Annotated[Principal, _require("read")]
+Moderator = Annotated[Principal, Depends(_moderator)]
 Writer = Annotated[Principal, _require("write")]
 Admin = Annotated[Principal, _require("admin")]

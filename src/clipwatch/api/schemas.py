@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Generic, TypeVar
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
@@ -418,3 +418,55 @@ class ListOf(BaseModel, Generic[T]):
     """A complete (unpaged) list."""
 
     data: list[T]
+
+
+# --- moderation (docs/moderation.md) -----------------------------------------------------------
+
+Reason = Annotated[
+    str, StringConstraints(min_length=1, max_length=500, pattern=r"^[^\x00-\x1f\x7f]+$")
+]
+
+
+class HideRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: Reason = Field(
+        description="Why (one line, up to 500 characters): the audit log keeps it"
+    )
+
+
+class HiddenRead(BaseModel):
+    hidden_at: datetime
+    hidden_by: str
+    reason: str
+    clip: ClipRead
+
+
+class HiddenPage(BaseModel):
+    data: list[HiddenRead]
+    next_cursor: str | None = Field(
+        description="Pass as `cursor` for the next page; null on the last page."
+    )
+
+
+class AuditRead(BaseModel):
+    id: int
+    at: datetime
+    actor: str
+    actor_id: int | None
+    action: str
+    target: str
+    reason: str | None
+
+
+class AuditPage(BaseModel):
+    data: list[AuditRead]
+    next_cursor: str | None = Field(
+        description="Pass as `cursor` for the next page; null on the last page."
+    )
+
+
+class RoleUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    role: Literal["member", "moderator", "admin"]

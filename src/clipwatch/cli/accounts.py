@@ -41,6 +41,34 @@ def create_user(
     typer.echo(run(in_transaction(settings, work)))
 
 
+class RoleOption(StrEnum):
+    member = "member"
+    moderator = "moderator"
+    admin = "admin"
+
+
+@users_app.command("role")
+def set_role(
+    name: Annotated[str, typer.Argument(help="The user's name")],
+    role: Annotated[RoleOption, typer.Argument(help="member, moderator (hides clips) or admin")],
+) -> None:
+    """Change what a user may do; written to the audit log."""
+    from clipwatch.accounts import service
+    from clipwatch.accounts.service import operator
+    from clipwatch.clips.moderation import record_role
+
+    settings = settings_or_exit(writes=True)
+
+    async def work(session: AsyncSession) -> str:
+        user = await service.user_by_name(session, name)
+        if not await service.set_role(session, user, role.value):
+            return f"user {user.name} is already a {role.value}"
+        await record_role(session, operator("cli"), user)
+        return f"user {user.name} is now a {role.value}"
+
+    typer.echo(run(in_transaction(settings, work)))
+
+
 @users_app.command("list")
 def list_users() -> None:
     """Every user."""

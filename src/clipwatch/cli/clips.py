@@ -1,4 +1,4 @@
-"""`clipwatch clips import FILE`, `clipwatch clips export [FILE]`."""
+"""`clipwatch clips import FILE`, `clipwatch clips export [FILE]`, `clipwatch clips hide|unhide`."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
 
     from rich.progress import Progress, TaskID
+    from sqlalchemy.ext.asyncio import AsyncSession
 
     from clipwatch.clips.importer import ImportReport
     from clipwatch.clips.search import ClipSearch
@@ -197,3 +198,44 @@ def export_(
         except OSError as exc:
             fail(f"{file}: {exc.strerror or exc}")
     err_console().print(f"{rows:,} clips exported", highlight=False)
+
+
+@app.command("hide")
+def hide(
+    clip_id: Annotated[str, typer.Argument(help="The Twitch clip id")],
+    reason: Annotated[str, typer.Option(help="Why (one line, up to 500 characters)")],
+) -> None:
+    """Hide a clip from every public answer (it stays in the archive); audited."""
+    from clipwatch.accounts.service import operator
+    from clipwatch.cli.common import in_transaction
+    from clipwatch.clips import moderation
+
+    settings = settings_or_exit(writes=True)
+
+    async def work(session: AsyncSession) -> str:
+        done = await moderation.hide(session, operator("cli"), clip_id, reason)
+        if not done.changed:
+            return f"clip {clip_id} was hidden already ({done.row.reason})"
+        return (
+            f"clip {clip_id} hidden; {done.cancelled} pending Discord messages cancelled, "
+            f"{done.changes} posted ones to change"
+        )
+
+    typer.echo(run(in_transaction(settings, work)))
+
+
+@app.command("unhide")
+def unhide(clip_id: Annotated[str, typer.Argument(help="The Twitch clip id")]) -> None:
+    """Show a hidden clip again; audited."""
+    from clipwatch.accounts.service import operator
+    from clipwatch.cli.common import in_transaction
+    from clipwatch.clips import moderation
+
+    settings = settings_or_exit(writes=True)
+
+    async def work(session: AsyncSession) -> str:
+        if await moderation.unhide(session, operator("cli"), clip_id):
+            return f"clip {clip_id} is shown again"
+        return f"clip {clip_id} was not hidden"
+
+    typer.echo(run(in_transaction(settings, work)))

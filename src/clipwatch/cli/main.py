@@ -8,6 +8,7 @@ import typer
 
 from clipwatch.cli import (
     accounts,
+    audit,
     clips,
     config,
     db,
@@ -53,6 +54,7 @@ app.add_typer(db.app, name="db")
 app.add_typer(config.app, name="config")
 app.add_typer(clips.app, name="clips")
 app.add_typer(accounts.users_app, name="users")
+app.add_typer(audit.audit_app, name="audit")
 app.add_typer(accounts.tokens_app, name="tokens")
 app.add_typer(twitch.channels_app, name="channels")
 app.command("sync")(twitch.sync_command)

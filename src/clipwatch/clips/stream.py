@@ -30,6 +30,7 @@ from clipwatch.db.engine import session_scope
 from clipwatch.db.models import Clip
 from clipwatch.db.repositories import catalog, clip_stream
 from clipwatch.db.repositories.clip_stream import LiveChange, Snapshot
+from clipwatch.db.repositories.moderation import hidden_seqs
 from clipwatch.monitoring.metrics import SSE_CLIENTS, SSE_DROPPED, SSE_EVENTS
 from clipwatch.waiting import cancel_and_wait, wait_event
 
@@ -333,11 +334,12 @@ class StreamHub:
             new = [clip for clip in clips if clip.seq <= upto]
             if new or changed:
                 names = await _game_names(session, [*new, *changed])
+            hidden = await hidden_seqs(session, [c.seq for c in changed]) if changed else set()
         if hints.channels or hints.everything or not listening:
             self._changes_mark = started
         self._live_mark = started
         self._fan_out_new(new, names)
-        self._fan_out_changed(changed, names)
+        self._fan_out_changed(changed, names, hidden)
         self._fan_out_live(live)
         self.released = max(self.released, upto)
         return len(clips) == self.batch and upto == top
@@ -375,7 +377,9 @@ class StreamHub:
                     data = frame("clip", self.render_clip(clip, name), clip.seq)
                 self._deliver(subscriber, data, "clip")
 
-    def _fan_out_changed(self, clips: list[Clip], names: dict[str, str | None]) -> None:
+    def _fan_out_changed(
+        self, clips: list[Clip], names: dict[str, str | None], hidden: set[int]
+    ) -> None:
         horizon = self._changes_mark - 2 * LOOKBACK
         for key in [k for k in self._sent_changes if k[1] < horizon]:
             del self._sent_changes[key]
@@ -384,7 +388,9 @@ class StreamHub:
             if key in self._sent_changes:
                 continue
             self._sent_changes[key] = None
-            deleted = clip.deleted_at is not None
+            # A clip a moderator hid is gone for the clients: only its id, no word of it.
+            gone = clip.seq in hidden
+            deleted = gone or clip.deleted_at is not None
             event = "clip.deleted" if deleted else "clip.updated"
             name = names.get(clip.game_id or "")
             data: bytes | None = None
@@ -395,7 +401,8 @@ class StreamHub:
                 if not wanted.matches(clip, name):
                     continue
                 if data is None:
-                    data = frame(event, self.render_clip(clip, name))
+                    body = orjson.dumps({"id": clip.id, "hidden": True}) if gone else None
+                    data = frame(event, body or self.render_clip(clip, name))
                 self._deliver(subscriber, data, event)
 
     def _fan_out_live(self, changes: list[LiveChange]) -> None:

@@ -200,6 +200,36 @@ class Favourite(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
+class HiddenClip(Base):
+    """A clip a moderator hid (`PUT /api/v1/clips/{id}/hidden`): it leaves every public
+    answer but stays in the archive. A table of its own, not a column of `clip`: a re-sync
+    rewrites clip rows and never touches this, and the searches' covering indexes stay as they
+    are (the condition is `seq NOT IN (hidden seqs)`, a few rows; docs/moderation.md)."""
+
+    __tablename__ = "hidden_clip"
+
+    clip_seq: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=False)
+    clip_id: Mapped[str] = mapped_column(String(128), unique=True)
+    hidden_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    hidden_by: Mapped[str] = mapped_column(String(64))
+    reason: Mapped[str] = mapped_column(Text)
+
+
+class AuditEntry(Base):
+    """One moderation action (`GET /api/v1/audit`, `clipwatch audit list`): who did what to
+    which thing, when and why. Kept when the actor's account is deleted (no foreign key)."""
+
+    __tablename__ = "audit_entry"
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    actor_id: Mapped[int | None] = mapped_column(BigInteger)
+    actor: Mapped[str] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(32))
+    target: Mapped[str] = mapped_column(String(128), index=True)
+    reason: Mapped[str | None] = mapped_column(Text)
+
+
 # --- Twitch sync ----------------------------------------------------------------------------
 
 

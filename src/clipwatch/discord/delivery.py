@@ -36,7 +36,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from clipwatch.accounts.secrets import unseal
 from clipwatch.db.engine import session_scope
 from clipwatch.db.models import Clip, Delivery, NotificationRoute
-from clipwatch.db.repositories import catalog, notifications
+from clipwatch.db.repositories import catalog, moderation, notifications
 from clipwatch.discord import forum
 from clipwatch.discord.alert_delivery import ALERT_KINDS, Finish, deliver_alerts
 from clipwatch.discord.lifecycle import CHANGE_KINDS, deliver_changes
@@ -90,6 +90,7 @@ class DeliveryReport:
     dead: int = 0
     routes_disabled: int = 0
     messages: int = 0
+    cancelled: int = 0  # their clip was hidden by a moderator meanwhile
 
 
 def next_attempt(attempts: int, now: datetime, jitter: float | None = None) -> datetime | None:
@@ -172,6 +173,7 @@ async def deliver_due(
             {d.route_id for d in claimed + notices + changes + posts if d.route_id is not None},
         )
         clips = await notifications.clips_by_id(session, {d.clip_id for d in claimed})
+        hidden = await moderation.hidden_ids(session, clips)
         names = await catalog.game_names(session, (c.game_id for c in clips.values() if c.game_id))
     if alerts:  # the alert manager's messages (alert_delivery.py), before the clips
         report.messages += await deliver_alerts(
@@ -199,6 +201,13 @@ async def deliver_due(
         if not route.enabled:
             await _finish(sessionmaker, deliveries, "dead", report, error="route disabled")
             return
+        withdrawn = [d for d in deliveries if d.clip_id in hidden]
+        if withdrawn:  # hidden after it was claimed: never sent (clips/moderation.py)
+            error = moderation.HIDDEN_ERROR
+            await _finish(sessionmaker, withdrawn, "cancelled", report, error=error)
+            deliveries = [d for d in deliveries if d.clip_id not in hidden]
+            if not deliveries:
+                return
         orphans = [d for d in deliveries if d.clip_id not in clips]
         if orphans:  # its clip row is gone: nothing can ever be sent, so not claimed forever
             await _finish(sessionmaker, orphans, "dead", report, error="clip not in the archive")
@@ -477,6 +486,8 @@ async def _finish(
         )
     if status == "sent":
         report.sent += len(deliveries)
+    elif status == "cancelled":
+        report.cancelled += len(deliveries)
     else:
         report.dead += len(deliveries)
     DELIVERIES.labels(status).inc(len(deliveries))

@@ -33,7 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from clipwatch.accounts.secrets import unseal
 from clipwatch.db.engine import session_scope
 from clipwatch.db.models import Clip, Delivery, NotificationRoute
-from clipwatch.db.repositories import catalog, notifications
+from clipwatch.db.repositories import catalog, moderation, notifications
 from clipwatch.discord.messages import (
     CONTENT_MAX,
     MESSAGE_EMBED_CHARS,
@@ -58,6 +58,8 @@ from clipwatch.monitoring.metrics import MESSAGE_EDITS
 CHANGE_KINDS = ("edit", "delete")
 POSTED_KIND = "clip"  # the deliveries whose messages change (digests and trending posts do not)
 DELETED = "deleted:"
+HIDDEN = "hidden:"
+HIDDEN_NOTE = "Removed by the moderators"
 REMOVED_COLOR = 0x99AAB5  # Discord's own grey
 REMOVED_PREFIX = "Removed on Twitch: "
 KEY_MAX = 128  # delivery.clip_id
@@ -101,6 +103,18 @@ def _row(
 async def queue_deleted(session: AsyncSession, clip_ids: Sequence[str], now: datetime) -> int:
     """Changes for clips just marked deleted: one row per route whose policy is `edit` or
     `delete` and that posted the clip; how many were offered (one already there stays)."""
+    return await _queue_removed(session, clip_ids, now, DELETED, "deleted")
+
+
+async def queue_hidden(session: AsyncSession, clip_ids: Sequence[str], now: datetime) -> int:
+    """The same for clips a moderator just hid (clips/moderation.py): their messages then
+    show no word of the clip."""
+    return await _queue_removed(session, clip_ids, now, HIDDEN, "hidden")
+
+
+async def _queue_removed(
+    session: AsyncSession, clip_ids: Sequence[str], now: datetime, prefix: str, reason: str
+) -> int:
     if not clip_ids:
         return 0
     routes = {
@@ -112,11 +126,11 @@ async def queue_deleted(session: AsyncSession, clip_ids: Sequence[str], now: dat
     rows = [
         _row(
             ref.route_id,
-            change_key(DELETED, ref.clip_id),
+            change_key(prefix, ref.clip_id),
             routes[ref.route_id].on_deleted,
             ref,
             now,
-            {"clip": ref.clip_id, "reason": "deleted"},
+            {"clip": ref.clip_id, "reason": reason},
         )
         for ref in posted
         if ref.route_id is not None
@@ -141,6 +155,9 @@ async def queue_milestones(
     lowest = min((m for ms in marks.values() for m in ms), default=0)
     # Most refreshes cross nothing: no query for them.
     moving = [c for c, (b, a) in counts.items() if lowest and a >= lowest and b < top]
+    if moving:  # a hidden clip's message is not brought back to mind
+        hidden = await moderation.hidden_ids(session, moving)
+        moving = [c for c in moving if c not in hidden]
     if not moving:
         return 0
     posted = await notifications.posted_deliveries(session, list(routes), moving, POSTED_KIND)
@@ -202,8 +219,9 @@ def fit_embeds(embeds: list[dict[str, Any]]) -> list[dict[str, Any]]:
 class Member:
     """One clip of a posted message, as it is now."""
 
-    view: ClipView | None  # None: the clip is no longer in the archive
+    view: ClipView | None  # None: the clip is no longer in the archive, or is hidden
     removed: bool
+    note: str = "Removed on Twitch"  # what a message shows in place of a clip without a view
 
 
 def rebuild_message(template: Template, members: Sequence[Member], voice: Voice) -> dict[str, Any]:
@@ -218,7 +236,7 @@ def rebuild_message(template: Template, members: Sequence[Member], voice: Voice)
         member = members[0] if members else Member(None, True)
         if member.view is None or member.removed:
             title = escape(member.view.title) if member.view else ""
-            content = cut(REMOVED_PREFIX + title, CONTENT_MAX) if title else "Removed on Twitch"
+            content = cut(REMOVED_PREFIX + title, CONTENT_MAX) if title else member.note
         else:
             content = cut(f"{member.view.url} · {member.view.view_count:,} views", CONTENT_MAX)
         edit = address({"content": content, "embeds": []}, voice)
@@ -226,7 +244,7 @@ def rebuild_message(template: Template, members: Sequence[Member], voice: Voice)
     embeds = []
     for member in members:
         if member.view is None:
-            embeds.append({"title": "Removed on Twitch", "color": REMOVED_COLOR})
+            embeds.append({"title": member.note, "color": REMOVED_COLOR})
             continue
         try:
             embed = embed_for(template, member.view)
@@ -264,8 +282,11 @@ async def plan_change(
         removed_keys = await notifications.existing_keys(
             session, route.id, [change_key(DELETED, d.clip_id) for d in members]
         )
+        hidden = await moderation.hidden_ids(session, (d.clip_id for d in members))
     shown = [
-        Member(
+        Member(None, True, HIDDEN_NOTE)
+        if d.clip_id in hidden
+        else Member(
             view_of(clips[d.clip_id], names.get(clips[d.clip_id].game_id or ""))
             if d.clip_id in clips
             else None,

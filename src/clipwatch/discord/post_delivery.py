@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from clipwatch.db.engine import session_scope
 from clipwatch.db.models import Delivery, NotificationRoute
-from clipwatch.db.repositories import catalog, notifications
+from clipwatch.db.repositories import catalog, moderation, notifications
 from clipwatch.discord import forum
 from clipwatch.discord.digests import TOP_MAX, digest_message, top_clips
 from clipwatch.discord.messages import (
@@ -55,7 +55,8 @@ async def build_post(
             clips = await top_clips(session, filters_of(route), start, end, top)
         else:
             found = await notifications.clips_by_id(session, {str(payload.get("clip"))})
-            clips = [c for c in found.values() if c.deleted_at is None]
+            hidden = await moderation.hidden_ids(session, found)
+            clips = [c for c in found.values() if c.deleted_at is None and c.id not in hidden]
         names = await catalog.game_names(session, (c.game_id for c in clips if c.game_id))
     views = [view_of(c, names.get(c.game_id or "")) for c in clips]
     if not views:

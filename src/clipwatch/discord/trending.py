@@ -25,7 +25,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from clipwatch.db.models import NotificationRoute
-from clipwatch.db.repositories import notifications
+from clipwatch.db.repositories import moderation, notifications
 from clipwatch.discord.outbox import facts_of, filters_of
 from clipwatch.discord.routing import route_matches
 from clipwatch.monitoring.metrics import ROUTE_POSTS
@@ -103,6 +103,9 @@ async def queue_trending(
         measured = growth(before, _aware(since), int(row["view_count"]), now)
         if measured is not None:
             grown.append((row, measured))
+    if grown:  # a clip a moderator hid is never posted
+        hidden = await moderation.hidden_ids(session, (str(row["id"]) for row, _ in grown))
+        grown = [(row, g) for row, g in grown if row["id"] not in hidden]
     outbox = []
     for route in baseline.routes:
         threshold = route.trending_views_per_hour or 0

@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql import ColumnElement
 
 from clipwatch.db.models import Clip, Game
+from clipwatch.db.repositories import moderation
 from clipwatch.db.repositories._dialect import dialect_name
 
 TOP = 10
@@ -25,7 +26,11 @@ def _day(session: AsyncSession) -> ColumnElement[Any]:
 async def channel_stats(
     session: AsyncSession, channel_id: str, since: datetime | None, *, days: int = DAYS_SHOWN
 ) -> dict[str, Any]:
-    where = [Clip.broadcaster_id == channel_id, Clip.deleted_at.is_(None)]
+    where = [
+        Clip.broadcaster_id == channel_id,
+        Clip.deleted_at.is_(None),
+        moderation.visible(Clip.seq),
+    ]
     if since is not None:
         where.append(Clip.created_at >= since)
     views = func.coalesce(func.sum(Clip.view_count), 0)

@@ -36,6 +36,7 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.expression import TableClause, TextClause
 
 from clipwatch.db.models import Clip, Favourite, Game
+from clipwatch.db.repositories import moderation
 from clipwatch.db.repositories._dialect import dialect_name
 from clipwatch.db.repositories.search_stats import search_stats
 from clipwatch.db.search import (
@@ -83,6 +84,7 @@ class ClipFilters:
     include_deleted: bool = False
     max_seq: int | None = None
     favourite_of: int | None = None  # only this member's favourites (`favourite=true`)
+    include_hidden: bool = False  # clips moderators hid (never in a public answer)
 
     def covered_by_sqlite_index(self) -> bool:
         """Only filters on columns of the narrow covering index."""
@@ -163,6 +165,8 @@ def _conditions(f: ClipFilters, c: Any) -> list[Condition]:
     if f.favourite_of is not None:
         kept = select(Favourite.clip_id).where(Favourite.user_id == f.favourite_of)
         conds.append(c.id.in_(kept))
+    if not f.include_hidden:
+        conds.append(moderation.visible(c.seq))
     return conds
 
 
@@ -458,13 +462,20 @@ async def resolve_creator_ids(session: AsyncSession, keys: Sequence[str]) -> lis
     return sorted(ids)
 
 
-async def get_clip(session: AsyncSession, clip_id: str) -> Clip | None:
-    return (await session.scalars(select(Clip).where(Clip.id == clip_id))).first()
+async def get_clip(
+    session: AsyncSession, clip_id: str, *, include_hidden: bool = False
+) -> Clip | None:
+    """The clip, unless a moderator hid it (then only with `include_hidden`)."""
+    stmt = select(Clip).where(Clip.id == clip_id)
+    if not include_hidden:
+        stmt = stmt.where(moderation.visible(Clip.seq))
+    return (await session.scalars(stmt)).first()
 
 
 async def clips_by_ids(session: AsyncSession, ids: list[str]) -> list[Clip]:
-    """Clips by id, in the order of `ids` (missing ones left out)."""
-    rows = {c.id: c for c in (await session.scalars(select(Clip).where(Clip.id.in_(ids)))).all()}
+    """Clips by id, in the order of `ids` (missing and hidden ones left out)."""
+    stmt = select(Clip).where(Clip.id.in_(ids), moderation.visible(Clip.seq))
+    rows = {c.id: c for c in (await session.scalars(stmt)).all()}
     return [rows[i] for i in ids if i in rows]
 
 

@@ -18,6 +18,7 @@ from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from clipwatch.db.models import Channel, ChannelLive, Clip
+from clipwatch.db.repositories import moderation
 from clipwatch.db.repositories._dialect import dialect_name
 
 
@@ -97,8 +98,13 @@ async def newest_seq(session: AsyncSession) -> int:
 async def clips_after(
     session: AsyncSession, after: int, *, limit: int, upto: int | None = None
 ) -> list[Clip]:
-    """Clips with `after < seq <= upto`, in seq order (the primary key's)."""
-    stmt = select(Clip).where(Clip.seq > after).order_by(Clip.seq).limit(limit)
+    """Clips with `after < seq <= upto`, in seq order (the primary key's); not the hidden."""
+    stmt = (
+        select(Clip)
+        .where(Clip.seq > after, moderation.visible(Clip.seq))
+        .order_by(Clip.seq)
+        .limit(limit)
+    )
     if upto is not None:
         stmt = stmt.where(Clip.seq <= upto)
     return list((await session.scalars(stmt)).all())

@@ -10,6 +10,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from clipwatch.db.models import Clip, Favourite, Game
+from clipwatch.db.repositories import moderation
 from clipwatch.db.repositories._dialect import dialect_name
 
 KeptClip = tuple[Favourite, Clip, str | None]  # the favourite, its clip, the game's name
@@ -43,7 +44,7 @@ async def kept_page(
         select(Favourite, Clip, Game.name)
         .join(Clip, Clip.id == Favourite.clip_id)
         .outerjoin(Game, Game.id == Clip.game_id)
-        .where(Favourite.user_id == user_id)
+        .where(Favourite.user_id == user_id, moderation.visible(Clip.seq))
         .order_by(Favourite.created_at.desc(), Favourite.clip_id.desc())
         .limit(limit)
     )

@@ -10,6 +10,7 @@ from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from clipwatch.db.models import Clip, Delivery, NotificationRoute
+from clipwatch.db.repositories import moderation
 from clipwatch.db.repositories._dialect import dialect_name, insert_for
 
 
@@ -162,7 +163,7 @@ async def newest_clips(
 ) -> Sequence[Clip]:
     """The newest stored clips (not deleted), narrowed by channel ids or logins and views:
     candidates for a route's test message, matched in full by the caller."""
-    stmt = select(Clip).where(Clip.deleted_at.is_(None))
+    stmt = select(Clip).where(Clip.deleted_at.is_(None), moderation.visible(Clip.seq))
     if channels:
         stmt = stmt.where(
             Clip.broadcaster_id.in_(channels) | func.lower(Clip.broadcaster_name).in_(channels)
@@ -310,7 +311,10 @@ async def top_clips_between(
     """Clips created in [start, end), not deleted, most viewed first (ties: older `seq`
     first), after the keyset `after` (views, seq); narrowed by the filters SQL can test."""
     stmt = select(Clip).where(
-        Clip.created_at >= start, Clip.created_at < end, Clip.deleted_at.is_(None)
+        Clip.created_at >= start,
+        Clip.created_at < end,
+        Clip.deleted_at.is_(None),
+        moderation.visible(Clip.seq),
     )
     if channels:
         stmt = stmt.where(
