@@ -26,8 +26,10 @@ from sqlalchemy.ext.asyncio import (
 )
 
 from clipwatch.accounts import service
+from clipwatch.accounts.service import operator
 from clipwatch.api.routers.stream import _resume_point
 from clipwatch.cache.manager import CacheManager
+from clipwatch.clips import moderation
 from clipwatch.clips.stream import HOLD_MAX_S, StreamHub
 from clipwatch.clips.stream_filter import StreamFilter
 from clipwatch.config import Settings
@@ -289,6 +291,31 @@ async def test_updates_and_deletions_are_told(
     assert stream.of("clip.deleted")[0].data["deleted_at"] is not None
     assert not stream.of("clip")
     await stream.close()
+
+
+async def test_a_hidden_clip_is_told_gone_without_a_word_of_it_and_never_replayed(
+    served: Served, http: httpx.AsyncClient, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    first = await open_stream(http, params={"broadcaster": "4101"})
+    clips = [helix_clip(id=f"Hush{n}", title=f"secret {n}", **chan("4101")) for n in range(3)]
+    await store_clips(sessionmaker, clips)
+    await wait_for(lambda: len(first.clip_ids()) == 3, "the three clips")
+    async with session_scope(sessionmaker) as session:
+        await moderation.hide(session, operator("test"), "Hush1", "a leaked address")
+    await wait_for(lambda: bool(first.of("clip.deleted")), "clip.deleted")
+    assert first.of("clip.deleted")[0].data == {"id": "Hush1", "hidden": True}
+    last_seen = first.of("clip")[0].id  # Hush0's: Hush1 and Hush2 were missed by the next
+    await first.close()
+    resumed = await open_stream(
+        http, params={"broadcaster": "4101"}, headers={"Last-Event-ID": str(last_seen)}
+    )
+    await wait_for(lambda: resumed.heartbeats() > 0, "the replay's end")
+    assert resumed.clip_ids() == ["Hush2"]
+    async with session_scope(sessionmaker) as session:
+        assert await moderation.unhide(session, operator("test"), "Hush1")
+    await wait_for(lambda: bool(resumed.of("clip.updated")), "clip.updated")
+    assert resumed.of("clip.updated")[0].data["title"] == "secret 1"
+    await resumed.close()
 
 
 async def test_a_channel_going_live_is_told_to_streams_of_that_channel(

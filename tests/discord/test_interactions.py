@@ -14,8 +14,11 @@ from hypothesis import strategies as st
 from nacl.signing import SigningKey
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from clipwatch.accounts.service import operator
 from clipwatch.api.routers import interactions as endpoint
+from clipwatch.clips import moderation
 from clipwatch.config import Settings
+from clipwatch.db.engine import session_scope
 from clipwatch.discord.interactions import signed_recently
 from tests.conftest import app_client
 from tests.discord.conftest import DiscordSim
@@ -151,6 +154,24 @@ async def test_every_command_answers_from_the_archive(
         assert (await post(client, command("top", channel="nobody"))).json()["data"]["flags"] == 64
         unknown = await post(client, {"type": 2, "data": {"name": "other"}})
         assert unknown.json()["data"]["flags"] == 64
+
+
+async def test_slash_commands_never_show_a_hidden_clip(
+    discord_settings: Settings, archive: None, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    async with session_scope(sessionmaker) as session:
+        await moderation.hide(session, operator("test"), "Big", "not for the server")
+    async with app_client(discord_settings) as client:
+
+        def ids(answer: httpx.Response) -> list[str]:
+            data = answer.json()["data"]
+            return [e["url"].rsplit("/", 1)[1] for e in data.get("embeds", [])]
+
+        assert ids(await post(client, command("search", query="clutch"))) == ["Small"]
+        assert ids(await post(client, command("top"))) == ["Loud", "Small"]
+        assert ids(await post(client, command("latest"))) == ["Small", "Loud"]
+        for _ in range(10):
+            assert ids(await post(client, command("random"))) != ["Big"]
 
 
 async def test_autocomplete_suggests_channels(discord_settings: Settings, archive: None) -> None:
