@@ -46,7 +46,8 @@ async def test_pending_messages_of_a_hidden_clip_are_cancelled_and_never_sent(
     await drain(sessionmaker, discord_sim)
     sent = orjson.dumps([m.payload for m in discord_sim.discord.received]).decode()
     assert "LifeHid2" in sent
-    assert "LifeHid1" not in sent and "secret one" not in sent
+    assert "LifeHid1" not in sent
+    assert "secret one" not in sent
     rows = {(d.route_id, d.clip_id): d for d in await deliveries(sessionmaker)}
     for route_id in (first, second):
         assert rows[(route_id, "LifeHid1")].status == "cancelled"
@@ -103,7 +104,8 @@ async def test_posted_messages_change_by_each_routes_policy_once_without_the_cli
     assert change_requests(discord_sim, hooks[edit]) == ["edit_message"]
     assert len(edited.edits) == 1
     text = orjson.dumps(edited.payload).decode()
-    assert "secret posted" not in text and "LifePost1" not in text
+    assert "secret posted" not in text
+    assert "LifePost1" not in text
     [embed] = edited.payload["embeds"]
     assert embed["title"] == "Removed by the moderators"
     assert change_requests(discord_sim, hooks[delete]) == ["delete_message"]
