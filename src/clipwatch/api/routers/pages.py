@@ -26,11 +26,13 @@ from clipwatch.api.auth import client_ip
 from clipwatch.api.cached import cache_key
 from clipwatch.api.clip_filters import ClipFilters, clips_answer
 from clipwatch.api.deps import AppState, Session, State
-from clipwatch.api.page_session import Viewer
+from clipwatch.api.page_session import Member, Viewer, form_of, see_other
 from clipwatch.api.params import ClipId, Cursor
 from clipwatch.api.schemas import ClipPage, ClipRead
+from clipwatch.clips import moderation
 from clipwatch.clips.search import Sort, check_ranges
 from clipwatch.db.repositories import catalog, clip_search
+from clipwatch.db.repositories import moderation as moderation_repo
 from clipwatch.errors import ClipwatchError, NotFound, RateLimited
 from clipwatch.web.render import PAGE_SIZE, STATIC_DIR, render
 
@@ -173,7 +175,12 @@ async def search_page(
 
 
 @router.get("/clips/{clip_id}", response_class=HTMLResponse)
-async def clip_page(request: Request, state: State, session: Session, clip_id: ClipId) -> Response:
+async def clip_page(
+    request: Request, state: State, session: Session, clip_id: ClipId, viewer: Viewer
+) -> Response:
+    if viewer is not None and viewer.is_moderator:  # their own page: hidden clips too, uncached
+        return await _moderators_clip_page(request, state, session, clip_id)
+
     async def compute() -> tuple[ClipRead, set[str]]:
         clip = await clip_search.get_clip(session, clip_id)
         if clip is None:
@@ -187,9 +194,58 @@ async def clip_page(request: Request, state: State, session: Session, clip_id: C
     body = await _cached_read(state, f"/api/v1/clips/{clip_id}", [], compute)
     clip = ClipRead.model_validate_json(body)
     return _html(
-        render("clip.html", **_common(state, request), clip=clip, base_url=state.settings.base_url),
+        render(
+            "clip.html",
+            **_common(state, request),
+            clip=clip,
+            base_url=state.settings.base_url,
+            moderating=False,
+            hidden=None,
+        ),
         cache=True,
     )
+
+
+async def _moderators_clip_page(
+    request: Request, state: State, session: Session, clip_id: str
+) -> Response:
+    row = await clip_search.get_clip(session, clip_id, include_hidden=True)
+    if row is None:
+        raise NotFound(f"no clip with id {clip_id}")
+    names = await catalog.game_names(session, [row.game_id] if row.game_id else [])
+    clip = ClipRead.from_clip(row, names.get(row.game_id or ""))
+    hidden = await moderation_repo.find(session, row.id)
+    page = render(
+        "clip.html",
+        **_common(state, request),
+        clip=clip,
+        base_url=state.settings.base_url,
+        moderating=True,
+        hidden=hidden,
+    )
+    return _html(page)
+
+
+@router.post("/clips/{clip_id}/hide", response_class=HTMLResponse)
+async def hide_clip(
+    request: Request, session: Session, clip_id: ClipId, viewer: Member
+) -> Response:
+    form = await form_of(request, viewer)
+    if not viewer.is_moderator:
+        raise NotFound("no such page")
+    await moderation.hide(session, viewer, clip_id, form.get("reason"))
+    return see_other(f"/clips/{clip_id}")
+
+
+@router.post("/clips/{clip_id}/unhide", response_class=HTMLResponse)
+async def unhide_clip(
+    request: Request, session: Session, clip_id: ClipId, viewer: Member
+) -> Response:
+    await form_of(request, viewer)
+    if not viewer.is_moderator:
+        raise NotFound("no such page")
+    await moderation.unhide(session, viewer, clip_id)
+    return see_other(f"/clips/{clip_id}")
 
 
 # --- Errors as pages -------------------------------------------------------------------------
