@@ -230,6 +230,41 @@ class AuditEntry(Base):
     reason: Mapped[str | None] = mapped_column(Text)
 
 
+class Collection(Base):
+    """An owned, ordered list of clips (`/api/v1/collections`; docs/collections.md).
+    `version` grows with every change of it or its items: its ETag, and the optimistic lock
+    a write with `If-Match` takes (`UPDATE ... WHERE version = :seen`)."""
+
+    __tablename__ = "collection"
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("app_user.id", ondelete="CASCADE"), index=True
+    )
+    title: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str] = mapped_column(Text, default="")
+    visibility: Mapped[str] = mapped_column(String(16), default="private")  # private|unlisted|public
+    # An unlisted collection is read by whoever has this key (its link); rotated on demand.
+    share_key: Mapped[str] = mapped_column(String(64), unique=True)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class CollectionItem(Base):
+    """One clip of a collection at its place (`position`: 0, 1, ... without gaps). No foreign
+    key to `clip` (as everywhere); a hidden or deleted clip keeps its place."""
+
+    __tablename__ = "collection_item"
+
+    collection_id: Mapped[int] = mapped_column(
+        ForeignKey("collection.id", ondelete="CASCADE"), primary_key=True
+    )
+    clip_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    position: Mapped[int] = mapped_column(Integer)
+    added_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
 # --- Twitch sync ----------------------------------------------------------------------------
 
 

@@ -1,4 +1,5 @@
-"""Curation (issue 17): the clips a member keeps, clips moderators hid, the audit log
+"""Curation (issue 17): the clips a member keeps, clips moderators hid, the audit log,
+collections
 
 Revision ID: 0011
 Revises: 0010
@@ -47,9 +48,40 @@ def upgrade() -> None:
         sa.Column("reason", sa.Text(), nullable=True),
     )
     op.create_index("ix_audit_entry_target", "audit_entry", ["target"])
+    op.create_table(
+        "collection",
+        sa.Column("id", BigIntPK, primary_key=True, autoincrement=True),
+        sa.Column(
+            "user_id", BigIntPK, sa.ForeignKey("app_user.id", ondelete="CASCADE"), nullable=False
+        ),
+        sa.Column("title", sa.String(200), nullable=False),
+        sa.Column("description", sa.Text(), nullable=False),
+        sa.Column("visibility", sa.String(16), nullable=False),
+        sa.Column("share_key", sa.String(64), nullable=False),
+        sa.Column("version", sa.Integer(), nullable=False),
+        sa.Column("created_at", UTCDateTime(), nullable=False),
+        sa.Column("updated_at", UTCDateTime(), nullable=False),
+        sa.UniqueConstraint("share_key", name="uq_collection_share_key"),
+    )
+    op.create_index("ix_collection_user_id", "collection", ["user_id"])
+    op.create_table(
+        "collection_item",
+        sa.Column(
+            "collection_id",
+            BigIntPK,
+            sa.ForeignKey("collection.id", ondelete="CASCADE"),
+            primary_key=True,
+        ),
+        sa.Column("clip_id", sa.String(128), primary_key=True),
+        sa.Column("position", sa.Integer(), nullable=False),
+        sa.Column("added_at", UTCDateTime(), nullable=False),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("collection_item")
+    op.drop_index("ix_collection_user_id", table_name="collection")
+    op.drop_table("collection")
     op.drop_index("ix_audit_entry_target", table_name="audit_entry")
     op.drop_table("audit_entry")
     op.drop_table("hidden_clip")
