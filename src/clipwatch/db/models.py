@@ -243,7 +243,8 @@ class Collection(Base):
     )
     title: Mapped[str] = mapped_column(String(200))
     description: Mapped[str] = mapped_column(Text, default="")
-    visibility: Mapped[str] = mapped_column(String(16), default="private")  # private|unlisted|public
+    # private | unlisted | public
+    visibility: Mapped[str] = mapped_column(String(16), default="private")
     # An unlisted collection is read by whoever has this key (its link); rotated on demand.
     share_key: Mapped[str] = mapped_column(String(64), unique=True)
     version: Mapped[int] = mapped_column(Integer, default=1)
