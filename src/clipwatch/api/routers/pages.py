@@ -29,9 +29,10 @@ from clipwatch.api.deps import AppState, Session, State
 from clipwatch.api.page_session import Member, Viewer, form_of, see_other
 from clipwatch.api.params import ClipId, Cursor
 from clipwatch.api.schemas import ClipPage, ClipRead
-from clipwatch.clips import moderation
+from clipwatch.clips import favourites, moderation
 from clipwatch.clips.search import Sort, check_ranges
 from clipwatch.db.repositories import catalog, clip_search
+from clipwatch.db.repositories import favourites as favourites_repo
 from clipwatch.db.repositories import moderation as moderation_repo
 from clipwatch.errors import ClipwatchError, NotFound, RateLimited
 from clipwatch.web.render import PAGE_SIZE, STATIC_DIR, render
@@ -179,7 +180,7 @@ async def clip_page(
     request: Request, state: State, session: Session, clip_id: ClipId, viewer: Viewer
 ) -> Response:
     if viewer is not None and viewer.is_moderator:  # their own page: hidden clips too, uncached
-        return await _moderators_clip_page(request, state, session, clip_id)
+        return await _moderators_clip_page(request, state, session, clip_id, viewer)
 
     async def compute() -> tuple[ClipRead, set[str]]:
         clip = await clip_search.get_clip(session, clip_id)
@@ -193,6 +194,7 @@ async def clip_page(
 
     body = await _cached_read(state, f"/api/v1/clips/{clip_id}", [], compute)
     clip = ClipRead.model_validate_json(body)
+    kept = await _kept(session, viewer, clip.id)
     return _html(
         render(
             "clip.html",
@@ -201,13 +203,21 @@ async def clip_page(
             base_url=state.settings.base_url,
             moderating=False,
             hidden=None,
+            favourite=kept,
         ),
-        cache=True,
+        cache=kept is None,  # a signed-in page holds the viewer's own star: never stored
     )
 
 
+async def _kept(session: Session, viewer: Principal | None, clip_id: str) -> bool | None:
+    """Whether the viewer keeps the clip; None for nobody signed in (no star shown)."""
+    if viewer is None:
+        return None
+    return await favourites_repo.is_kept(session, viewer.user_id, clip_id)
+
+
 async def _moderators_clip_page(
-    request: Request, state: State, session: Session, clip_id: str
+    request: Request, state: State, session: Session, clip_id: str, viewer: Principal
 ) -> Response:
     row = await clip_search.get_clip(session, clip_id, include_hidden=True)
     if row is None:
@@ -222,6 +232,7 @@ async def _moderators_clip_page(
         base_url=state.settings.base_url,
         moderating=True,
         hidden=hidden,
+        favourite=await _kept(session, viewer, row.id),
     )
     return _html(page)
 
@@ -234,6 +245,19 @@ async def hide_clip(
     if not viewer.is_moderator:
         raise NotFound("no such page")
     await moderation.hide(session, viewer, clip_id, form.get("reason"))
+    return see_other(f"/clips/{clip_id}")
+
+
+@router.post("/clips/{clip_id}/favourite", response_class=HTMLResponse)
+async def star_clip(
+    request: Request, session: Session, clip_id: ClipId, viewer: Member
+) -> Response:
+    """The star on a clip page: `keep=1` keeps it, `keep=0` lets it go (both idempotent)."""
+    form = await form_of(request, viewer)
+    if form.get("keep") == "0":
+        await favourites.drop(session, viewer, clip_id)
+    else:
+        await favourites.keep(session, viewer, clip_id)
     return see_other(f"/clips/{clip_id}")
 
 

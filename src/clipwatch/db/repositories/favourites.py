@@ -28,6 +28,13 @@ async def keep(session: AsyncSession, user_id: int, clip_id: str, at: datetime) 
     return bool(getattr(result, "rowcount", 0))
 
 
+async def is_kept(session: AsyncSession, user_id: int, clip_id: str) -> bool:
+    stmt = select(Favourite.clip_id).where(
+        Favourite.user_id == user_id, Favourite.clip_id == clip_id
+    )
+    return (await session.scalar(stmt)) is not None
+
+
 async def drop(session: AsyncSession, user_id: int, clip_id: str) -> bool:
     """Let a clip go; whether it was kept."""
     result = await session.execute(
