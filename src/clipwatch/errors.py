@@ -6,6 +6,7 @@ ClipwatchError
  ├── BadRequest           a request that cannot be taken as it stands (a login state mismatch)
  ├── NotFound             the thing asked for does not exist (or is not yours)
  ├── Conflict             the change collides with existing state
+ ├── PreconditionFailed   the caller's copy is stale (If-Match names an older version)
  ├── Unauthenticated      no credentials, or credentials that are invalid, expired or revoked
  ├── Forbidden            authenticated, but not allowed (scope, CSRF proof)
  ├── RateLimited          too many requests; try again after `retry_after` seconds
@@ -36,6 +37,10 @@ class NotFound(ClipwatchError):
 
 
 class Conflict(ClipwatchError):
+    pass
+
+
+class PreconditionFailed(ClipwatchError):
     pass
 
 

@@ -1,9 +1,10 @@
-"""Digest and trending rows of the outbox (kinds `digest`, `trending`), sent by the delivery
-pass beside clips: one message each, built when sent (a digest from its period's top clips
-then, a trending post from the clip as it is then), addressed as the route sends (pings,
-name, avatar, its thread or a new forum post), through the same sender; outcomes recorded
-as a stream notice's are (`NoticeFinish`), counted in `clipwatch_route_posts_total`, and a
-refusal shown on the route."""
+"""Digest, trending and collection rows of the outbox (kinds `digest`, `trending`,
+`collection`), sent by the delivery pass beside clips: one message each, built when sent (a
+digest from its period's top clips then, a trending post from the clip as it is then, a
+collection from its shown clips then: docs/collections.md), addressed as the route sends
+(pings, name, avatar, its thread or a new forum post), through the same sender; outcomes
+recorded as a stream notice's are (`NoticeFinish`), counted in `clipwatch_route_posts_total`,
+and a refusal shown on the route."""
 
 from __future__ import annotations
 
@@ -15,14 +16,23 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from clipwatch.db.engine import session_scope
-from clipwatch.db.models import Delivery, NotificationRoute
+from clipwatch.db.models import Clip, Delivery, NotificationRoute
 from clipwatch.db.repositories import catalog, moderation, notifications
+from clipwatch.db.repositories import collections as collection_repo
 from clipwatch.discord import forum
-from clipwatch.discord.digests import TOP_MAX, digest_message, top_clips
+from clipwatch.discord.digests import TOP_MAX, digest_message, list_message, top_clips
 from clipwatch.discord.messages import (
+    CONTENT_MAX,
+    EMBEDS_PER_MESSAGE,
+    LINK_TEMPLATE,
+    NO_PINGS,
+    TITLE_MAX,
+    ClipView,
+    Template,
     TemplateFailures,
     address,
     cut,
+    escape,
     iter_messages,
     template_failure_text,
     voice_of,
@@ -33,7 +43,7 @@ from clipwatch.discord.sender import Outcome, Rejected, RetryLater, Sent, Webhoo
 from clipwatch.discord.trending import trending_reason
 from clipwatch.monitoring.metrics import ROUTE_POSTS
 
-POST_KINDS = ("digest", "trending")
+POST_KINDS = ("digest", "trending", "collection")
 log = structlog.get_logger("clipwatch.discord")
 
 
@@ -47,8 +57,15 @@ async def build_post(
 
     payload = row.payload or {}
     failures: TemplateFailures = []
+    title = ""
     async with session_scope(sessionmaker) as session:
-        if row.kind == "digest":
+        clips: Sequence[Clip]
+        if row.kind == "collection":
+            collection_id = int(payload.get("collection", 0))
+            collection = await collection_repo.get_collection(session, collection_id)
+            title = collection.title if collection else ""
+            clips = await collection_repo.postable_clips(session, collection_id)
+        elif row.kind == "digest":
             start = datetime.fromisoformat(str(payload["start"]))
             end = datetime.fromisoformat(str(payload["end"]))
             top = min(max(int(payload.get("top", 10)), 1), TOP_MAX)
@@ -66,6 +83,9 @@ async def build_post(
         label = str(payload.get("label") or payload.get("key") or "")
         message = digest_message(template, label, views, template_failures=failures)
         name = f"Top clips of {label}"
+    elif row.kind == "collection":
+        message = collection_message(template, title, views, template_failures=failures)
+        name = title
     else:
         message, _ = next(iter_messages(template, views, template_failures=failures))
         reason = trending_reason(payload)
@@ -82,6 +102,32 @@ async def build_post(
     if route.forum_mode:  # a forum channel: the post opens its own thread
         out["thread_name"] = cut(name, forum.THREAD_NAME_MAX) or "clipwatch"
     return out
+
+
+def collection_message(
+    template: Template,
+    title: str,
+    clips: Sequence[ClipView],
+    *,
+    template_failures: TemplateFailures | None = None,
+) -> dict[str, Any] | None:
+    """A collection's clips in order under its title (None: no clips), as a digest reads:
+    one embed a clip when they fit one message, else a numbered list; the first TOP_MAX."""
+    if not clips:
+        return None
+    shown = clips[:TOP_MAX]
+    more = f" (the first {len(shown)} of {len(clips)})" if len(shown) < len(clips) else ""
+    heading = cut(escape(" ".join(title.split())), TITLE_MAX - len(more)) + more
+    if template == LINK_TEMPLATE:  # bare links, so Discord unfurls them
+        lines = [f"**{heading}**"] + [f"{i}. {c.url}" for i, c in enumerate(shown, 1)]
+        content = "\n".join(lines)
+        if len(content) <= CONTENT_MAX:
+            return {"content": content, "allowed_mentions": NO_PINGS}
+    if len(shown) <= EMBEDS_PER_MESSAGE:
+        message, count = next(iter_messages(template, shown, template_failures=template_failures))
+        if count == len(shown):
+            return {**message, "content": f"**{heading}**"}
+    return list_message(heading, shown)
 
 
 async def deliver_posts(
@@ -128,9 +174,13 @@ def _outcome_label(outcome: Outcome) -> str:
 
 
 async def _nothing_to_post(sessionmaker: async_sessionmaker[AsyncSession], row: Delivery) -> None:
-    """A digest period without clips (or a trending clip deleted meanwhile): done, with
-    no message (an empty digest every quiet day would only be noise)."""
-    why = "no clips in this period: nothing posted" if row.kind == "digest" else "clip gone"
+    """A digest period without clips (a trending clip deleted meanwhile, a collection with
+    no clip to show, or deleted): done, with no message (an empty digest every quiet day
+    would only be noise)."""
+    why = {
+        "digest": "no clips in this period: nothing posted",
+        "collection": "no clips to show in the collection: nothing posted",
+    }.get(row.kind, "clip gone")
     ROUTE_POSTS.labels(row.kind, "empty").inc()
     async with session_scope(sessionmaker) as session:
         await notifications.update_deliveries(
