@@ -175,7 +175,7 @@ async def test_items_keep_their_order_without_gaps(
     again = await add(client, alice, cid, c)
     assert again.status_code == 409
     assert again.headers["content-type"] == PROBLEM
-    assert (await add(client, alice, cid, "NotInTheArchive")).status_code == 422
+    assert (await add(client, alice, cid, "NotInTheArchive")).status_code == 409
     not_in = await client.delete(f"{BASE}/{cid}/items/{b}", headers=bearer(alice))
     assert not_in.status_code == 404
     moved_absent = await client.put(
@@ -389,7 +389,7 @@ async def test_hidden_clips_are_left_out_for_everyone(
         assert [i["position"] for i in items] == [0, 2]  # the hidden clip keeps its place
         assert "leaked" not in answer.text
     refused = await add(client, alice, (await create(client, alice))["id"], b)
-    assert refused.status_code == 422
+    assert refused.status_code == 409
     assert (await client.delete(f"/api/v1/clips/{b}/hidden", headers=bearer(mo))).status_code == 204
     assert await order(client, alice, cid) == [a, b, c]
 

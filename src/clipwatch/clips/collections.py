@@ -24,7 +24,7 @@ from clipwatch.db.models import Collection
 from clipwatch.db.repositories import clip_search, notifications
 from clipwatch.db.repositories import collections as repo
 from clipwatch.db.repositories.collections import Listed, ShownItem
-from clipwatch.errors import BadRequest, Conflict, InvalidInput, NotFound, PreconditionFailed
+from clipwatch.errors import BadRequest, Conflict, NotFound, PreconditionFailed
 
 MAX_ITEMS = 1000
 MAX_COLLECTIONS = 500  # per member
@@ -228,9 +228,9 @@ async def add_item(
     the collection, or a full collection, is a Conflict."""
     await _owned(session, principal, collection_id)
     if await clip_search.get_clip(session, clip_id) is None:
-        # The body names a clip the archive cannot show: the request is what is wrong (422),
-        # not the collection it went to (a 404 would say the collection is gone).
-        raise InvalidInput(f"no clip with id {clip_id} in the archive", field="clip_id")
+        # Like a clip already in it, or a full collection: this clip cannot be added now (a
+        # 404 would say the collection is gone; the clip may be archived, or unhidden, later).
+        raise Conflict(f"no clip with id {clip_id} in the archive")
     taken = await _take(session, principal, collection_id, if_match)
     if await repo.item_position(session, collection_id, clip_id) is not None:
         raise Conflict(f"clip {clip_id} is in this collection already")

@@ -189,7 +189,7 @@ async def rotate_share_key(
     responses=WRITE | FULL,
     summary="Add a clip to a collection",
     description="At `position` (0 first), the clips from there on moving down one; at the "
-    "end without one. 422 when the archive has no such clip (or moderators hid it); 409 "
+    "end without one. 409 when the archive has no such clip (or moderators hid it), "
     "when it is in the collection already or the collection holds 1,000 clips." + IF_MATCH,
 )
 async def add_item(
