@@ -41,3 +41,13 @@ def serving_app(settings: Settings, *, demo_sink: str | None = None) -> Iterator
     finally:
         server.should_exit = True
         thread.join(timeout=START_S)
+
+
+@pytest.fixture(name="database_url")
+def sqlite_only(sqlite_url: str) -> str:
+    """Imported by a browser test module, its database: SQLite only. What a browser adds
+    (layout, the keyboard, JavaScript, axe) does not depend on the database; every page's
+    answers are tested on both databases in-process (test_pages.py, test_me_page.py,
+    test_routes_page.py, test_admin_page.py, test_channel_page.py). Halves the suite's
+    slowest part (the browser tests took ~450 s of test time on both)."""
+    return sqlite_url

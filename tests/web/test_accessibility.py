@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from clipwatch.config import Settings
 from tests.factories import helix_clip, store_clips
-from tests.web.live import serving_app
+from tests.web.live import serving_app, sqlite_only  # noqa: F401 (the fixture)
 from tests.web.test_browser import DESKTOP, PHONE, Offline, browser  # noqa: F401 - fixture
 
 PAGES = (

@@ -22,7 +22,7 @@ from clipwatch.db.engine import session_scope
 from clipwatch.db.models import Channel, ChannelSync
 from clipwatch.discord.simulator import DiscordSimulator, SimWebhook
 from clipwatch.simhttp import LoopbackServer
-from tests.web.live import serving_app
+from tests.web.live import serving_app, sqlite_only  # noqa: F401 (the fixture)
 from tests.web.test_accessibility import serious_violations
 from tests.web.test_admin_page import HOSTILE, Person, dead_delivery, firing_incident, person
 from tests.web.test_browser import (  # noqa: F401 - browser is the fixture

@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from clipwatch.config import Settings
 from tests.conftest import unavailable
 from tests.factories import helix_clip, store_clips
-from tests.web.live import serving_app
+from tests.web.live import serving_app, sqlite_only  # noqa: F401 (the fixture)
 
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "var" / "screenshots"
 DESKTOP = {"width": 1280, "height": 900}

@@ -19,7 +19,7 @@ from clipwatch.db.engine import session_scope
 from clipwatch.db.models import Channel
 from clipwatch.twitch.live import went_online
 from tests.factories import helix_clip, store_clips
-from tests.web.live import serving_app
+from tests.web.live import serving_app, sqlite_only  # noqa: F401 (the fixture)
 from tests.web.test_browser import (  # noqa: F401 - browser is the fixture
     DESKTOP,
     PHONE,

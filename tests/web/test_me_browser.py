@@ -18,7 +18,7 @@ from clipwatch.accounts import service
 from clipwatch.config import Settings
 from clipwatch.db.engine import session_scope
 from tests.factories import helix_clip, store_clips
-from tests.web.live import serving_app
+from tests.web.live import serving_app, sqlite_only  # noqa: F401 (the fixture)
 from tests.web.test_accessibility import serious_violations
 from tests.web.test_browser import (  # noqa: F401 - browser is the fixture
     DESKTOP,

@@ -22,7 +22,7 @@ from clipwatch.db.engine import session_scope
 from clipwatch.discord.simulator import SimWebhook
 from tests.discord.conftest import DiscordSim, discord_sim
 from tests.factories import helix_clip, store_clips
-from tests.web.live import serving_app
+from tests.web.live import serving_app, sqlite_only  # noqa: F401 (the fixture)
 from tests.web.test_accessibility import serious_violations
 from tests.web.test_browser import DESKTOP, PHONE, Offline, browser, fits_width, shot
 
