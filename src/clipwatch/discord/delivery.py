@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import structlog
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from clipwatch.accounts.secrets import unseal
@@ -57,6 +58,7 @@ from clipwatch.discord.stream_notices import NOTICE_KINDS
 from clipwatch.discord.webhook_url import WebhookTarget
 from clipwatch.monitoring.logging import describe_error
 from clipwatch.monitoring.metrics import DELIVERIES
+from clipwatch.waiting import cancel_and_wait
 
 # SCHEDULE[n]: the wait before attempt n + 1 (the first is at once).
 SCHEDULE = (
@@ -154,7 +156,6 @@ async def deliver_due(
     limit: int = 200,
     claim: timedelta = CLAIM,
 ) -> DeliveryReport:
-    report = DeliveryReport()
     now = datetime.now(UTC)
     async with session_scope(sessionmaker) as session:
         claimed = list(
@@ -162,6 +163,48 @@ async def deliver_due(
                 session, now, now + claim, limit, per_route=max(10, limit // PER_ROUTE_SHARE)
             )
         )
+    if not claimed:
+        return DeliveryReport()
+    # The claim is kept while this pass runs, however long its sends wait on Discord's limits:
+    # only a worker that stopped (killed, frozen) lets it lapse for another to take.
+    keeper = asyncio.create_task(
+        _keep_claimed(sessionmaker, [d.id for d in claimed], now + claim, claim)
+    )
+    try:
+        return await _deliver_claimed(sessionmaker, sender, key, claimed)
+    finally:
+        await cancel_and_wait(keeper)
+
+
+async def _keep_claimed(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    ids: list[int],
+    until: datetime,
+    claim: timedelta,
+) -> None:
+    """Every third of the claim, push it on for the rows still pending under this pass's
+    claim (a row sent, retried or taken over has another `next_attempt_at`: left alone)."""
+    beat = max(claim.total_seconds() / 3, 0.2)
+    while True:
+        await asyncio.sleep(beat)  # the heartbeat's period: nothing to wait on but time
+        later = datetime.now(UTC) + claim
+        try:
+            async with session_scope(sessionmaker) as session:
+                await notifications.extend_claim(session, ids, until, later)
+        except (SQLAlchemyError, OSError) as exc:  # the next beat tries again
+            log.warning("delivery_claim_keep_failed", error=f"{type(exc).__name__}: {exc}")
+            continue
+        until = later
+
+
+async def _deliver_claimed(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    sender: WebhookSender,
+    key: bytes,
+    claimed: list[Delivery],
+) -> DeliveryReport:
+    report = DeliveryReport()
+    async with session_scope(sessionmaker) as session:
         alerts = [d for d in claimed if d.kind in ALERT_KINDS]
         notices = [d for d in claimed if d.kind in NOTICE_KINDS]
         changes = [d for d in claimed if d.kind in CHANGE_KINDS]

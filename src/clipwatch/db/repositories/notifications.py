@@ -67,6 +67,22 @@ async def claim_due(
     return [r for r in rows if r.id in ids]
 
 
+async def extend_claim(
+    session: AsyncSession, ids: Sequence[int], until: datetime, later: datetime
+) -> int:
+    """Push a pass's claim from `until` to `later` for its rows still pending under it."""
+    result = await session.execute(
+        update(Delivery)
+        .where(
+            Delivery.id.in_(list(ids)),
+            Delivery.status == "pending",
+            Delivery.next_attempt_at == until,
+        )
+        .values(next_attempt_at=later)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
 async def routes_by_id(session: AsyncSession, ids: set[int]) -> dict[int, NotificationRoute]:
     rows = await session.scalars(select(NotificationRoute).where(NotificationRoute.id.in_(ids)))
     return {r.id: r for r in rows.all()}
