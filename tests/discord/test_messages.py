@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from clipwatch.discord import messages, template_budget, templates
+from clipwatch.discord import messages, template_budget
 from clipwatch.discord.messages import (
     EMBEDS_PER_MESSAGE,
     MESSAGE_EMBED_CHARS,
@@ -152,11 +152,10 @@ def test_each_message_gets_its_own_render_budget(monkeypatch: pytest.MonkeyPatch
 
     class Clock:
         @staticmethod
-        def monotonic() -> float:
+        def thread_time() -> float:  # the render budgets' clock (template_budget.render_clock)
             return now[0]
 
-    for module in (messages, template_budget, templates):
-        monkeypatch.setattr(module, "time", Clock)
+    monkeypatch.setattr(template_budget, "time", Clock)
     template = CustomTemplate(title="{{ title }}", description="{{ views }} views")
     clips = [replace(SAMPLE, id=f"c{n}", url=f"https://clips.twitch.tv/c{n}") for n in range(15)]
     failures: TemplateFailures = []

@@ -23,7 +23,6 @@
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -35,6 +34,7 @@ from clipwatch.db.models import Clip, NotificationRoute
 from clipwatch.db.repositories import forum_threads
 from clipwatch.discord.messages import SAMPLES, TEXT_VARIABLE_MAX, ClipView
 from clipwatch.discord.sender import Gone, Outcome, Rejected
+from clipwatch.discord.template_budget import render_clock
 from clipwatch.discord.templates import CONTROL, TemplateProblem, compile_template, render
 
 THREAD_NAME_MAX = 100  # Discord's limit for a thread's name
@@ -82,7 +82,7 @@ def validate_thread_name(source: str) -> None:
         program = compile_template(source)
     except TemplateProblem as problem:
         raise TemplateProblem(f"thread_name: {problem.reason}", field="thread_name") from None
-    deadline = time.monotonic() + 0.05
+    deadline = render_clock() + 0.05
     for what, clip in SAMPLES:
         try:
             render(program, _raw_variables(clip), deadline=deadline)

@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import math
 import re
-import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
+from clipwatch.discord.template_budget import render_clock
 from clipwatch.discord.templates import CONTROL, TemplateProblem, compile_template, render
 from clipwatch.errors import InvalidInput
 
@@ -297,10 +297,10 @@ def iter_messages(
         return
     embeds: list[dict[str, Any]] = []
     chars = 0
-    deadline = time.monotonic() + MESSAGE_RENDER_SECONDS
+    deadline = render_clock() + MESSAGE_RENDER_SECONDS
     for clip in clips:
         if not embeds:  # a message's clips share one time budget: it holds the event loop
-            deadline = time.monotonic() + MESSAGE_RENDER_SECONDS
+            deadline = render_clock() + MESSAGE_RENDER_SECONDS
         try:
             embed = embed_for(template, clip, deadline)
         except TemplateProblem as problem:
@@ -314,7 +314,7 @@ def iter_messages(
             embeds, chars = [], 0
             # The caller sent that message meanwhile: the next one's renders get their own
             # budget (they were measured from before the send, and ran out of time).
-            deadline = time.monotonic() + MESSAGE_RENDER_SECONDS
+            deadline = render_clock() + MESSAGE_RENDER_SECONDS
         embeds.append(embed)
         chars += size
         if not batching:
@@ -365,7 +365,7 @@ def validate_template(template: Template) -> None:
                 raise TemplateProblem(
                     f"{part}: {problem.reason}", field=f"template.{part}"
                 ) from None
-        deadline = time.monotonic() + VALIDATE_SECONDS
+        deadline = render_clock() + VALIDATE_SECONDS
         messages = []
         for name, clip in SAMPLES:
             try:

@@ -24,6 +24,16 @@ CHARGE_MAX = 65536
 INT_BITS_MAX = 2048
 FORMAT_WIDTH_MAX = 100
 RENDER_SECONDS = 0.02
+
+
+def render_clock() -> float:
+    """The clock of every render budget: this thread's CPU seconds. Renders never await, so
+    only their own work moves it; a busy machine that preempts the process (wall time) no
+    longer fails a template that is well within its budget (a CI run refused a route's
+    `{{ channel }} · {{ views }} views` as "out of time")."""
+    return time.thread_time()
+
+
 UNDEFINED = Undefined()
 SEQUENCE = (str, list, tuple)
 
@@ -49,7 +59,7 @@ class Budget:
         self.steps += 1
         if self.steps > STEPS_MAX:
             raise TemplateProblem(f"over {STEPS_MAX} steps")
-        if time.monotonic() > self.deadline:
+        if render_clock() > self.deadline:
             raise TemplateProblem(
                 f"ran out of time (at most {RENDER_SECONDS * 1000:.0f} ms a render)"
             )

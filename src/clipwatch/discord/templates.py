@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import operator
 import re
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
@@ -35,6 +34,7 @@ from clipwatch.discord.template_budget import (
     Budget,
     TemplateProblem,
     check_format,
+    render_clock,
     size_of,
     text_of,
 )
@@ -174,7 +174,7 @@ def _too_big(value: Any) -> bool:
 
 def render(program: Program, variables: Mapping[str, Any], *, deadline: float | None = None) -> str:
     """The template's text for these variables, within the budget (or TemplateProblem)."""
-    until = time.monotonic() + RENDER_SECONDS
+    until = render_clock() + RENDER_SECONDS
     budget = Budget(until if deadline is None else min(until, deadline), variables)
     pieces: list[str] = []
     try:
