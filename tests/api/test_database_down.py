@@ -42,3 +42,20 @@ def test_which_errors_mean_the_database_is_unreachable() -> None:
     assert database_unavailable(invalidated)
     assert not database_unavailable(DBAPIError("SELECT 1", {}, Exception("syntax error")))
     assert not database_unavailable(ValueError("a bug"))
+
+
+def test_sqlite_busy_is_told_apart_from_other_database_errors() -> None:
+    """SQLite's "database is locked" answers 503 with Retry-After (api/errors.py), not 500."""
+    import sqlite3
+
+    from sqlalchemy.exc import OperationalError
+
+    from clipwatch.api.errors import database_busy
+
+    locked = OperationalError(
+        "INSERT INTO incident ...", {}, sqlite3.OperationalError("database is locked")
+    )
+    assert database_busy(locked)
+    other = OperationalError("SELECT ...", {}, sqlite3.OperationalError("no such table: x"))
+    assert not database_busy(other)
+    assert not database_busy(ValueError("database is locked"))

@@ -264,7 +264,16 @@ async def test_concurrent_posts_of_one_alert_open_one_incident(
     answers = await asyncio.gather(
         *(am_client.post(PATH, json=body, headers=AUTH) for _ in range(8))
     )
-    assert [a.status_code for a in answers] == [200] * 8, [a.text for a in answers]
+    # SQLite takes one writer at a time: a post that found the others' writes in its way
+    # is told to come back (503 + Retry-After, as Alertmanager does on a 5xx), never a 500.
+    for answer in answers:
+        assert answer.status_code in (200, 503), answer.text
+        if answer.status_code == 503:
+            assert answer.headers["retry-after"] == "1"
+    for answer in answers:
+        if answer.status_code == 503:
+            again = await am_client.post(PATH, json=body, headers=AUTH)
+            assert again.status_code == 200, again.text
     found = await incidents(sessionmaker)
     assert len(found) == 1
     assert found[0].count == 8

@@ -57,6 +57,7 @@ TITLES = {
 }
 # The database is unreachable (stopped, restarting, its connections cut): 503, ask again then.
 DATABASE_RETRY_AFTER_S = 5
+DATABASE_BUSY_RETRY_AFTER_S = 1  # SQLite busy with other writers (database_busy)
 # SQLSTATE classes of a database going away: 08 connection exception, 57P01-57P03 shutdown
 # and "cannot connect now" (starting up or shutting down).
 DATABASE_GONE_SQLSTATES = ("08", "57P01", "57P02", "57P03")
@@ -267,7 +268,22 @@ def database_unavailable(exc: BaseException) -> bool:
     return False
 
 
+def database_busy(exc: BaseException) -> bool:
+    """SQLite's "database is locked": other writers held it past the busy timeout, or a
+    transaction that read first could not start writing over a newer commit. Nothing was
+    written; the same request succeeds a moment later."""
+    if not isinstance(exc, DBAPIError):
+        return False
+    text = str(exc.orig or "")
+    return "database is locked" in text or "database is busy" in text
+
+
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    if database_busy(exc):
+        log.warning("database_busy", path=request.url.path)
+        response = problem(503, "the database is busy with other writes; try again in a moment")
+        response.headers["Retry-After"] = str(DATABASE_BUSY_RETRY_AFTER_S)
+        return response
     if database_unavailable(exc):
         log.warning("database_unavailable", path=request.url.path, error=type(exc).__name__)
         response = problem(503, "the database is not answering; try again in a few seconds")
