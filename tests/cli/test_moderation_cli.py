@@ -28,9 +28,7 @@ def test_hide_unhide_audit_and_roles_from_the_cli(tmp_path: Path) -> None:
     for args, message in (
         (("clips", "hide", "NoSuch", "--reason", "x"), "no clip with id NoSuch"),
         (("clips", "hide", "Cli1", "--reason", " "), "a reason is required"),
-        (("clips", "hide", "Cli1"), "--reason"),
         (("users", "role", "nobody", "moderator"), "no user named 'nobody'"),
-        (("users", "role", "x", "owner"), "owner"),
     ):
         failed = run(tmp_path, *args)
         assert failed.returncode != 0, args
