@@ -2,10 +2,10 @@
 
 The real server (PostgreSQL in `make test`, both databases in `make fuzz`) is run through
 every phase schemathesis has: the schema's examples, coverage (boundary values, missing and
-unknown parameters, undeclared methods, OPTIONS), fuzzing (valid and invalid requests) and stateful sequences (create, read, delete,
-read again), sent with an admin's token. Every check runs; the one narrowing is
-`positive_data_acceptance`, which skips the few requests whose validity no schema can
-express (tests/api/fuzz_hooks.py says which and why).
+unknown parameters, undeclared methods, OPTIONS), fuzzing (valid and invalid requests) and
+stateful sequences (create, read, delete, read again), sent with an admin's token. Every
+check runs; the one narrowing is `positive_data_acceptance`, which skips the few requests
+whose validity no schema can express (tests/api/fuzz_hooks.py says which and why).
 """
 
 from __future__ import annotations
