@@ -6,12 +6,14 @@ import base64
 import binascii
 import hashlib
 import hmac
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import orjson
 
 from clipwatch.errors import BadRequest
 
+T = TypeVar("T")
 _SIG_BYTES = 16
 MAX_CURSOR_LENGTH = 512
 
@@ -47,3 +49,17 @@ def decode_cursor(key: bytes, cursor: str, *, query: str) -> dict[str, Any]:
     if not isinstance(payload, dict) or payload.get("q") != query:
         raise invalid
     return payload
+
+
+def keyset_of(
+    key: bytes, cursor: str | None, *, query: str, read: Callable[[dict[str, Any]], T]
+) -> T | None:
+    """The keyset a cursor made for `query` carries, as `read` takes it out of the payload;
+    None without a cursor. A payload `read` cannot take apart is BadRequest, as a bad cursor."""
+    if cursor is None:
+        return None
+    payload = decode_cursor(key, cursor, query=query)
+    try:
+        return read(payload)
+    except (KeyError, TypeError, ValueError):
+        raise BadRequest("cursor is not valid for this query") from None

@@ -13,11 +13,11 @@ from datetime import UTC, datetime
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from clipwatch.accounts.service import Principal
-from clipwatch.clips.cursor import decode_cursor, encode_cursor, fingerprint
+from clipwatch.clips.cursor import encode_cursor, fingerprint, keyset_of
 from clipwatch.db.repositories import clip_search
 from clipwatch.db.repositories import favourites as repo
 from clipwatch.db.repositories.favourites import KeptClip
-from clipwatch.errors import BadRequest, NotFound
+from clipwatch.errors import NotFound
 
 
 @dataclass(frozen=True)
@@ -41,13 +41,9 @@ async def kept(
 ) -> KeptPage:
     """A page of the caller's favourites; the cursor is bound to the caller."""
     query = fingerprint(["favourites", principal.user_id])
-    after = None
-    if cursor is not None:
-        payload = decode_cursor(key, cursor, query=query)
-        try:
-            after = (datetime.fromisoformat(payload["at"]), str(payload["id"]))
-        except (KeyError, TypeError, ValueError):
-            raise BadRequest("cursor is not valid for this query") from None
+    after = keyset_of(
+        key, cursor, query=query, read=lambda p: (datetime.fromisoformat(p["at"]), str(p["id"]))
+    )
     rows = await repo.kept_page(session, principal.user_id, after, limit + 1)
     more = len(rows) > limit
     rows = rows[:limit]

@@ -26,10 +26,9 @@ from clipwatch.api.schemas import (
     RoleUpdate,
 )
 from clipwatch.clips import moderation
-from clipwatch.clips.cursor import decode_cursor, encode_cursor, fingerprint
+from clipwatch.clips.cursor import encode_cursor, fingerprint, keyset_of
 from clipwatch.db.repositories import catalog
 from clipwatch.db.repositories import moderation as repo
-from clipwatch.errors import BadRequest
 
 router = APIRouter(tags=["moderation"])
 GUARDED = problem_responses(
@@ -110,13 +109,12 @@ async def list_hidden(
     cursor: Cursor | None = None,
 ) -> HiddenPage:
     query = fingerprint(["hidden"])
-    after = None
-    if cursor is not None:
-        payload = decode_cursor(state.settings.signing_key, cursor, query=query)
-        try:
-            after = (datetime.fromisoformat(payload["at"]), int(payload["seq"]))
-        except (KeyError, TypeError, ValueError):
-            raise BadRequest("cursor is not valid for this query") from None
+    after = keyset_of(
+        state.settings.signing_key,
+        cursor,
+        query=query,
+        read=lambda p: (datetime.fromisoformat(p["at"]), int(p["seq"])),
+    )
     rows = await repo.hidden_page(session, after, limit + 1)
     more = len(rows) > limit
     rows = rows[:limit]
@@ -149,13 +147,9 @@ async def audit_log(
     ] = None,
 ) -> AuditPage:
     query = fingerprint(["audit", action, target])
-    before = None
-    if cursor is not None:
-        payload = decode_cursor(state.settings.signing_key, cursor, query=query)
-        try:
-            before = int(payload["before"])
-        except (KeyError, TypeError, ValueError):
-            raise BadRequest("cursor is not valid for this query") from None
+    before = keyset_of(
+        state.settings.signing_key, cursor, query=query, read=lambda p: int(p["before"])
+    )
     rows, next_before = await moderation.audit_log(
         session, before=before, limit=limit, action=action, target=target
     )
