@@ -30,6 +30,7 @@ from clipwatch.api.routers import (
     channel_page,
     clips,
     collections,
+    collections_page,
     discord_link,
     eventsub,
     health,
@@ -183,6 +184,7 @@ def create_app(
     app.include_router(channel_page.router)
     app.include_router(me_page.router)
     app.include_router(routes_page.router)
+    app.include_router(collections_page.router)
     app.include_router(admin_page.router)
     install_login_redirect(app)
     pages.mount_static(app)
