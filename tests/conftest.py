@@ -38,6 +38,8 @@ POSTGRES_ADMIN_URL = os.environ.get(
 )
 TEST_SECRET = "test-secret-key-for-cursors"
 TABLES = (
+    "clip_tag",
+    "tag",
     "collection_item",
     "collection",
     "audit_entry",

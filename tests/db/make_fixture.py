@@ -37,7 +37,7 @@ from clipwatch.config import load_settings
 from clipwatch.db.engine import create_engine
 from clipwatch.db.migrate import MIGRATIONS, _config
 
-PREVIOUS = "0010"
+PREVIOUS = "0011"
 FIXTURE = Path(__file__).parent / "fixtures" / f"schema_{PREVIOUS}.sqlite"
 # The secret key the tests' settings use (tests/conftest.py TEST_SECRET): the sealed webhook
 # token below opens with it.
@@ -564,6 +564,56 @@ ROWS: dict[str, list[dict[str, Any]]] = {
             "user_id": OWNER_ID,
             "expires_at": at(60),
         },
+    ],
+    "favourite": [
+        {"user_id": 2, "clip_id": LIVE_CLIP, "created_at": at(7)},
+        {"user_id": 2, "clip_id": "DeletedClip", "created_at": at(8)},
+    ],
+    "hidden_clip": [
+        {
+            "clip_seq": 2,
+            "clip_id": "LongTitleClip-x_Y",
+            "hidden_at": at(9),
+            "hidden_by": "owner",
+            "reason": "a leaked address 🏠 in the title",
+        },
+    ],
+    "audit_entry": [
+        {
+            "id": 1,
+            "at": at(9),
+            "actor_id": OWNER_ID,
+            "actor": "owner",
+            "action": "clip.hide",
+            "target": "LongTitleClip-x_Y",
+            "reason": "a leaked address 🏠 in the title",
+        },
+        {
+            "id": 2,
+            "at": at(10),
+            "actor_id": None,
+            "actor": "cli",
+            "action": "user.role",
+            "target": "user:2",
+            "reason": "Zoë 🦊 is now a member",
+        },
+    ],
+    "collection": [
+        {
+            "id": 1,
+            "user_id": 2,
+            "title": "Best of 2026 — ünïcødé",
+            "description": "",
+            "visibility": "unlisted",
+            "share_key": "k" * 43,
+            "version": 3,
+            "created_at": at(11),
+            "updated_at": at(12),
+        },
+    ],
+    "collection_item": [
+        {"collection_id": 1, "clip_id": LIVE_CLIP, "position": 0, "added_at": at(11)},
+        {"collection_id": 1, "clip_id": "DeletedClip", "position": 1, "added_at": at(12)},
     ],
 }
 

@@ -43,6 +43,7 @@ from clipwatch.api.routers import (
     routes,
     routes_page,
     stream,
+    tags,
     users,
 )
 from clipwatch.api.routers import errors as error_routes
@@ -159,6 +160,7 @@ def create_app(
         health.status_router,
         me.router,
         collections.router,
+        tags.router,
         discord_link.router,
         users.router,
         moderation.router,

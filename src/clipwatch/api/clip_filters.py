@@ -7,15 +7,17 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Annotated, Literal
 
+import orjson
 from fastapi import Depends, Query
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from clipwatch.accounts import preferences
 from clipwatch.accounts.service import Principal
-from clipwatch.api.params import Instant, Key, Language, SearchText
+from clipwatch.api.deps import AppState
+from clipwatch.api.params import Instant, Key, Language, SearchText, TagName
 from clipwatch.api.schemas import ClipPage, ClipRead
 from clipwatch.clips.search import ClipSearch, search_clips
-from clipwatch.config import Settings
+from clipwatch.db.repositories import tags as tag_repo
 from clipwatch.errors import Forbidden, Unauthenticated
 
 
@@ -45,6 +47,14 @@ def clip_filters(
     created_after: Instant | None = None,
     created_before: Instant | None = None,
     include_deleted: bool = False,
+    tag: Annotated[
+        list[TagName],
+        Query(
+            max_length=5,
+            description="Clips carrying every one of these tags (names; repeatable): the "
+            "community's, and the caller's own private tags",
+        ),
+    ] = [],  # noqa: B006
 ) -> ClipSearch:
     return ClipSearch(
         q=q,
@@ -60,6 +70,7 @@ def clip_filters(
         created_after=created_after,
         created_before=created_before,
         include_deleted=include_deleted,
+        tags=tuple(dict.fromkeys(tag)),
     )
 
 
@@ -96,19 +107,38 @@ async def apply_preferences(
     )
 
 
+VOCABULARY_KEY = "~tags:vocabulary"  # no request path: the fast path never serves it
+
+
+async def tag_vocabulary(session: AsyncSession, state: AppState) -> list[tuple[int, str]]:
+    """The community tags (id, name) that search words are matched against, through the
+    cache: it changes only with a `catalog` bump, so a search with words reads it for free."""
+
+    async def compute() -> tuple[bytes, set[str]]:
+        return orjson.dumps(await tag_repo.community_vocabulary(session)), {"catalog"}
+
+    entry = await state.cache.get_or_compute(VOCABULARY_KEY, compute)
+    return [(int(tag_id), str(name)) for tag_id, name in orjson.loads(entry.body)]
+
+
 async def clips_answer(
-    session: AsyncSession, settings: Settings, search: ClipSearch
+    session: AsyncSession, state: AppState, search: ClipSearch
 ) -> tuple[ClipPage, set[str]]:
     """One page of clips as GET /clips answers it, and the cache generations it read (the
     resolved channels', or every clip's when the search is not bound to channels)."""
+    settings = state.settings
     page = await search_clips(
         session,
         search,
         key=settings.signing_key,
         relevance_candidates=settings.search_relevance_candidates,
+        vocabulary=await tag_vocabulary(session, state) if search.q else None,
     )
     answer = ClipPage(
-        data=[ClipRead.from_clip(c, page.game_names.get(c.game_id or "")) for c in page.clips],
+        data=[
+            ClipRead.from_clip(c, page.game_names.get(c.game_id or ""), page.tags.get(c.seq))
+            for c in page.clips
+        ],
         next_cursor=page.next_cursor,
     )
     if page.channel_ids is None:

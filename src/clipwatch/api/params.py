@@ -23,6 +23,12 @@ Language = Annotated[
 ClipId = Annotated[
     str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_-]+$")
 ]
+# A tag's name: words of letters and digits (any script) joined by single hyphens, in lower
+# case (docs/tags.md); any case is taken.
+TAG_NAME_PATTERN = r"^[^\W_]+(?:-[^\W_]+)*$"
+TagName = Annotated[
+    str, StringConstraints(min_length=1, max_length=32, pattern=TAG_NAME_PATTERN, to_lower=True)
+]
 Cursor = Annotated[
     str, StringConstraints(min_length=1, max_length=512, pattern=r"^[A-Za-z0-9_-]+$")
 ]

@@ -82,11 +82,22 @@ class ClipRead(BaseModel):
     first_seen_at: datetime
     updated_at: datetime
     deleted_at: datetime | None
+    tags: list[str] = Field(
+        default_factory=list,
+        description="The community tags on the clip, by name (docs/tags.md): in search "
+        "answers, a clip, favourites and collections",
+    )
 
     @classmethod
-    def from_clip(cls, clip: Clip, game_name: str | None = None) -> ClipRead:
-        values = {name: getattr(clip, name) for name in cls.model_fields if name != "game_name"}
-        return cls(**values, game_name=game_name)
+    def from_clip(
+        cls, clip: Clip, game_name: str | None = None, tags: list[str] | None = None
+    ) -> ClipRead:
+        values = {
+            name: getattr(clip, name)
+            for name in cls.model_fields
+            if name not in ("game_name", "tags")
+        }
+        return cls(**values, game_name=game_name, tags=tags or [])
 
 
 class FavouriteRead(BaseModel):

@@ -20,13 +20,18 @@ class ActionOption(StrEnum):
     hide = "clip.hide"
     unhide = "clip.unhide"
     role = "user.role"
+    tag_create = "tag.create"
+    tag_update = "tag.update"
+    tag_delete = "tag.delete"
 
 
 @audit_app.command("list")
 def list_entries(
     limit: Annotated[int, typer.Option(min=1, max=1000, help="How many, newest first")] = 50,
     action: Annotated[ActionOption | None, typer.Option(help="Only this action")] = None,
-    target: Annotated[str | None, typer.Option(help="Only this clip id (or user:<id>)")] = None,
+    target: Annotated[
+        str | None, typer.Option(help="Only this clip id (or user:<id>, tag:<id>)")
+    ] = None,
 ) -> None:
     """The newest audit entries."""
     from rich.table import Table

@@ -41,6 +41,7 @@ COLUMNS = (
     "duration",
     "created_at",
     "vod_offset",
+    "tags",
 )
 MEDIA_TYPES: dict[str, str] = {
     "csv": "text/csv; charset=utf-8",
@@ -48,7 +49,7 @@ MEDIA_TYPES: dict[str, str] = {
 }
 
 
-def row_of(clip: Clip, game_name: str | None) -> dict[str, Any]:
+def row_of(clip: Clip, game_name: str | None, tags: list[str] | None = None) -> dict[str, Any]:
     return {
         "id": clip.id,
         "url": clip.url,
@@ -60,6 +61,7 @@ def row_of(clip: Clip, game_name: str | None) -> dict[str, Any]:
         "duration": clip.duration,
         "created_at": clip.created_at.isoformat(timespec="microseconds"),
         "vod_offset": clip.vod_offset,
+        "tags": " ".join(tags or ()),
     }
 
 
@@ -115,7 +117,10 @@ async def stream(
     if header and not page.clips:
         yield encode([], fmt, header=True)
     while page.clips:
-        rows = [row_of(c, page.game_names.get(c.game_id or "")) for c in page.clips]
+        rows = [
+            row_of(c, page.game_names.get(c.game_id or ""), page.tags.get(c.seq))
+            for c in page.clips
+        ]
         if max_rows is not None:
             rows = rows[: max_rows - sent]
         blocks_before = sent // BLOCK

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from typing import Any, Literal
@@ -11,9 +12,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from clipwatch.clips.cursor import decode_cursor, encode_cursor, fingerprint
 from clipwatch.clips.relevance import relevance_score
 from clipwatch.db.models import Clip
-from clipwatch.db.repositories import catalog, clip_search
+from clipwatch.db.repositories import catalog, clip_search, tags
 from clipwatch.db.repositories.clip_search import ClipFilters, ClipText, KeysetSort
-from clipwatch.db.search import NO_TERMS, Terms, parse_terms
+from clipwatch.db.search import NO_TERMS, Terms, parse_terms, tokens
 from clipwatch.errors import BadRequest, InvalidInput
 
 Sort = Literal["relevance", "newest", "oldest", "views"]
@@ -45,6 +46,10 @@ class ClipSearch:
     # `favourite=true`: only the favourites of this member (the caller). Part of the cursor's
     # fingerprint like every field: a cursor continues only its own member's walk.
     favourite_of: int | None = None
+    # `tag=`: clips carrying each of these tags (names), as `tag_viewer` sees them (their own
+    # private tags too; None: the community's only).
+    tags: tuple[str, ...] = ()
+    tag_viewer: int | None = None
 
 
 @dataclass
@@ -55,6 +60,8 @@ class ClipPage:
     # The channels a `broadcaster` filter resolved to (None: not limited to channels). What
     # the page depends on, for the cache: only writes to these channels can change it.
     channel_ids: tuple[str, ...] | None = None
+    # The community tags on the page's clips (by seq), sorted.
+    tags: dict[int, list[str]] = field(default_factory=dict)
 
 
 def check_ranges(search: ClipSearch) -> None:
@@ -130,9 +137,19 @@ def _decode_key(sort: Sort, key: Any) -> tuple[Any, int]:
     raise invalid
 
 
+Vocabulary = Sequence[tuple[int, str]]  # community tags: (id, name)
+
+
 async def search_clips(
-    session: AsyncSession, search: ClipSearch, *, key: bytes, relevance_candidates: int
+    session: AsyncSession,
+    search: ClipSearch,
+    *,
+    key: bytes,
+    relevance_candidates: int,
+    vocabulary: Vocabulary | None = None,
 ) -> ClipPage:
+    """One page of the search. `vocabulary`: the community tags, when the caller holds them
+    (the API, from its cache); read from the database otherwise."""
     terms = parse_terms(search.q) if search.q else NO_TERMS
     if search.q and not terms:
         return ClipPage([])  # only punctuation: nothing can match
@@ -147,7 +164,7 @@ async def search_clips(
         if type(max_seq) is not int:
             raise _invalid_cursor()
 
-    filters = await _resolve_filters(session, search, terms, max_seq)
+    filters = await _resolve_filters(session, search, terms, max_seq, vocabulary)
     if isinstance(filters, ClipPage):
         return filters  # a name that resolves to nothing: nothing can match
 
@@ -161,7 +178,7 @@ async def search_clips(
             session, filters, sort, after=after, limit=search.limit + 1
         )
         named, filters = found.rows, _bounded(filters, found.newest_seq)
-        keys = [{"k": _sort_key(sort, clip)} for clip, _ in named]
+        keys = [{"k": _sort_key(sort, clip)} for clip, _, _ in named]
 
     next_cursor = None
     if len(named) > search.limit and filters.max_seq is not None:
@@ -170,8 +187,10 @@ async def search_clips(
             key, {"q": query_id, "m": filters.max_seq, **keys[search.limit - 1]}
         )
     # The games' names came with the rows (one statement less per search).
-    names = {clip.game_id: name for clip, name in named if clip.game_id}
-    return ClipPage([clip for clip, _ in named], names, next_cursor, filters.broadcaster_ids)
+    names = {clip.game_id: name for clip, name, _ in named if clip.game_id}
+    on_clips = {clip.seq: tag_names for clip, _, tag_names in named if tag_names}
+    clips = [clip for clip, _, _ in named]
+    return ClipPage(clips, names, next_cursor, filters.broadcaster_ids, on_clips)
 
 
 async def export_filters(
@@ -188,7 +207,11 @@ async def export_filters(
 
 
 async def _resolve_filters(
-    session: AsyncSession, search: ClipSearch, terms: Terms, max_seq: int | None
+    session: AsyncSession,
+    search: ClipSearch,
+    terms: Terms,
+    max_seq: int | None,
+    vocabulary: Vocabulary | None = None,
 ) -> ClipFilters | ClipPage:
     """Names resolved to ids; an empty page when a name filter resolves to nothing."""
     broadcaster_ids = game_ids = creator_ids = None
@@ -202,6 +225,12 @@ async def _resolve_filters(
         creator_ids = tuple(await clip_search.resolve_creator_ids(session, search.creators))
         if not creator_ids:
             return ClipPage([], channel_ids=broadcaster_ids)
+    tag_sets = None
+    if search.tags:
+        named = await tags.ids_named(session, search.tags, search.tag_viewer)
+        if any(name not in named for name in search.tags):
+            return ClipPage([], channel_ids=broadcaster_ids)
+        tag_sets = tuple(named[name] for name in search.tags)
     follows = None
     if search.follow_channels or search.follow_games:
         follows = (
@@ -227,7 +256,33 @@ async def _resolve_filters(
         include_deleted=search.include_deleted,
         max_seq=max_seq,
         favourite_of=search.favourite_of,
+        tag_sets=tag_sets,
+        term_tags=await _term_tags(session, terms, vocabulary) if terms else None,
     )
+
+
+async def _term_tags(
+    session: AsyncSession, terms: Terms, known: Vocabulary | None
+) -> tuple[tuple[int, ...], ...] | None:
+    """Per word, the community tags with that word in their name (the last word as a prefix
+    when it is one); None when no word names a tag (the plain text search)."""
+    named = known if known is not None else await tags.community_vocabulary(session)
+    vocabulary = [(tag_id, tokens(name)) for tag_id, name in named]
+    if not vocabulary:
+        return None
+    last = len(terms.words) - 1
+    found = tuple(
+        tuple(
+            tag_id
+            for tag_id, parts in vocabulary
+            if any(
+                part == word or (terms.last_is_prefix and i == last and part.startswith(word))
+                for part in parts
+            )
+        )
+        for i, word in enumerate(terms.words)
+    )
+    return found if any(found) else None
 
 
 # --- relevance --------------------------------------------------------------------------------
@@ -308,7 +363,7 @@ async def _relevance_page(
         )
         filters = _bounded(filters, rest.newest_seq)
         clips += rest.rows
-        keys += [{"v": _sort_key("views", clip)} for clip, _ in rest.rows]
+        keys += [{"v": _sort_key("views", clip)} for clip, _, _ in rest.rows]
     return clips, keys, filters
 
 

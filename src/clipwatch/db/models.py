@@ -264,6 +264,42 @@ class CollectionItem(Base):
     added_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
+class Tag(Base):
+    """A word people attach to clips (docs/tags.md). A community tag (`owner_id` NULL) is in
+    the vocabulary admins manage: anyone sees it on cards, filters by it and finds its clips
+    by its words in `q`. A private tag (`owner_id` set) is its owner's own: nobody else sees it
+    or learns it exists (404). `scope` is 0 for the community and the owner's id otherwise:
+    the key names are unique in, with no expression or partial index (which both dialects
+    reflect differently)."""
+
+    __tablename__ = "tag"
+    __table_args__ = (UniqueConstraint("scope", "name"),)
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    scope: Mapped[int] = mapped_column(BigInteger)
+    owner_id: Mapped[int | None] = mapped_column(
+        ForeignKey("app_user.id", ondelete="CASCADE"), index=True
+    )
+    name: Mapped[str] = mapped_column(String(32))
+    description: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    created_by: Mapped[str] = mapped_column(String(64))
+
+
+class ClipTag(Base):
+    """A tag on a clip. By `clip_seq` (the search's key) and `clip_id`, with no foreign key to
+    `clip` (as everywhere); a re-sync never touches it."""
+
+    __tablename__ = "clip_tag"
+
+    tag_id: Mapped[int] = mapped_column(ForeignKey("tag.id", ondelete="CASCADE"), primary_key=True)
+    clip_seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, index=True)
+    clip_id: Mapped[str] = mapped_column(String(128))
+    added_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    added_by_id: Mapped[int | None] = mapped_column(BigInteger)
+    added_by: Mapped[str] = mapped_column(String(64))
+
+
 # --- Twitch sync ----------------------------------------------------------------------------
 
 

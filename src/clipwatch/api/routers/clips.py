@@ -22,9 +22,10 @@ from clipwatch.api.deps import Session, State
 from clipwatch.api.errors import problem_responses
 from clipwatch.api.params import ClipId, Cursor
 from clipwatch.api.schemas import ClipPage, ClipRead
-from clipwatch.clips import export
+from clipwatch.clips import export, tags
 from clipwatch.clips.search import Sort, check_ranges
 from clipwatch.db.repositories import catalog, clip_search
+from clipwatch.db.repositories import tags as tag_repo
 from clipwatch.errors import NotFound, Unauthenticated
 
 router = APIRouter(tags=["clips"])
@@ -65,7 +66,9 @@ async def list_clips(
         bool, Query(description="Only the caller's favourites (needs authentication)")
     ] = False,
 ) -> Response:
-    search = replace(filters, sort=sort, limit=limit, cursor=cursor)
+    search = replace(
+        filters, sort=sort, limit=limit, cursor=cursor, tag_viewer=tags.viewer(principal)
+    )
     check_ranges(search)  # the request's own bounds, before preferences add theirs
     if feed == "mine":
         search = await apply_preferences(session, principal, search)
@@ -73,10 +76,12 @@ async def list_clips(
         search = replace(search, favourite_of=reader_of(principal, "favourite=true").user_id)
 
     async def compute() -> tuple[ClipPage, set[str]]:
-        return await clips_answer(session, state.settings, search)
+        return await clips_answer(session, state, search)
 
-    # A feed and favourites are the caller's own; every other answer is the same for everyone.
-    return await cached_answer(request, state, compute, cacheable=feed is None and not favourite)
+    # A feed, favourites and a signed-in caller's tags (their private ones count) are the
+    # caller's own; every other answer is the same for everyone.
+    personal = feed is not None or favourite or bool(search.tags and search.tag_viewer)
+    return await cached_answer(request, state, compute, cacheable=not personal)
 
 
 EXPORT_ANONYMOUS_ROWS = 1_000
@@ -104,7 +109,8 @@ EXPORT_ANONYMOUS_ROWS = 1_000
     description=(
         "The clips `GET /clips` finds with the same filters and sort, every one of them, "
         "streamed in constant memory (the same keyset walk, a page at a time). Columns: "
-        "id, url, title, channel, creator, game, views, duration, created_at, vod_offset. "
+        "id, url, title, channel, creator, game, views, duration, created_at, vod_offset, "
+        "tags (the community's, space-separated). "
         "Without credentials at most 1,000 rows (`max_rows` ≤ 1000); each 1,000 rows count "
         "as one request against the caller's rate limit, and the download waits while it "
         "is spent."
@@ -129,7 +135,7 @@ async def export_clips(
             f"an export of more than {EXPORT_ANONYMOUS_ROWS:,} rows needs an API token or a "
             f"session (or max_rows of at most {EXPORT_ANONYMOUS_ROWS})"
         )
-    search = replace(filters, sort=sort)
+    search = replace(filters, sort=sort, tag_viewer=tags.viewer(principal))
     check_ranges(search)
     if feed == "mine":
         search = await apply_preferences(session, principal, search)
@@ -180,7 +186,8 @@ async def get_clip(request: Request, state: State, session: Session, clip_id: Cl
         if clip is None:
             raise NotFound(f"no clip with id {clip_id}")
         names = await catalog.game_names(session, [clip.game_id] if clip.game_id else [])
-        return ClipRead.from_clip(clip, names.get(clip.game_id or "")), {
+        on_clip = await tag_repo.community_names(session, [clip.seq])
+        return ClipRead.from_clip(clip, names.get(clip.game_id or ""), on_clip.get(clip.seq)), {
             f"ch:{clip.broadcaster_id}",
             "catalog",
         }

@@ -419,7 +419,7 @@ async def feed_page(
     # GET /api/v1/clips?feed=mine: the same preferences applied, the same page; never cached
     # (a feed is one person's).
     search = await apply_preferences(session, viewer, ClipSearch(limit=PAGE_SIZE, cursor=cursor))
-    page, _generations = await clips_answer(session, state.settings, search)
+    page, _generations = await clips_answer(session, state, search)
     next_url = None
     if page.next_cursor:
         next_url = FEED_PATH + "?" + urlencode({"cursor": page.next_cursor})

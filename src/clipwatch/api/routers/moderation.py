@@ -50,7 +50,7 @@ ADMINS = problem_responses(
     }
 )
 UserId = Annotated[int, Path(ge=1, le=2**53), BeforeValidator(_whole_number)]
-Action = Literal["clip.hide", "clip.unhide", "user.role"]
+Action = Literal["clip.hide", "clip.unhide", "user.role", "tag.create", "tag.update", "tag.delete"]
 
 
 def _hidden_read(row: repo.HiddenRow) -> HiddenRead:

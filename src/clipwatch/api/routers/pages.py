@@ -72,6 +72,7 @@ FORM_FIELDS = (
     "broadcaster",
     "game",
     "creator",
+    "tag",
     "language",
     "min_views",
     "max_views",
@@ -145,7 +146,7 @@ async def search_page(
     check_ranges(search)
 
     async def compute() -> tuple[ClipPage, set[str]]:
-        return await clips_answer(session, state.settings, search)
+        return await clips_answer(session, state, search)
 
     params = [*request.query_params.multi_items(), ("limit", str(PAGE_SIZE))]
     body = await _cached_read(state, "/api/v1/clips", params, compute)

@@ -18,12 +18,14 @@ from sqlalchemy import ColumnElement, String, case, cast, func, literal, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from clipwatch.db.models import Clip, Game
+from clipwatch.db.repositories import tags
 from clipwatch.db.repositories.clip_search import (
     _SORT_COLUMN,
     ClipFilters,
     KeysetSort,
     _conditions,
     _tsquery_condition,
+    text_match,
 )
 
 ISO_UTC = 'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"'
@@ -39,7 +41,9 @@ def _text_cell(value: Any) -> ColumnElement[Any]:
 def _statement(f: ClipFilters, sort: KeysetSort, limit: int | None) -> Any:
     c = Clip.__table__.c
     conds = _conditions(f, c)
-    if f.terms:
+    if f.term_tags:
+        conds += text_match(f, c, "postgresql")
+    elif f.terms:
         conds.append(_tsquery_condition(f.terms, indexable=True))
     key = c[_SORT_COLUMN[sort]]
     order = [key.asc(), c.seq.asc()] if sort == "oldest" else [key.desc(), c.seq.desc()]
@@ -56,6 +60,7 @@ def _statement(f: ClipFilters, sort: KeysetSort, limit: int | None) -> Any:
             cast(c.duration, String),
             created,
             c.vod_offset,
+            tags.names_cell(c.seq),
         )
         .select_from(Clip.__table__.outerjoin(Game.__table__, Game.id == c.game_id))
         .where(*conds)

@@ -36,7 +36,7 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.expression import TableClause, TextClause
 
 from clipwatch.db.models import Clip, Favourite, Game
-from clipwatch.db.repositories import moderation
+from clipwatch.db.repositories import moderation, tags
 from clipwatch.db.repositories._dialect import dialect_name
 from clipwatch.db.repositories.search_stats import search_stats
 from clipwatch.db.search import (
@@ -85,6 +85,11 @@ class ClipFilters:
     max_seq: int | None = None
     favourite_of: int | None = None  # only this member's favourites (`favourite=true`)
     include_hidden: bool = False  # clips moderators hid (never in a public answer)
+    # `tag=`: the clip carries a tag of each set (each set: the ids one name stands for).
+    tag_sets: tuple[tuple[int, ...], ...] | None = None
+    # Per word of `terms`: the community tags whose name has that word (docs/tags.md). Set
+    # only when some word names a tag; such a word matches a clip's text or those tags.
+    term_tags: tuple[tuple[int, ...], ...] | None = None
 
     def covered_by_sqlite_index(self) -> bool:
         """Only filters on columns of the narrow covering index."""
@@ -97,6 +102,7 @@ class ClipFilters:
             and self.min_duration is None
             and self.max_duration is None
             and self.favourite_of is None
+            and self.tag_sets is None
         )
 
 
@@ -167,6 +173,8 @@ def _conditions(f: ClipFilters, c: Any) -> list[Condition]:
         conds.append(c.id.in_(kept))
     if not f.include_hidden:
         conds.append(moderation.visible(c.seq))
+    for ids in f.tag_sets or ():
+        conds.append(tags.tagged_with(c.seq, ids))
     return conds
 
 
@@ -220,13 +228,21 @@ def _ordered_seqs(
     )
 
 
-NamedClip = tuple[Clip, str | None]
+# A clip, its game's name, and the names of the community tags on it (sorted).
+NamedClip = tuple[Clip, str | None, list[str]]
 
 
-def _with_game_name(stmt: Select[Any]) -> Select[Any]:
-    """Each clip with its game's name, in the same statement: a search answer names every
-    clip's game, and a separate query for the names cost a round trip per search."""
-    return stmt.add_columns(Game.name).outerjoin(Game, Game.id == Clip.game_id)
+def _with_names(session: AsyncSession, stmt: Select[Any]) -> Select[Any]:
+    """Each clip with its game's name and its community tags, in the same statement: a search
+    answer shows both, and a separate query for each cost a round trip per search."""
+    return stmt.add_columns(
+        Game.name, tags.names_column(dialect_name(session), Clip.seq)
+    ).outerjoin(Game, Game.id == Clip.game_id)
+
+
+def _named(row: Any) -> NamedClip:
+    clip, game, names = row[0], row[1], row[2]
+    return clip, game, sorted(names.split(" ")) if names else []
 
 
 T = TypeVar("T")
@@ -257,9 +273,9 @@ async def find_clips(
         if sort == "oldest"
         else [page.c.k.desc(), page.c.seq.desc()]
     )
-    stmt = _with_game_name(select(Clip).join(page, Clip.seq == page.c.seq)).order_by(*order)
+    stmt = _with_names(session, select(Clip).join(page, Clip.seq == page.c.seq)).order_by(*order)
     rows = (await session.execute(stmt.add_columns(page.c.m))).all()
-    return Found([(clip, name) for clip, name, _ in rows], rows[0][2] if rows else None)
+    return Found([_named(row) for row in rows], rows[0][3] if rows else None)
 
 
 @dataclass(frozen=True)
@@ -301,6 +317,9 @@ async def _page_query(
     c = Clip.__table__.c
     if not f.terms:
         return _ordered_seqs(c, sort, _conditions(f, c) + _keyset(sort, after, c), limit)
+    if f.term_tags:
+        conds = text_match(f, c, dialect_name(session))
+        return _ordered_seqs(c, sort, conds + _conditions(f, c) + _keyset(sort, after, c), limit)
     if dialect_name(session) == "postgresql":
         return await _pg_page_query(session, f, sort, after, limit)
     return await _sqlite_page_query(session, f, sort, after, limit)
@@ -314,6 +333,46 @@ def _tsquery_condition(terms: Terms, *, indexable: bool) -> TextClause:
     # A function call, unlike the @@ operator, never becomes a GIN index condition.
     sql = "ts_match_vq(clip.search_vector, to_tsquery('simple'::regconfig, :tsq_check))"
     return text(sql).bindparams(tsq_check=terms.tsquery())
+
+
+def text_match(f: ClipFilters, c: Any, dialect: str) -> list[Condition]:
+    """The words of `f.terms` as conditions when some of them name community tags: each such
+    word matches the clip's text or one of those tags; the other words match the text
+    together (through the text index). No cost model here: only searches whose words are
+    tags' words take this path (docs/tags.md)."""
+    terms, term_tags = f.terms, f.term_tags or ()
+    last = len(terms.words) - 1
+
+    def words(indexes: list[int]) -> Terms:
+        return Terms(
+            tuple(terms.words[i] for i in indexes), terms.last_is_prefix and last in indexes
+        )
+
+    def match(part: Terms, name: str, *, indexable: bool) -> Condition:
+        if dialect == "postgresql":
+            function = "" if indexable else "ts_match_vq"
+            query = f"to_tsquery('simple'::regconfig, :{name})"
+            sql = (
+                f"clip.search_vector @@ {query}"
+                if not function
+                else f"{function}(clip.search_vector, {query})"
+            )
+            return text(sql).bindparams(**{name: part.tsquery()})
+        found = select(_fts.c.rowid).where(
+            text(f"clip_fts MATCH :{name}").bindparams(**{name: part.fts5_match()})
+        )
+        return c.seq.in_(found)  # type: ignore[no-any-return]
+
+    plain = [i for i, ids in enumerate(term_tags) if not ids]
+    conds: list[Condition] = []
+    if plain:
+        conds.append(match(words(plain), "tsq_plain", indexable=True))
+    for i, ids in enumerate(term_tags):
+        if ids:
+            conds.append(
+                or_(match(words([i]), f"tsq_tag{i}", indexable=False), tags.tagged_with(c.seq, ids))
+            )
+    return conds
 
 
 PgPlan = Literal["walk", "gin", "split"]
@@ -488,5 +547,5 @@ async def clips_by_seq(session: AsyncSession, seqs: Sequence[int]) -> list[Named
     """Clips by seq (in no particular order), each with its game's name."""
     if not seqs:
         return []
-    stmt = _with_game_name(select(Clip).where(Clip.seq.in_(list(seqs))))
-    return [(clip, name) for clip, name in (await session.execute(stmt)).all()]
+    stmt = _with_names(session, select(Clip).where(Clip.seq.in_(list(seqs))))
+    return [_named(row) for row in (await session.execute(stmt)).all()]
