@@ -93,6 +93,7 @@ def test_cards_escape_whatever_twitch_sent(
         view_count=count,
         created_at=created,
         deleted_at=None,
+        tags=["funny", "epic-fail"],  # ours: validated names
     )
     html = render("_card.html", clip=clip)
     benign = render(

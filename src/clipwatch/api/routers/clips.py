@@ -15,6 +15,7 @@ from clipwatch.api.clip_filters import (
     ClipFilters,
     Feed,
     apply_preferences,
+    clip_answer,
     clips_answer,
     reader_of,
 )
@@ -24,9 +25,7 @@ from clipwatch.api.params import ClipId, Cursor
 from clipwatch.api.schemas import ClipPage, ClipRead
 from clipwatch.clips import export, tags
 from clipwatch.clips.search import Sort, check_ranges
-from clipwatch.db.repositories import catalog, clip_search
-from clipwatch.db.repositories import tags as tag_repo
-from clipwatch.errors import NotFound, Unauthenticated
+from clipwatch.errors import Unauthenticated
 
 router = APIRouter(tags=["clips"])
 
@@ -182,14 +181,6 @@ async def export_clips(
 )
 async def get_clip(request: Request, state: State, session: Session, clip_id: ClipId) -> Response:
     async def compute() -> tuple[ClipRead, set[str]]:
-        clip = await clip_search.get_clip(session, clip_id)
-        if clip is None:
-            raise NotFound(f"no clip with id {clip_id}")
-        names = await catalog.game_names(session, [clip.game_id] if clip.game_id else [])
-        on_clip = await tag_repo.community_names(session, [clip.seq])
-        return ClipRead.from_clip(clip, names.get(clip.game_id or ""), on_clip.get(clip.seq)), {
-            f"ch:{clip.broadcaster_id}",
-            "catalog",
-        }
+        return await clip_answer(session, clip_id)
 
     return await cached_answer(request, state, compute)

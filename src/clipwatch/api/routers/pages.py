@@ -6,7 +6,7 @@ from __future__ import annotations
 import inspect
 import re
 from collections.abc import Awaitable, Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import date
 from importlib.metadata import version
 from typing import Any
@@ -24,17 +24,18 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from clipwatch.accounts.service import Principal
 from clipwatch.api.auth import client_ip
 from clipwatch.api.cached import cache_key
-from clipwatch.api.clip_filters import ClipFilters, clips_answer
+from clipwatch.api.clip_filters import ClipFilters, clip_answer, clip_read, clips_answer
 from clipwatch.api.deps import AppState, Session, State
 from clipwatch.api.page_session import Member, Viewer, form_of, see_other
 from clipwatch.api.params import ClipId, Cursor
 from clipwatch.api.schemas import ClipPage, ClipRead
-from clipwatch.clips import favourites, moderation
+from clipwatch.clips import favourites, moderation, tags
 from clipwatch.clips.search import Sort, check_ranges
-from clipwatch.db.repositories import catalog, clip_search
+from clipwatch.db.models import Tag
+from clipwatch.db.repositories import clip_search
 from clipwatch.db.repositories import favourites as favourites_repo
 from clipwatch.db.repositories import moderation as moderation_repo
-from clipwatch.errors import ClipwatchError, NotFound, RateLimited
+from clipwatch.errors import ClipwatchError, InvalidInput, NotFound, RateLimited
 from clipwatch.web.render import PAGE_SIZE, STATIC_DIR, render
 
 PAGE_TAG = "page"
@@ -184,14 +185,7 @@ async def clip_page(
         return await _moderators_clip_page(request, state, session, clip_id, viewer)
 
     async def compute() -> tuple[ClipRead, set[str]]:
-        clip = await clip_search.get_clip(session, clip_id)
-        if clip is None:
-            raise NotFound(f"no clip with id {clip_id}")
-        names = await catalog.game_names(session, [clip.game_id] if clip.game_id else [])
-        return ClipRead.from_clip(clip, names.get(clip.game_id or "")), {
-            f"ch:{clip.broadcaster_id}",
-            "catalog",
-        }
+        return await clip_answer(session, clip_id)
 
     body = await _cached_read(state, f"/api/v1/clips/{clip_id}", [], compute)
     clip = ClipRead.model_validate_json(body)
@@ -205,9 +199,32 @@ async def clip_page(
             moderating=False,
             hidden=None,
             favourite=kept,
+            tagging=await _tagging(session, viewer, clip.id),
         ),
         cache=kept is None,  # a signed-in page holds the viewer's own star: never stored
     )
+
+
+@dataclass(frozen=True)
+class Tagging:
+    """The clip page's tag box for a signed-in member: the tags they see on the clip (and
+    whether they may take each off), and the ones they may put on."""
+
+    on: list[tuple[Tag, bool]]
+    available: list[Tag]
+
+
+async def _tagging(session: Session, viewer: Principal | None, clip_id: str) -> Tagging | None:
+    if viewer is None or "write" not in viewer.scopes:
+        return None
+    rows = await tags.clip_tags(session, viewer, clip_id)
+    on = [
+        (tag, tag.owner_id is not None or link.added_by_id == viewer.user_id or viewer.is_moderator)
+        for tag, link in rows
+    ]
+    carried = {tag.id for tag, _ in rows}
+    available = [tag for tag, _ in await tags.listed(session, viewer) if tag.id not in carried]
+    return Tagging(on, available)
 
 
 async def _kept(session: Session, viewer: Principal | None, clip_id: str) -> bool | None:
@@ -223,8 +240,7 @@ async def _moderators_clip_page(
     row = await clip_search.get_clip(session, clip_id, include_hidden=True)
     if row is None:
         raise NotFound(f"no clip with id {clip_id}")
-    names = await catalog.game_names(session, [row.game_id] if row.game_id else [])
-    clip = ClipRead.from_clip(row, names.get(row.game_id or ""))
+    clip = await clip_read(session, row)
     hidden = await moderation_repo.find(session, row.id)
     page = render(
         "clip.html",
@@ -234,6 +250,7 @@ async def _moderators_clip_page(
         moderating=True,
         hidden=hidden,
         favourite=await _kept(session, viewer, row.id),
+        tagging=None if hidden else await _tagging(session, viewer, row.id),
     )
     return _html(page)
 
@@ -259,6 +276,30 @@ async def star_clip(
         await favourites.drop(session, viewer, clip_id)
     else:
         await favourites.keep(session, viewer, clip_id)
+    return see_other(f"/clips/{clip_id}")
+
+
+def _tag_id(form: Any) -> int:
+    value = str(form.get("tag") or "")
+    if not (value.isascii() and value.isdigit() and value[0] != "0" and len(value) <= 16):
+        raise InvalidInput("choose a tag", field="tag")
+    return int(value)
+
+
+@router.post("/clips/{clip_id}/tags", response_class=HTMLResponse)
+async def tag_clip(request: Request, session: Session, clip_id: ClipId, viewer: Member) -> Response:
+    """The clip page's tag box: put the chosen tag on the clip (idempotent)."""
+    form = await form_of(request, viewer)
+    await tags.tag_clip(session, viewer, clip_id, _tag_id(form))
+    return see_other(f"/clips/{clip_id}")
+
+
+@router.post("/clips/{clip_id}/tags/remove", response_class=HTMLResponse)
+async def untag_clip(
+    request: Request, session: Session, clip_id: ClipId, viewer: Member
+) -> Response:
+    form = await form_of(request, viewer)
+    await tags.untag_clip(session, viewer, clip_id, _tag_id(form))
     return see_other(f"/clips/{clip_id}")
 
 
