@@ -10,10 +10,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from html import unescape
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 import httpx
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -23,7 +25,7 @@ from clipwatch.accounts.service import Principal
 from clipwatch.api.routers.collections_page import Refusal, _attempt
 from clipwatch.clips import collections as collections_service
 from clipwatch.clips.collections import MAX_COLLECTIONS
-from clipwatch.config import Settings
+from clipwatch.config import Settings as AppSettings
 from clipwatch.db.engine import session_scope
 from clipwatch.db.models import Collection, Delivery, NotificationRoute
 from clipwatch.db.repositories import collections as collections_repo
@@ -363,7 +365,7 @@ async def test_private_collections_are_404_and_public_ones_are_listed(
 
 
 async def test_post_a_collection_to_a_discord_route(
-    client: httpx.AsyncClient, sessionmaker: Sessions, settings: Settings
+    client: httpx.AsyncClient, sessionmaker: Sessions, settings: AppSettings
 ) -> None:
     clips = await stored(sessionmaker, 1)
     ann = await member(client, sessionmaker, "ann")
@@ -403,7 +405,7 @@ async def test_post_a_collection_to_a_discord_route(
     ).status_code == 404
 
 
-async def route_of(sessionmaker: Sessions, settings: Settings, owner: str, name: str) -> int:
+async def route_of(sessionmaker: Sessions, settings: AppSettings, owner: str, name: str) -> int:
     async with session_scope(sessionmaker) as session:
         user = await service.user_by_name(session, owner)
         route = NotificationRoute(
@@ -426,7 +428,7 @@ async def route_of(sessionmaker: Sessions, settings: Settings, owner: str, name:
 
 
 async def test_every_form_needs_the_csrf_proof(
-    client: httpx.AsyncClient, sessionmaker: Sessions, settings: Settings
+    client: httpx.AsyncClient, sessionmaker: Sessions, settings: AppSettings
 ) -> None:
     clips = await stored(sessionmaker, 2)
     ann = await member(client, sessionmaker, "ann")
@@ -710,3 +712,100 @@ async def test_a_member_with_the_most_collections_is_told_on_the_page(
     )
     assert 'value="one more"' in refused.text
     assert len((await ann.get(f"/collections/add?clip={clips[0]}")).text.split("<option ")) == 501
+
+
+# --- Any form, any address: a page, never a 500 -------------------------------------------------
+# What a form field may hold that passes form_of (a NUL refuses the whole form: 400).
+FIELD_TEXT = st.one_of(
+    st.text(max_size=40).filter(lambda text: "\x00" not in text),
+    st.sampled_from(["", " ", "0", "1", "2", "-1", "1.5", "9" * 30, "private", "public", "Coll0"]),
+    st.just("x" * 2500),
+)
+ANY_TEXT = st.one_of(
+    FIELD_TEXT,
+    st.text(alphabet=st.characters(codec="utf-8"), max_size=10).map(lambda s: s + "\x00"),
+)
+# One path segment (a "/", even encoded, or nothing at all is another address, not these pages).
+SEGMENT = ANY_TEXT.filter(lambda text: text.strip(".") != "" and "/" not in text)
+NAMES = ["title", "description", "visibility", "version", "position", "route_id", "clip"]
+FIELDS = st.lists(
+    st.tuples(st.sampled_from([*NAMES, "key", "done", "cursor"]), ANY_TEXT), max_size=4
+)
+ACTIONS = ["edit", "delete", "share-key", "post", "items/Coll0/move", "items/Coll0/remove"]
+FUZZ = settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+
+
+@dataclass
+class Owned:
+    """A member and a collection of theirs holding Coll0, made again when an example deletes
+    it (a fixture outlives hypothesis' examples)."""
+
+    member: Member
+    cid: int = 0
+
+    async def ready(self) -> tuple[Member, int]:
+        if (await self.member.api(f"/collections/{self.cid}")).status_code != 200:
+            self.cid = await create(self.member)
+            assert (await add(self.member, self.cid, "Coll0")).status_code == 303
+        return self.member, self.cid
+
+
+@pytest.fixture
+async def owner(client: httpx.AsyncClient, sessionmaker: Sessions) -> Owned:
+    await stored(sessionmaker, 2)
+    return Owned(await member(client, sessionmaker, "ann"))
+
+
+async def _post_any(owner: Owned, segment: str, action: str, fields: Pairs, proof: bool) -> None:
+    ann, cid = await owner.ready()
+    if action in ("", "add"):
+        path = f"/collections/{action}".rstrip("/")
+    else:
+        named = str(cid) if segment == "mine" else quote(segment, safe="")
+        path = f"/collections/{named}/{action}"
+    answer = await ann.post(path, fields, proof=proof)
+    assert answer.status_code in (303, 400, 403, 404, 405, 409, 412, 422), (path, fields)
+    if answer.status_code != 303:
+        assert answer.headers["content-type"].startswith("text/html")
+        assert "\x00" not in answer.text
+
+
+@FUZZ
+@given(
+    action=st.sampled_from([*ACTIONS, "", "add"]),
+    form=st.fixed_dictionaries({name: FIELD_TEXT for name in [*NAMES, "collection"]}),
+)
+async def test_any_owners_form_is_a_page_never_a_500(
+    owner: Owned, action: str, form: dict[str, str]
+) -> None:
+    await _post_any(owner, "mine", action, list(form.items()), proof=True)
+
+
+@FUZZ
+@given(
+    segment=st.one_of(st.just("mine"), st.just("999999"), SEGMENT),
+    action=st.sampled_from([*ACTIONS, "", "add"]),
+    form=st.fixed_dictionaries({}, optional={name: ANY_TEXT for name in [*NAMES, "collection"]}),
+    proof=st.booleans(),
+)
+async def test_any_form_anywhere_is_a_page_never_a_500(
+    owner: Owned, segment: str, action: str, form: dict[str, str], proof: bool
+) -> None:
+    await _post_any(owner, segment, action, list(form.items()), proof)
+
+
+@FUZZ
+@given(segment=SEGMENT, query=FIELDS, signed_in=st.booleans())
+async def test_any_collection_address_is_a_page_never_a_500(
+    owner: Owned, segment: str, query: Pairs, signed_in: bool
+) -> None:
+    ann, cid = await owner.ready()
+    named = str(cid) if segment == "1" else quote(segment, safe="")
+    for path in (f"/collections/{named}", "/collections", "/collections/add"):
+        address = f"{path}?{urlencode(query)}" if query else path
+        answer = await (ann.get(address) if signed_in else ann.http.get(address))
+        assert answer.status_code in (200, 303, 400, 404, 422), address
+        if answer.status_code != 303:
+            assert answer.headers["content-type"].startswith("text/html")
