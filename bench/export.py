@@ -33,7 +33,9 @@ from clipwatch.db.engine import create_engine, create_sessionmaker, session_scop
 # The export's rows, columns and order, for `COPY (…) TO STDOUT WITH CSV`.
 RAW_QUERY = (
     "SELECT c.id, c.url, c.title, c.broadcaster_name, c.creator_name, g.name, "
-    "c.view_count, c.duration, c.created_at, c.vod_offset FROM clip c "
+    "c.view_count, c.duration, c.created_at, c.vod_offset, "
+    "(SELECT string_agg(t.name, ' ' ORDER BY t.name) FROM clip_tag ct JOIN tag t "
+    "ON t.id = ct.tag_id WHERE ct.clip_seq = c.seq AND t.scope = 0) FROM clip c "
     "LEFT JOIN game g ON g.id = c.game_id WHERE c.deleted_at IS NULL "
     "ORDER BY c.created_at DESC, c.seq DESC"
 )

@@ -256,6 +256,13 @@ def tagged_with(seq_column: object, tag_ids: Sequence[int]) -> ColumnElement[boo
     return seq_column.in_(inner)  # type: ignore[attr-defined, no-any-return]
 
 
+async def any_community_tag_on_clips(session: AsyncSession) -> bool:
+    stmt = (
+        select(ClipTag.clip_seq).join(Tag, Tag.id == ClipTag.tag_id).where(Tag.scope == COMMUNITY)
+    )
+    return (await session.scalar(stmt.limit(1))) is not None
+
+
 def names_column(dialect: str, seq_column: object) -> Any:
     """The community tags' names on the clip, space-separated, in no order (NULL: none)."""
     names = (
