@@ -385,3 +385,27 @@ async def test_a_hidden_clip_cannot_be_tagged_and_its_tags_stay(
     assert (await put_tag(client, who["alice"], "T0", tag["id"])).status_code == 404
     assert (await client.delete("/api/v1/clips/T0/hidden", headers=bearer(mo))).status_code == 204
     assert await ids(client, tag="keep") == ["T0"]
+
+
+async def test_favourites_and_collections_show_the_community_tags(
+    client: httpx.AsyncClient, sessionmaker: Sessions
+) -> None:
+    await seeded(sessionmaker)
+    who = await people(sessionmaker)
+    tag = await new_tag(client, who["admin"], "keeper")
+    mine = await new_tag(client, who["alice"], "mine-only", private=True)
+    for tag_id in (tag["id"], mine["id"]):
+        assert (await put_tag(client, who["alice"], "T2", tag_id)).status_code == 200
+    alice = bearer(who["alice"])
+    assert (await client.put("/api/v1/me/favourites/T2", headers=alice)).status_code == 204
+    kept = await client.get("/api/v1/me/favourites", headers=alice)
+    assert [f["clip"]["tags"] for f in kept.json()["data"]] == [["keeper"]]
+    made = await client.post("/api/v1/collections", json={"title": "best"}, headers=alice)
+    assert made.status_code == 201, made.text
+    collection = made.json()["id"]
+    added = await client.post(
+        f"/api/v1/collections/{collection}/items", json={"clip_id": "T2"}, headers=alice
+    )
+    assert added.status_code in (200, 201), added.text
+    shown = await client.get(f"/api/v1/collections/{collection}", headers=alice)
+    assert [i["clip"]["tags"] for i in shown.json()["items"]] == [["keeper"]]

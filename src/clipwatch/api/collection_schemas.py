@@ -87,10 +87,12 @@ class CollectionItemRead(BaseModel):
     clip: ClipRead
 
     @classmethod
-    def from_shown(cls, shown: ShownItem) -> CollectionItemRead:
+    def from_shown(cls, shown: ShownItem, tags: list[str] | None = None) -> CollectionItemRead:
         item, clip, game_name = shown
         return cls(
-            position=item.position, added_at=item.added_at, clip=ClipRead.from_clip(clip, game_name)
+            position=item.position,
+            added_at=item.added_at,
+            clip=ClipRead.from_clip(clip, game_name, tags),
         )
 
 
@@ -102,7 +104,7 @@ class CollectionDetail(CollectionRead):
     @classmethod
     def from_shown(cls, shown: Shown) -> CollectionDetail:
         read = CollectionRead.build(shown.collection, shown.owner, shown.item_count, shown.is_owner)
-        items = [CollectionItemRead.from_shown(i) for i in shown.items]
+        items = [CollectionItemRead.from_shown(i, shown.tags.get(i[1].seq)) for i in shown.items]
         return cls(**read.model_dump(), items=items)
 
 

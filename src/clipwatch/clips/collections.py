@@ -12,7 +12,7 @@ from __future__ import annotations
 import hmac
 import re
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from clipwatch.accounts.service import Principal
 from clipwatch.clips.cursor import decode_cursor, encode_cursor, fingerprint
 from clipwatch.db.models import Collection
-from clipwatch.db.repositories import clip_search, notifications
+from clipwatch.db.repositories import clip_search, notifications, tags
 from clipwatch.db.repositories import collections as repo
 from clipwatch.db.repositories.collections import Listed, ShownItem
 from clipwatch.errors import BadRequest, Conflict, NotFound, PreconditionFailed
@@ -47,6 +47,7 @@ class Shown:
     item_count: int
     items: list[ShownItem]
     is_owner: bool
+    tags: dict[int, list[str]] = field(default_factory=dict)  # community tags by clip seq
 
 
 def etag_of(collection: Collection) -> str:
@@ -154,12 +155,14 @@ async def shown_collection(
 
 
 async def _shown(session: AsyncSession, collection: Collection, is_owner: bool) -> Shown:
+    items = await repo.shown_items(session, collection.id)
     return Shown(
         collection,
         await repo.owner_name(session, collection.user_id),
         await repo.item_count(session, collection.id),
-        await repo.shown_items(session, collection.id),
+        items,
         is_owner,
+        await tags.community_names(session, [clip.seq for _, clip, _ in items]),
     )
 
 

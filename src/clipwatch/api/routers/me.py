@@ -27,6 +27,7 @@ from clipwatch.api.errors import problem_responses
 from clipwatch.api.params import ClipId, Cursor
 from clipwatch.api.schemas import ClipRead, FavouritePage, FavouriteRead, ListOf
 from clipwatch.clips import favourites
+from clipwatch.db.repositories import tags as tag_repo
 
 router = APIRouter(prefix="/me", tags=["me"])
 
@@ -175,9 +176,12 @@ async def list_my_favourites(
     page = await favourites.kept(
         session, principal, key=state.settings.signing_key, limit=limit, cursor=cursor
     )
+    on_clips = await tag_repo.community_names(session, [c.seq for _, c, _ in page.rows])
     return FavouritePage(
         data=[
-            FavouriteRead(favourited_at=f.created_at, clip=ClipRead.from_clip(c, name))
+            FavouriteRead(
+                favourited_at=f.created_at, clip=ClipRead.from_clip(c, name, on_clips.get(c.seq))
+            )
             for f, c, name in page.rows
         ],
         next_cursor=page.next_cursor,
