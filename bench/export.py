@@ -1,13 +1,14 @@
 """Exports (GET /api/v1/clips/export) against a raw `COPY … TO STDOUT` of the same rows.
 
-python -m bench export [--clips 100000] [--database-url URL] [--format csv|jsonl]
+python -m bench export [--clips 100000] [--database-url URL] [--format csv|jsonl] [--tagged N]
 
 On PostgreSQL (an archive of its own, or `--database-url` of one already imported): the
 whole archive exported newest first through a real `clipwatch serve` over HTTP, read as it
 streams, against `COPY (the same columns, the same order) TO STDOUT WITH CSV` through asyncpg
 in the same run. Prints rows/s of each and the ratio (target ≥ 0.5), and the server's
 resident memory before the export and at its peak during it (sampled every 50 ms; target:
-growth < 50 MB at 1M clips, `--clips 1000000`).
+growth < 50 MB at 1M clips, `--clips 1000000`). `--tagged N` puts two community tags on N
+random clips first (the export's `tags` column then costs a sub-select per row, in both).
 """
 
 from __future__ import annotations
@@ -59,6 +60,27 @@ async def token_for(url: str) -> str:
         return token
     finally:
         await engine.dispose()
+
+
+async def tag_clips(url: str, count: int) -> None:
+    """Two community tags on `count` random clips (one of them on half of those)."""
+    conn = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://"))
+    try:
+        await conn.execute(
+            "INSERT INTO tag (scope, name, description, created_at, created_by) "
+            "VALUES (0, 'bench-one', '', now(), 'bench'), (0, 'bench-two', '', now(), 'bench')"
+        )
+        for name, share in (("bench-one", 1), ("bench-two", 2)):
+            await conn.execute(
+                "INSERT INTO clip_tag (tag_id, clip_seq, clip_id, added_at, added_by) "
+                "SELECT (SELECT id FROM tag WHERE scope = 0 AND name = $1), seq, id, now(), "
+                "'bench' FROM clip ORDER BY random() LIMIT $2",
+                name,
+                count // share,
+            )
+        await conn.execute("ANALYZE clip_tag")
+    finally:
+        await conn.close()
 
 
 async def raw_copy(url: str) -> tuple[int, float]:
@@ -119,6 +141,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--clips", type=int, default=100_000)
     parser.add_argument("--database-url", default="", help="An archive already imported")
     parser.add_argument("--format", choices=["csv", "jsonl"], default="csv")
+    parser.add_argument("--tagged", type=int, default=0, help="Clips given community tags")
     args = parser.parse_args(argv)
     # One bench client: the rate limit would measure its own waits (each 1,000 rows count).
     os.environ["CLIPWATCH_RATE_LIMIT_USER"] = "100000000/minute"
@@ -131,6 +154,9 @@ def main(argv: list[str]) -> int:
             seconds = asyncio.run(import_path(url, dataset(args.clips)))
             asyncio.run(vacuum_analyze(url))
             print(f"export: {args.clips:,} clips imported in {seconds:.0f} s")
+        if args.tagged:
+            asyncio.run(tag_clips(url, args.tagged))
+            print(f"  {args.tagged:,} clips tagged")
         token = asyncio.run(token_for(url))
         raw_rows, raw_s = asyncio.run(raw_copy(url))  # warms the cache for both
         raw_rows, raw_s = asyncio.run(raw_copy(url))
