@@ -73,15 +73,7 @@ async def hide(session: AsyncSession, principal: Principal, clip_id: str, reason
         return Hidden(existing, clip, changed=False)
     now = datetime.now(UTC)
     await repo.hide(session, clip, by=principal.name, reason=reason, at=now)
-    await repo.audit(
-        session,
-        at=now,
-        actor_id=principal.user_id or None,
-        actor=principal.name,
-        action=HIDE,
-        target=clip.id,
-        reason=reason,
-    )
+    await record(session, principal, HIDE, clip.id, reason, at=now)
     refs = await repo.deliveries_of(session, clip.id)
     cancelled = await repo.cancel_pending(session, [clip.id, trending_clip_id(clip.id)], refs)
     changes = await lifecycle.queue_hidden(session, [clip.id], now)
@@ -96,28 +88,33 @@ async def unhide(session: AsyncSession, principal: Principal, clip_id: str) -> b
     now = datetime.now(UTC)
     if not await repo.unhide(session, clip, now):
         return False
-    await repo.audit(
-        session,
-        at=now,
-        actor_id=principal.user_id or None,
-        actor=principal.name,
-        action=UNHIDE,
-        target=clip.id,
-        reason=None,
-    )
+    await record(session, principal, UNHIDE, clip.id, None, at=now)
     return True
 
 
 async def record_role(session: AsyncSession, principal: Principal, user: User) -> None:
     """The audit entry of a role change (the role is its reason: what it became)."""
+    await record(session, principal, ROLE, f"user:{user.id}", f"{user.name} is now a {user.role}")
+
+
+async def record(
+    session: AsyncSession,
+    principal: Principal,
+    action: str,
+    target: str,
+    reason: str | None,
+    *,
+    at: datetime | None = None,
+) -> None:
+    """One audit log entry: `principal` did `action` to `target` (now, or `at`)."""
     await repo.audit(
         session,
-        at=datetime.now(UTC),
+        at=at or datetime.now(UTC),
         actor_id=principal.user_id or None,
         actor=principal.name,
-        action=ROLE,
-        target=f"user:{user.id}",
-        reason=f"{user.name} is now a {user.role}",
+        action=action,
+        target=target,
+        reason=reason,
     )
 
 

@@ -23,11 +23,11 @@ from datetime import UTC, datetime
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from clipwatch.accounts.service import Principal
+from clipwatch.clips import moderation
 from clipwatch.clips.search import ClipSearch, export_filters
 from clipwatch.db.engine import touch
 from clipwatch.db.models import Clip, ClipTag, Tag
 from clipwatch.db.repositories import clip_search
-from clipwatch.db.repositories import moderation as audit_repo
 from clipwatch.db.repositories import tags as repo
 from clipwatch.errors import Conflict, Forbidden, InvalidInput, NotFound
 
@@ -93,15 +93,7 @@ def _may_manage(principal: Principal, tag: Tag) -> None:
 async def _audit(
     session: AsyncSession, principal: Principal, action: str, tag: Tag, reason: str
 ) -> None:
-    await audit_repo.audit(
-        session,
-        at=datetime.now(UTC),
-        actor_id=principal.user_id or None,
-        actor=principal.name,
-        action=action,
-        target=f"tag:{tag.id}",
-        reason=reason,
-    )
+    await moderation.record(session, principal, action, f"tag:{tag.id}", reason)
 
 
 async def create(
