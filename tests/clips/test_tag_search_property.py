@@ -142,7 +142,7 @@ async def run(app_settings: Settings, case: dict[str, Any]) -> list[str]:
 
 
 @settings(
-    max_examples=12,
+    max_examples=8,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
