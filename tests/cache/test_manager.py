@@ -66,6 +66,21 @@ def test_local_tier_is_bounded_by_entries_and_bytes() -> None:
     assert small.get("huge") is None
 
 
+def test_expired_entries_do_not_fill_the_tier() -> None:
+    """Many different answers and no write: the expired ones go as new ones come, so the
+    tier holds about one TTL's worth, not its byte bound of answers nobody can be given."""
+    tier = LocalTier(max_entries=10_000, max_bytes=10**9)
+    start = 1_000_000.0
+    for i in range(600):  # one new answer a second for ten minutes, each kept 60 s
+        tier.put(f"q{i}", entry(b"x" * 1_000, created=start + i), now=start + i)
+    assert 59 <= len(tier) <= 61, len(tier)
+    assert tier.expired == 600 - len(tier)
+    assert tier.bytes == sum(e.size for e in tier._entries.values())
+    assert tier.get("q599") is not None
+    assert tier.get("q0") is None
+    assert tier.evictions == 0
+
+
 def test_lru_keeps_what_is_read() -> None:
     tier = LocalTier(max_entries=2, max_bytes=10_000)
     tier.put("a", entry(b"1"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -36,6 +37,7 @@ class LocalTier:
         self.max_bytes = max_bytes
         self.bytes = 0
         self.evictions = 0
+        self.expired = 0  # dropped because their time was up
         self._entries: OrderedDict[str, Entry] = OrderedDict()
         # dependency -> keys of the entries stamped with it: a bump looks at those only
         self._by_dep: dict[str, set[str]] = {}
@@ -49,9 +51,10 @@ class LocalTier:
             self._entries.move_to_end(key)
         return entry
 
-    def put(self, key: str, entry: Entry) -> None:
+    def put(self, key: str, entry: Entry, now: float | None = None) -> None:
         if entry.size > self.max_bytes or self.max_entries == 0:
             return
+        self.drop_expired(time.time() if now is None else now)
         self.drop(key)
         self._entries[key] = entry
         self.bytes += entry.size
@@ -60,6 +63,22 @@ class LocalTier:
         while len(self._entries) > self.max_entries or self.bytes > self.max_bytes:
             self.drop(next(iter(self._entries)))  # the least recently used
             self.evictions += 1
+
+    def drop_expired(self, now: float) -> None:
+        """Drop expired entries from the least recently used end, up to the first live one.
+
+        An expired entry is never served, but until now it stayed until the LRU bounds pushed
+        it out: with many different searches and no write to outdate them, a process's cache
+        filled to `cache_max_mb` with answers nobody could be given (the serves' slow memory
+        rise in the 30-minute soak, docs/reliability.md). Each put drops what it passes, so
+        the work is amortized; an expired entry behind a live one goes when it is next read.
+        """
+        while self._entries:
+            key, first = next(iter(self._entries.items()))
+            if first.expires > now:
+                return
+            self.drop(key)
+            self.expired += 1
 
     def drop(self, key: str) -> None:
         entry = self._entries.pop(key, None)
