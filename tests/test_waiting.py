@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 import pytest
 
-from clipwatch.waiting import cancel_and_wait, wait_event, within
+from clipwatch.waiting import bounded, cancel_and_wait, wait_event, within
 
 DEADLINE_S = 5.0
 
@@ -115,3 +115,33 @@ async def test_cancel_and_wait_in_a_cleanup_after_a_cancel_finishes_the_cleanup(
     assert task.cancelled()
     assert helper.cancelled()
     assert cleaned == ["done"]
+
+
+async def test_a_stop_step_that_hangs_is_left_after_its_bound() -> None:
+    """A step that swallows its cancel and waits for ever (a close stuck on a broken
+    connection) holds the stop its bound plus one second, then is left; a quick step's result
+    and error come through."""
+    release = asyncio.Event()
+
+    async def stuck() -> None:
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            await release.wait()  # the cancel is swallowed: it never ends by itself
+
+    started = time.monotonic()
+    assert await bounded(stuck(), 0.2) is False
+    took = time.monotonic() - started
+    assert 1.1 <= took < 3.0, took
+    release.set()
+
+    async def quick() -> int:
+        return 1
+
+    assert await bounded(quick(), 1.0) is True
+
+    async def broken() -> None:
+        raise RuntimeError("closing failed")
+
+    with pytest.raises(RuntimeError, match="closing failed"):
+        await bounded(broken(), 1.0)

@@ -45,3 +45,17 @@ async def cancel_and_wait(task: asyncio.Task[Any]) -> None:
     except asyncio.CancelledError:
         if current is not None and current.cancelling() > before:
             raise
+
+
+async def bounded(awaitable: Awaitable[Any], seconds: float) -> bool:
+    """A stop step that must not hold a stop for ever: whether `awaitable` finished within
+    `seconds`. If not, it is cancelled and given one more second, then left; the caller says
+    which step it was (a process that does not stop and says nothing cannot be diagnosed)."""
+    task = asyncio.ensure_future(awaitable)
+    done, _ = await asyncio.wait({task}, timeout=max(seconds, 0.0))
+    if done:
+        task.result()  # its error, if any, is the caller's
+        return True
+    task.cancel()
+    await asyncio.wait({task}, timeout=1.0)
+    return False

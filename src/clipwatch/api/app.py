@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import timedelta
 from importlib.metadata import version
 from typing import Any
 
+import structlog
 from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
@@ -57,8 +58,11 @@ from clipwatch.discord.sender import sender_from_settings
 from clipwatch.monitoring.errors import ErrorTracker
 from clipwatch.runtime.worker import WorkerStats
 from clipwatch.twitch.client import INTERACTIVE_ATTEMPTS, client_from_settings
+from clipwatch.waiting import bounded
 
 API_PREFIX = "/api/v1"
+STOP_STEP_S = 5.0  # each step of the app's stop at most (then it is logged and left)
+log = structlog.get_logger("clipwatch.api")
 
 
 def _limited_responses() -> dict[int | str, dict[str, Any]]:
@@ -127,14 +131,19 @@ def create_app(
         finally:
             restore_signals()
             app_cache.remove_listener(hub.notice)
-            await hub.close()
-            await app.state.discord_sender.aclose()
-            if app.state.clipwatch.twitch is not None:
-                await app.state.clipwatch.twitch.aclose()
-            if own_cache:
-                await app_cache.close()
-            await app.state.clipwatch.limiter.aclose()
-            await engine.dispose()
+            # Each step bounded and named when slow: a stop must end, and say what held it.
+            twitch = app.state.clipwatch.twitch
+            steps: list[tuple[str, Callable[[], Awaitable[Any]] | None]] = [
+                ("the clip stream", hub.close),
+                ("the Discord client", app.state.discord_sender.aclose),
+                ("the Twitch client", twitch.aclose if twitch is not None else None),
+                ("the cache", app_cache.close if own_cache else None),
+                ("the rate limiter", app.state.clipwatch.limiter.aclose),
+                ("the database pool", engine.dispose),
+            ]
+            for name, step in steps:
+                if step is not None and not await bounded(step(), STOP_STEP_S):
+                    log.warning("stop_step_slow", step=name, seconds=STOP_STEP_S)
 
     app = FastAPI(
         title="clipwatch",

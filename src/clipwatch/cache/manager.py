@@ -32,13 +32,14 @@ from redis.exceptions import RedisError
 from clipwatch.cache.local import Entry, LocalTier, etag_of
 from clipwatch.config import Settings
 from clipwatch.monitoring.metrics import track_cache
-from clipwatch.waiting import cancel_and_wait
+from clipwatch.waiting import bounded, cancel_and_wait
 
 log = structlog.get_logger("clipwatch.cache")
 
 REDIS_TIMEOUT_S = 0.25
 RETRY_AFTER_S = 5.0  # how long the breaker stays open before Redis is tried again
 HEARTBEAT_S = 0.5  # how often the feed is confirmed
+CLOSE_STEP_S = 5.0  # each step of close() at most (then it is logged and left)
 LOCK_S = 3.0  # a computation's cross-process lock lives at most this long
 LOCK_WAIT_S = 1.0  # how long another process's computation is awaited before computing anyway
 LOCK_POLL_S = 0.02
@@ -143,11 +144,14 @@ class CacheManager:
             self._feed = asyncio.create_task(self._follow())
 
     async def close(self) -> None:
+        # Bounded: a feed cancelled mid-read of a broken connection once held `serve`'s stop
+        # past its 30 s (its pubsub's close waited on the connection); a stop must end.
         if self._feed is not None:
-            await cancel_and_wait(self._feed)
-            self._feed = None
-        if self.redis is not None:
-            await self.redis.aclose()
+            feed, self._feed = self._feed, None
+            if not await bounded(cancel_and_wait(feed), CLOSE_STEP_S):
+                log.warning("cache_close_slow", step="invalidation feed", seconds=CLOSE_STEP_S)
+        if self.redis is not None and not await bounded(self.redis.aclose(), CLOSE_STEP_S):
+            log.warning("cache_close_slow", step="redis connections", seconds=CLOSE_STEP_S)
 
     @property
     def mode(self) -> str:

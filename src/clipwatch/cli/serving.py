@@ -10,6 +10,7 @@ import asyncio
 import signal
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
+from typing import Any
 
 import structlog
 import uvicorn
@@ -29,6 +30,7 @@ log = structlog.get_logger("clipwatch.serve")
 # How long the worker may take to finish what it is doing when the server stops; then it is
 # cancelled (each sync window commits with its mark, so nothing stored is lost).
 WORKER_STOP_S = 5.0
+STOP_REQUESTS_S = 10  # requests still in flight at a stop get this long (uvicorn), then end
 
 
 @asynccontextmanager
@@ -127,6 +129,11 @@ class _Server(uvicorn.Server):
     """uvicorn's server, except that a SIGTERM/SIGINT is not raised again once it stopped:
     the worker beside it still has to stop, and then `serve` exits with status 0."""
 
+    def handle_exit(self, sig: int, frame: Any) -> None:
+        if not self.should_exit:  # said once: what a stop that takes long began with
+            log.info("stopping", signal=signal.Signals(sig).name)
+        super().handle_exit(sig, frame)
+
     @contextmanager
     def capture_signals(self) -> Iterator[None]:
         handled = (signal.SIGINT, signal.SIGTERM)
@@ -160,8 +167,16 @@ async def serve_api(
         )
         # The access log is the app's own (api/telemetry.py: request ids, route templates,
         # redaction), in every mode; uvicorn's is off.
+        # A stop waits for requests in flight at most STOP_REQUESTS_S (a long export does
+        # not hold a rolling restart); open streams are ended at once (api/routers/stream.py).
         config = uvicorn.Config(
-            app, host=host, port=port, log_config=None, access_log=False, proxy_headers=False
+            app,
+            host=host,
+            port=port,
+            log_config=None,
+            access_log=False,
+            proxy_headers=False,
+            timeout_graceful_shutdown=STOP_REQUESTS_S,
         )
         server = _Server(config)
         try:
@@ -174,3 +189,4 @@ async def serve_api(
                 await server.serve()
         finally:
             await cache.close()
+            log.info("stopped")
