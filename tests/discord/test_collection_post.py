@@ -132,7 +132,7 @@ async def test_a_collection_is_posted_once_listing_its_clips_in_order(
     assert len(discord_sim.discord.received) == 1
 
 
-async def test_an_empty_collection_posts_nothing_and_others_routes_are_404(
+async def test_an_empty_collection_posts_nothing_and_others_routes_are_refused(
     client: httpx.AsyncClient, settings: Settings, sessionmaker: Sessions, discord_sim: DiscordSim
 ) -> None:
     key = settings.signing_key
@@ -143,7 +143,7 @@ async def test_an_empty_collection_posts_nothing_and_others_routes_are_404(
     refused = await client.post(
         f"{BASE}/{cid}/post", json={"route_id": bobs}, headers=bearer(alice)
     )
-    assert refused.status_code == 404
+    assert refused.status_code == 409  # the collection is there; the route is not yours
     assert await collection_rows(sessionmaker) == []
 
     route = await route_for(sessionmaker, discord_sim, key, "alice")

@@ -393,7 +393,7 @@ async def test_post_a_collection_to_a_discord_route(
         ]
 
     others = await ann.post(f"/collections/{cid}/post", [("route_id", str(bobs))])
-    assert others.status_code == 404
+    assert others.status_code == 409
     assert alert(others.text) == f"Not done: no route {bobs}."
     assert "Post to Discord" in others.text  # the collection's page, with the message
     for bad in ("first", "", "0", "1.5"):

@@ -292,7 +292,9 @@ async def post_collection(
     collection = await _owned(session, principal, collection_id)
     route = await notifications.get_route(session, route_id)
     if route is None or route.user_id != principal.user_id:
-        raise NotFound(f"no route {route_id}")
+        # 409, not 404: the path's collection is there (a 404 read as "the collection is
+        # gone" by clients and by schemathesis' stateful checks); the body names no route.
+        raise Conflict(f"no route {route_id}")
     now = _now()
     row = {
         "route_id": route.id,

@@ -251,7 +251,9 @@ async def remove_item(
     response_model=CollectionPosted,
     status_code=202,
     responses=WRITE
-    | problem_responses({404: "Collection or route not yours, or absent"})
+    | problem_responses(
+        {404: "Collection not yours, or absent", 409: "The body's route is not yours, or absent"}
+    )
     | {200: {"model": CollectionPosted, "description": "Posted (or queued) there before"}},
     summary="Post a collection to one of my Discord routes (once per route)",
     description="One message listing its clips in order, sent by the delivery worker as "
