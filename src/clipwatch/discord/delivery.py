@@ -57,7 +57,7 @@ from clipwatch.discord.sender import Outcome, Rejected, RetryLater, Sent, Webhoo
 from clipwatch.discord.stream_notices import NOTICE_KINDS
 from clipwatch.discord.webhook_url import WebhookTarget
 from clipwatch.monitoring.logging import describe_error
-from clipwatch.monitoring.metrics import DELIVERIES
+from clipwatch.monitoring.metrics import DELIVERIES, DELIVERY_RECORDS
 from clipwatch.waiting import cancel_and_wait
 
 # SCHEDULE[n]: the wait before attempt n + 1 (the first is at once).
@@ -76,6 +76,11 @@ SCHEDULE = (
 )
 JITTER = 0.2  # up to this share of the wait is added, so routes do not all retry at once
 CLAIM = timedelta(minutes=5)
+# A settled outcome (sent, dead) is written however long the database is away, up to this:
+# the message is in Discord, and a row left pending would be posted again once its claim lapses.
+RECORD_PATIENCE_S = 120.0
+RECORD_PAUSE_S = 0.1  # the first wait between attempts at the write, doubled up to the next
+RECORD_PAUSE_MAX_S = 1.0
 ROUTES_AT_ONCE = 16  # routes a pass sends to side by side
 # A pass claims at most limit / PER_ROUTE_SHARE of one route's deliveries: a burst on one route
 # (its channel paced at one message per 2 s) leaves room in the pass for the others.
@@ -517,16 +522,15 @@ async def _finish(
     thread_id: str | None = None,
 ) -> None:
     now = datetime.now(UTC)
-    async with session_scope(sessionmaker) as session:
-        await notifications.update_deliveries(
-            session,
-            [d.id for d in deliveries],
-            status=status,
-            message_id=message_id,
-            last_error=error,
-            sent_at=now if status == "sent" else None,
-            **({"thread_id": thread_id} if thread_id else {}),
-        )
+    values: dict[str, object] = {
+        "status": status,
+        "message_id": message_id,
+        "last_error": error,
+        "sent_at": now if status == "sent" else None,
+    }
+    if thread_id:
+        values["thread_id"] = thread_id
+    await _record_outcome(sessionmaker, [d.id for d in deliveries], values, status)
     if status == "sent":
         report.sent += len(deliveries)
     elif status == "cancelled":
@@ -534,6 +538,45 @@ async def _finish(
     else:
         report.dead += len(deliveries)
     DELIVERIES.labels(status).inc(len(deliveries))
+
+
+async def _record_outcome(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    ids: list[int],
+    values: dict[str, object],
+    status: str,
+) -> None:
+    """Write the final outcome of deliveries already settled with Discord (sent, or refused
+    for good). The write is idempotent, so a database away (down, restarting, just back) is
+    waited out for up to RECORD_PATIENCE_S: given up at once, a sent message's row would stay
+    pending, its claim would lapse and another worker would post it again."""
+    deadline = asyncio.get_running_loop().time() + RECORD_PATIENCE_S
+    pause = RECORD_PAUSE_S
+    waited = 0
+    while True:
+        try:
+            async with session_scope(sessionmaker) as session:
+                await notifications.update_deliveries(session, ids, **values)
+        except (SQLAlchemyError, OSError) as exc:
+            if asyncio.get_running_loop().time() + pause > deadline:
+                DELIVERY_RECORDS.labels("lost").inc(len(ids))
+                log.error("delivery_outcome_lost", status=status, deliveries=len(ids))
+                raise
+            if not waited:
+                log.warning(
+                    "delivery_outcome_waiting",
+                    status=status,
+                    deliveries=len(ids),
+                    error=describe_error(exc),
+                )
+            waited += 1
+            await asyncio.sleep(pause)  # a backoff between attempts at the database
+            pause = min(pause * 2, RECORD_PAUSE_MAX_S)
+            continue
+        if waited:
+            DELIVERY_RECORDS.labels("delayed").inc(len(ids))
+            log.info("delivery_outcome_recorded", status=status, attempts=waited + 1)
+        return
 
 
 async def _retry(

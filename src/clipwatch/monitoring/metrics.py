@@ -144,6 +144,12 @@ DELIVERIES = Counter(
     "rate_limited (waiting, no attempt spent), dead",
     ["outcome"],
 )
+DELIVERY_RECORDS = Counter(
+    "clipwatch_delivery_records",
+    "Settled delivery outcomes (sent, dead) whose write waited for the database, by outcome: "
+    "delayed (written after it came back), lost (given up: the row may be sent again)",
+    ["outcome"],
+)
 MESSAGE_EDITS = Counter(
     "clipwatch_message_edits",
     "Changes of posted Discord messages (a clip deleted on Twitch, a view milestone), by kind "
