@@ -97,7 +97,7 @@ fmt: $(STAMP) ## Format and fix what ruff can
 	$(VENV)/bin/ruff check --fix src tests bench
 
 # One benchmark or the long runs by flags: make bench BENCH="load --minutes 30",
-# make bench BENCH="search --clips 10000000 --backend postgresql".
+# make bench BENCH="archive --clips 10000000" (then search --database-url, docs/search.md).
 BENCH ?=
 
 bench: $(STAMP) ## Benchmarks (bench/); each prints ratios against a baseline from the same run

@@ -4,7 +4,18 @@ from __future__ import annotations
 
 import sys
 
-from bench import body_limit, cli, delivery, export, load, metrics_overhead, search, sse, web
+from bench import (
+    archive,
+    body_limit,
+    cli,
+    delivery,
+    export,
+    load,
+    metrics_overhead,
+    search,
+    sse,
+    web,
+)
 from bench import sync as sync_bench
 
 BENCHMARKS = {
@@ -18,9 +29,11 @@ BENCHMARKS = {
     "web": web.main,
     "export": export.main,
     "load": load.main,
+    "archive": archive.main,
 }
-# Run by name only (`python -m bench load`): minutes of a whole scaled setup.
-BY_NAME_ONLY = {"load"}
+# Run by name only (`python -m bench load`): minutes of a whole scaled setup, or hours of
+# building a 10M-clip archive.
+BY_NAME_ONLY = {"load", "archive"}
 
 
 def main() -> int:

@@ -289,13 +289,13 @@ def measure_server(database_url: str, args: argparse.Namespace) -> dict[str, Any
     warm_up, queries, channels = queries[-30:], queries[:-30], channels[:-30]
     out: dict[str, Any] = {"latency": {}}
     with served(database_url, DATA / "servers", args.redis) as server:
-        for sort in SORTS:
+        for sort in SORTS if not args.throughput_only else ():
             for filtered in (False, True):
                 key = f"{sort}{' +channel' if filtered else ''}"
                 out["latency"][key] = asyncio.run(
                     latency(server.base, queries, channels, sort, filtered, warm_up)
                 )
-        for filtered in (False, True):
+        for filtered in (False, True) if not args.throughput_only else ():
             deep = asyncio.run(deep_latency(server.base, queries, channels, filtered))
             for key, figures in deep.items():
                 out["latency"][f"{key}{' +channel' if filtered else ''}"] = figures
@@ -428,6 +428,11 @@ def main(argv: list[str]) -> int:
         default="",
         metavar="URL",
         help="An archive imported before (postgresql+asyncpg://…): serving figures only",
+    )
+    parser.add_argument(
+        "--throughput-only",
+        action="store_true",
+        help="Only the requests/s figures (no latency runs): for A/B runs of a change",
     )
     args = parser.parse_args(argv)
     results: dict[str, dict[str, Any]] = {}
