@@ -7,16 +7,19 @@ every clip's game name with it; neither takes a statement of its own.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from sqlalchemy import event, text, update
+from sqlalchemy import event, select, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from clipwatch.api.clip_filters import clip_read
 from clipwatch.clips.search import ClipSearch, search_clips
 from clipwatch.config import Settings
-from clipwatch.db.models import Game
+from clipwatch.db.models import Clip, ClipTag, Game, Tag
 from clipwatch.db.repositories import search_stats
+from clipwatch.db.repositories import tags as tag_repo
 from tests.factories import helix_clip, store_clips
 
 # Statements of a first page with words, once the word statistics are cached. PostgreSQL:
@@ -84,3 +87,37 @@ async def test_a_first_page_is_few_statements_and_names_its_games(
         seen += [c.id for c in later.clips]
         cursor = later.next_cursor
     assert sorted(seen) == sorted(c["id"] for c in clips)
+
+
+async def test_one_clip_is_one_statement_with_its_game_and_tags(
+    engine: AsyncEngine, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    """GET /clips/{id} and the clip page (api/clip_filters.py `clip_read`): the clip, its
+    game's name and its community tags in one statement (it was three)."""
+    await store_clips(sessionmaker, [helix_clip(id="OneStatement", game_id="33214")])
+    async with sessionmaker() as session, session.begin():
+        await session.execute(update(Game).where(Game.id == "33214").values(name="Fortnite"))
+        now = datetime.now(UTC)
+        tag = Tag(scope=tag_repo.COMMUNITY, name="clutch", created_at=now, created_by="test")
+        session.add(tag)
+        await session.flush()
+        seq = (await session.execute(select(Clip.seq).where(Clip.id == "OneStatement"))).scalar()
+        session.add(
+            ClipTag(tag_id=tag.id, clip_seq=seq, clip_id="OneStatement", added_at=now, added_by="t")
+        )
+    statements: list[str] = []
+
+    def count(*args: Any) -> None:
+        statements.append(args[2])
+
+    event.listen(engine.sync_engine, "before_cursor_execute", count)
+    try:
+        async with sessionmaker() as session, session.begin():
+            read = await clip_read(session, "OneStatement")
+            missing = await clip_read(session, "NoSuchClip")
+    finally:
+        event.remove(engine.sync_engine, "before_cursor_execute", count)
+    assert len(statements) == 2, statements  # one each
+    assert read is not None
+    assert missing is None
+    assert (read.game_name, read.tags) == ("Fortnite", ["clutch"])

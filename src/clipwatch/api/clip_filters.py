@@ -17,8 +17,7 @@ from clipwatch.api.deps import AppState
 from clipwatch.api.params import Instant, Key, Language, SearchText, TagName
 from clipwatch.api.schemas import ClipPage, ClipRead
 from clipwatch.clips.search import ClipSearch, search_clips
-from clipwatch.db.models import Clip
-from clipwatch.db.repositories import catalog, clip_search
+from clipwatch.db.repositories import clip_search
 from clipwatch.db.repositories import tags as tag_repo
 from clipwatch.errors import Forbidden, NotFound, Unauthenticated
 
@@ -151,14 +150,19 @@ async def clips_answer(
 async def clip_answer(session: AsyncSession, clip_id: str) -> tuple[ClipRead, set[str]]:
     """One clip as GET /clips/{id} answers it (the clip page shares its cache entry), and the
     generations it read."""
-    clip = await clip_search.get_clip(session, clip_id)
-    if clip is None:
+    read = await clip_read(session, clip_id)
+    if read is None:
         raise NotFound(f"no clip with id {clip_id}")
-    return await clip_read(session, clip), {f"ch:{clip.broadcaster_id}", "catalog"}
+    return read, {f"ch:{read.broadcaster_id}", "catalog"}
 
 
-async def clip_read(session: AsyncSession, clip: Clip) -> ClipRead:
-    """A clip with its game's name and its community tags."""
-    names = await catalog.game_names(session, [clip.game_id] if clip.game_id else [])
-    on_clip = await tag_repo.community_names(session, [clip.seq])
-    return ClipRead.from_clip(clip, names.get(clip.game_id or ""), on_clip.get(clip.seq))
+async def clip_read(
+    session: AsyncSession, clip_id: str, *, include_hidden: bool = False
+) -> ClipRead | None:
+    """A clip with its game's name and its community tags (hidden ones only with
+    `include_hidden`)."""
+    named = await clip_search.get_named_clip(session, clip_id, include_hidden=include_hidden)
+    if named is None:
+        return None
+    clip, game_name, tags = named
+    return ClipRead.from_clip(clip, game_name, tags)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 import weakref
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
@@ -12,6 +13,7 @@ from typing import Any, Protocol
 import structlog
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -75,15 +77,41 @@ def create_engine(settings: Settings, *, url: str | None = None) -> AsyncEngine:
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
         pool_timeout=settings.db_pool_timeout,
-        pool_pre_ping=True,
         connect_args={
             "server_settings": server_settings,
             "timeout": settings.db_pool_timeout,
         },
     )
+    event.listen(engine.sync_engine.pool, "checkin", _note_idle)
+    event.listen(engine.sync_engine.pool, "checkout", _ping_if_idle)
     if settings.metrics_enabled:
         track_engine(engine)
     return engine
+
+
+# A pooled connection idle this long is pinged before use (a round trip, and asyncpg's ping is
+# three: BEGIN, `;`, ROLLBACK). SQLAlchemy's `pool_pre_ping` pinged on every checkout: on a busy
+# serve that was the most round trips of an uncached search (docs/search.md). A connection used
+# less than this ago needs none: a database that went away since then failed the statement that
+# used it, and that disconnect recycled the whole pool; restarting PostgreSQL takes longer.
+PING_AFTER_IDLE_S = 1.0
+_IDLE_SINCE = "clipwatch.idle_since"
+
+
+def _note_idle(_dbapi_conn: Any, record: Any) -> None:
+    record.info[_IDLE_SINCE] = time.monotonic()
+
+
+def _ping_if_idle(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+    """A connection idle for PING_AFTER_IDLE_S or more is pinged; a dead one is replaced
+    (DisconnectionError makes the pool connect afresh, up to three times)."""
+    idle_since = record.info.get(_IDLE_SINCE)
+    if idle_since is None or time.monotonic() - idle_since < PING_AFTER_IDLE_S:
+        return  # new, or used a moment ago
+    try:
+        dbapi_conn.ping()
+    except Exception as exc:  # any failure: this connection is not to be trusted
+        raise DisconnectionError(f"pooled connection failed its ping: {exc}") from exc
 
 
 def _roll_back_before_closing(dbapi_conn: Any, _record: Any, _exception: Any) -> None:

@@ -32,7 +32,6 @@ from clipwatch.api.schemas import ClipPage, ClipRead
 from clipwatch.clips import favourites, moderation, tags
 from clipwatch.clips.search import Sort, check_ranges
 from clipwatch.db.models import Tag
-from clipwatch.db.repositories import clip_search
 from clipwatch.db.repositories import favourites as favourites_repo
 from clipwatch.db.repositories import moderation as moderation_repo
 from clipwatch.errors import ClipwatchError, InvalidInput, NotFound, RateLimited
@@ -237,11 +236,10 @@ async def _kept(session: Session, viewer: Principal | None, clip_id: str) -> boo
 async def _moderators_clip_page(
     request: Request, state: State, session: Session, clip_id: str, viewer: Principal
 ) -> Response:
-    row = await clip_search.get_clip(session, clip_id, include_hidden=True)
-    if row is None:
+    clip = await clip_read(session, clip_id, include_hidden=True)
+    if clip is None:
         raise NotFound(f"no clip with id {clip_id}")
-    clip = await clip_read(session, row)
-    hidden = await moderation_repo.find(session, row.id)
+    hidden = await moderation_repo.find(session, clip.id)
     page = render(
         "clip.html",
         **_common(state, request),
@@ -249,8 +247,8 @@ async def _moderators_clip_page(
         base_url=state.settings.base_url,
         moderating=True,
         hidden=hidden,
-        favourite=await _kept(session, viewer, row.id),
-        tagging=None if hidden else await _tagging(session, viewer, row.id),
+        favourite=await _kept(session, viewer, clip.id),
+        tagging=None if hidden else await _tagging(session, viewer, clip.id),
     )
     return _html(page)
 

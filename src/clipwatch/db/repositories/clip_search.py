@@ -531,6 +531,18 @@ async def get_clip(
     return (await session.scalars(stmt)).first()
 
 
+async def get_named_clip(
+    session: AsyncSession, clip_id: str, *, include_hidden: bool = False
+) -> NamedClip | None:
+    """The clip with its game's name and its community tags, in one statement (a clip page
+    read them in three); hidden ones only with `include_hidden`."""
+    stmt = _with_names(session, select(Clip).where(Clip.id == clip_id))
+    if not include_hidden:
+        stmt = stmt.where(moderation.visible(Clip.seq))
+    row = (await session.execute(stmt)).first()
+    return _named(row) if row is not None else None
+
+
 async def clips_by_ids(session: AsyncSession, ids: list[str]) -> list[Clip]:
     """Clips by id, in the order of `ids` (missing and hidden ones left out)."""
     stmt = select(Clip).where(Clip.id.in_(ids), moderation.visible(Clip.seq))
