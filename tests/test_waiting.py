@@ -132,7 +132,9 @@ async def test_a_stop_step_that_hangs_is_left_after_its_bound() -> None:
     started = time.monotonic()
     assert await bounded(stuck(), 0.2) is False
     took = time.monotonic() - started
-    assert 1.1 <= took < 3.0, took
+    # At least its bound and the second's grace; the upper bound only shows it was left (the
+    # step would hold for an hour), wide for a loaded machine.
+    assert 1.1 <= took < 10.0, took
     release.set()
 
     async def quick() -> int:

@@ -13,14 +13,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from clipwatch.db.engine import touch
 from clipwatch.db.models import Clip, ClipAbsence
+from clipwatch.db.repositories._chunks import in_chunks
 from clipwatch.db.repositories._dialect import insert_for
-
-CHUNK = 500  # ids per statement: well under every driver's parameter limit
-
-
-def _chunks(ids: Sequence[str]) -> list[list[str]]:
-    unique = sorted(set(ids))
-    return [unique[i : i + CHUNK] for i in range(0, len(unique), CHUNK)]
 
 
 async def stored_clip_ids(
@@ -47,7 +41,7 @@ async def add_suspects(
     """Note clips missing from an answer; a clip already suspected keeps its last check (a
     suspect missing from every pass's batch must still come due). How many are new."""
     added = 0
-    for chunk in _chunks(clip_ids):
+    for chunk in in_chunks(clip_ids):
         stmt = (
             insert_for(session, ClipAbsence)
             .values(
@@ -76,7 +70,7 @@ async def clear_suspects(session: AsyncSession, clip_ids: Sequence[str]) -> int:
     if not clip_ids or await session.scalar(select(ClipAbsence.clip_id).limit(1)) is None:
         return 0
     cleared = 0
-    for chunk in _chunks(clip_ids):
+    for chunk in in_chunks(clip_ids):
         result = await session.execute(
             delete(ClipAbsence).where(ClipAbsence.clip_id.in_(chunk)).returning(ClipAbsence.clip_id)
         )
@@ -131,7 +125,7 @@ async def restore_clips(session: AsyncSession, clip_ids: Sequence[str], now: dat
     """Clear `deleted_at` of these clips where set (Twitch listed them); the restored ids."""
     restored: list[str] = []
     channels: set[str] = set()
-    for chunk in _chunks(clip_ids):
+    for chunk in in_chunks(clip_ids):
         result = await session.execute(
             update(Clip)
             .where(Clip.id.in_(chunk), Clip.deleted_at.is_not(None))

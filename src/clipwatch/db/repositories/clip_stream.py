@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from clipwatch.db.models import Channel, ChannelLive, Clip
 from clipwatch.db.repositories import moderation
+from clipwatch.db.repositories._chunks import in_chunks
 from clipwatch.db.repositories._dialect import dialect_name
 
 
@@ -121,10 +122,8 @@ async def clips_changed(
     if channel_ids is None:
         return list((await session.scalars(stmt.order_by(Clip.seq))).all())
     found: list[Clip] = []
-    ids = sorted(set(channel_ids))
-    for start in range(0, len(ids), 500):
-        chunk = stmt.where(Clip.broadcaster_id.in_(ids[start : start + 500]))
-        found += (await session.scalars(chunk)).all()
+    for chunk in in_chunks(channel_ids):
+        found += (await session.scalars(stmt.where(Clip.broadcaster_id.in_(chunk)))).all()
     return sorted(found, key=lambda clip: clip.seq)
 
 

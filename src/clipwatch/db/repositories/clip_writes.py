@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from clipwatch.db.engine import touch
 from clipwatch.db.models import Clip
+from clipwatch.db.repositories._chunks import in_chunks
 from clipwatch.db.repositories._dialect import dialect_name, insert_for
 from clipwatch.db.search import optimize_index
 
@@ -143,8 +144,7 @@ async def _upsert_generic(
 ) -> UpsertResult:
     ids = [row["id"] for row in rows]
     known: set[str] = set()
-    for start in range(0, len(ids), 500):
-        chunk = ids[start : start + 500]
+    for chunk in in_chunks(ids):
         known.update((await session.scalars(select(Clip.id).where(Clip.id.in_(chunk)))).all())
     table = Clip.__table__
     stmt = insert_for(session, table)
@@ -170,9 +170,7 @@ async def compact_search_index(session: AsyncSession) -> None:
 async def view_counts(session: AsyncSession, ids: Sequence[str]) -> dict[str, int]:
     """Stored view counts of these clips (absent ones are left out)."""
     counts: dict[str, int] = {}
-    unique = sorted(set(ids))
-    for start in range(0, len(unique), 500):
-        chunk = unique[start : start + 500]
+    for chunk in in_chunks(ids):
         rows = await session.execute(select(Clip.id, Clip.view_count).where(Clip.id.in_(chunk)))
         counts.update({clip_id: views for clip_id, views in rows.all()})
     return counts

@@ -18,6 +18,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from clipwatch.db.engine import touch
 from clipwatch.db.models import AuditEntry, Clip, Delivery, Game, HiddenClip
+from clipwatch.db.repositories._chunks import in_chunks
 
 HIDDEN_ERROR = "the clip was hidden by a moderator"  # a cancelled outbox row's last_error
 
@@ -33,10 +34,8 @@ async def find(session: AsyncSession, clip_id: str) -> HiddenClip | None:
 
 async def hidden_ids(session: AsyncSession, clip_ids: Iterable[str]) -> set[str]:
     """Which of these clips are hidden."""
-    ids = sorted(set(clip_ids))
     found: set[str] = set()
-    for start in range(0, len(ids), 500):
-        chunk = ids[start : start + 500]
+    for chunk in in_chunks(clip_ids):
         stmt = select(HiddenClip.clip_id).where(HiddenClip.clip_id.in_(chunk))
         found |= set(await session.scalars(stmt))
     return found
@@ -44,8 +43,7 @@ async def hidden_ids(session: AsyncSession, clip_ids: Iterable[str]) -> set[str]
 
 async def hidden_seqs(session: AsyncSession, seqs: Sequence[int]) -> set[int]:
     found: set[int] = set()
-    for start in range(0, len(seqs), 500):
-        chunk = list(seqs[start : start + 500])
+    for chunk in in_chunks(seqs):
         stmt = select(HiddenClip.clip_seq).where(HiddenClip.clip_seq.in_(chunk))
         found |= set(await session.scalars(stmt))
     return found

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from clipwatch.db.models import Clip, Delivery, NotificationRoute
 from clipwatch.db.repositories import moderation
+from clipwatch.db.repositories._chunks import in_chunks
 from clipwatch.db.repositories._dialect import dialect_name, insert_for
 
 
@@ -303,9 +304,7 @@ async def views_and_times(
 ) -> dict[str, tuple[int, datetime]]:
     """Stored view counts of these clips and when each row last changed (absent: left out)."""
     found: dict[str, tuple[int, datetime]] = {}
-    unique = sorted(set(ids))
-    for start in range(0, len(unique), 500):
-        chunk = unique[start : start + 500]
+    for chunk in in_chunks(ids):
         stmt = select(Clip.id, Clip.view_count, Clip.updated_at).where(Clip.id.in_(chunk))
         for clip_id, views, at in (await session.execute(stmt)).all():
             found[clip_id] = (int(views), at)

@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from clipwatch.db.engine import touch
 from clipwatch.db.models import Channel, ClipQuarantine
+from clipwatch.db.repositories._chunks import in_chunks
 from clipwatch.db.repositories._dialect import insert_for
 
 PAYLOAD_MAX = 64 * 1024  # characters of escaped JSON (ASCII: also bytes)
@@ -96,9 +97,7 @@ async def release_clips(session: AsyncSession, clip_ids: Sequence[str]) -> int:
     if not clip_ids or not await session.scalar(select(exists().select_from(ClipQuarantine))):
         return 0
     released = 0
-    unique = sorted(set(clip_ids))
-    for start in range(0, len(unique), 500):
-        chunk = unique[start : start + 500]
+    for chunk in in_chunks(clip_ids):
         result = await session.execute(
             delete(ClipQuarantine).where(ClipQuarantine.key.in_(chunk)).returning(ClipQuarantine.id)
         )

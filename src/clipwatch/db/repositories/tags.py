@@ -17,10 +17,10 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from clipwatch.db.models import Clip, ClipTag, Tag
+from clipwatch.db.repositories._chunks import IN_CHUNK, in_chunks
 from clipwatch.db.repositories._dialect import dialect_name
 
 COMMUNITY = 0
-_CHUNK = 500
 
 
 def scope_of(owner_id: int | None) -> int:
@@ -132,8 +132,8 @@ async def attach(
         return 0
     insert = pg_insert if dialect_name(session) == "postgresql" else sqlite_insert
     added = 0
-    for start in range(0, len(clips), _CHUNK):
-        chunk = clips[start : start + _CHUNK]
+    for start in range(0, len(clips), IN_CHUNK):
+        chunk = clips[start : start + IN_CHUNK]
         stmt = (
             insert(ClipTag)
             .values(
@@ -181,11 +181,11 @@ async def count_on_clip(session: AsyncSession, clip_seq: int, scope: int) -> int
 async def counts_on_clips(session: AsyncSession, seqs: Sequence[int], scope: int) -> dict[int, int]:
     """How many tags of `scope` each of these clips carries."""
     counts: dict[int, int] = {}
-    for start in range(0, len(seqs), _CHUNK):
+    for chunk in in_chunks(seqs):
         stmt = (
             select(ClipTag.clip_seq, func.count())
             .join(Tag, Tag.id == ClipTag.tag_id)
-            .where(ClipTag.clip_seq.in_(list(seqs[start : start + _CHUNK])), Tag.scope == scope)
+            .where(ClipTag.clip_seq.in_(chunk), Tag.scope == scope)
             .group_by(ClipTag.clip_seq)
         )
         counts.update({seq: int(n) for seq, n in (await session.execute(stmt)).all()})
@@ -195,10 +195,8 @@ async def counts_on_clips(session: AsyncSession, seqs: Sequence[int], scope: int
 async def carrying(session: AsyncSession, tag_id: int, seqs: Sequence[int]) -> set[int]:
     """Which of these clips carry the tag."""
     found: set[int] = set()
-    for start in range(0, len(seqs), _CHUNK):
-        stmt = select(ClipTag.clip_seq).where(
-            ClipTag.tag_id == tag_id, ClipTag.clip_seq.in_(list(seqs[start : start + _CHUNK]))
-        )
+    for chunk in in_chunks(seqs):
+        stmt = select(ClipTag.clip_seq).where(ClipTag.tag_id == tag_id, ClipTag.clip_seq.in_(chunk))
         found |= set(await session.scalars(stmt))
     return found
 
@@ -218,13 +216,12 @@ async def tags_of(
 
 async def community_names(session: AsyncSession, seqs: Iterable[int]) -> dict[int, list[str]]:
     """The community tags' names on each of these clips (by seq), sorted."""
-    wanted = sorted(set(seqs))
     names: dict[int, list[str]] = {}
-    for start in range(0, len(wanted), _CHUNK):
+    for chunk in in_chunks(seqs):
         stmt = (
             select(ClipTag.clip_seq, Tag.name)
             .join(Tag, Tag.id == ClipTag.tag_id)
-            .where(ClipTag.clip_seq.in_(wanted[start : start + _CHUNK]), Tag.scope == COMMUNITY)
+            .where(ClipTag.clip_seq.in_(chunk), Tag.scope == COMMUNITY)
             .order_by(ClipTag.clip_seq, Tag.name)
         )
         for seq, name in (await session.execute(stmt)).all():
