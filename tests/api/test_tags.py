@@ -383,8 +383,17 @@ async def test_a_hidden_clip_cannot_be_tagged_and_its_tags_stay(
     assert (await hide(client, mo, "T0", "a leak")).status_code == 200
     assert await ids(client, tag="keep") == []
     assert (await put_tag(client, who["alice"], "T0", tag["id"])).status_code == 404
+
+    async def counted() -> tuple[int, int]:  # in the list and in the tag's own answer
+        listed = (await client.get("/api/v1/tags")).json()
+        [row] = [t for t in listed["data"] if t["id"] == tag["id"]]
+        one = (await client.get(f"/api/v1/tags/{tag['id']}")).json()
+        return row["clip_count"], one["clip_count"]
+
+    assert await counted() == (0, 0)  # the hidden clip is not counted
     assert (await client.delete("/api/v1/clips/T0/hidden", headers=bearer(mo))).status_code == 204
     assert await ids(client, tag="keep") == ["T0"]
+    assert await counted() == (1, 1)
 
 
 async def test_favourites_and_collections_show_the_community_tags(

@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from clipwatch.db.models import Clip, ClipTag, Tag
 from clipwatch.db.repositories._chunks import IN_CHUNK, in_chunks
 from clipwatch.db.repositories._dialect import dialect_name
+from clipwatch.db.repositories.moderation import visible
 
 COMMUNITY = 0
 
@@ -70,7 +71,12 @@ async def create(
 
 async def listed(session: AsyncSession, viewer_id: int | None) -> list[tuple[Tag, int]]:
     """The tags `viewer_id` sees, the community's first, by name, each with its clip count."""
-    counts = select(ClipTag.tag_id, func.count().label("n")).group_by(ClipTag.tag_id).subquery("n")
+    counts = (
+        select(ClipTag.tag_id, func.count().label("n"))
+        .where(visible(ClipTag.clip_seq))  # a hidden clip is nobody's to see (moderation)
+        .group_by(ClipTag.tag_id)
+        .subquery("n")
+    )
     stmt = (
         select(Tag, func.coalesce(counts.c.n, 0))
         .outerjoin(counts, counts.c.tag_id == Tag.id)
@@ -81,7 +87,11 @@ async def listed(session: AsyncSession, viewer_id: int | None) -> list[tuple[Tag
 
 
 async def clip_count(session: AsyncSession, tag_id: int) -> int:
-    stmt = select(func.count()).select_from(ClipTag).where(ClipTag.tag_id == tag_id)
+    stmt = (
+        select(func.count())
+        .select_from(ClipTag)
+        .where(ClipTag.tag_id == tag_id, visible(ClipTag.clip_seq))
+    )
     return int(await session.scalar(stmt) or 0)
 
 
