@@ -4,6 +4,7 @@ accessibility violation on any page, at desktop and phone width."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -12,7 +13,9 @@ from playwright.async_api import Browser, Page
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from clipwatch.accounts import service
 from clipwatch.config import Settings
+from clipwatch.db.models import Collection, CollectionItem
 from tests.factories import helix_clip, store_clips
 from tests.web.live import serving_app, sqlite_only  # noqa: F401 (the fixture)
 from tests.web.test_browser import DESKTOP, PHONE, Offline, browser  # noqa: F401 - fixture
@@ -25,6 +28,9 @@ PAGES = (
     "/clips/ClipA",
     "/clips/ClipGone",
     "/clips/NoSuchClip",
+    "/collections",
+    "/collections/1",  # the seeded public collection (a fresh database: id 1)
+    "/collections/999999",  # none: the 404 page
     "/docs",
 )
 SERIOUS = ("serious", "critical")
@@ -64,6 +70,25 @@ async def seeded(engine: AsyncEngine, sessionmaker: async_sessionmaker[AsyncSess
     await store_clips(sessionmaker, clips)
     async with sessionmaker() as session, session.begin():
         await session.execute(text("UPDATE clip SET deleted_at = created_at WHERE id = 'ClipGone'"))
+        owner = await service.create_user(session, "curator")
+        now = datetime.now(UTC)
+        shelf = Collection(
+            user_id=owner.id,
+            title="Best clutches",
+            description="the ones that count",
+            visibility="public",
+            share_key="a11y-key",
+            created_at=now,
+            updated_at=now,
+        )
+        session.add(shelf)
+        await session.flush()
+        for position, clip_id in enumerate(("ClipA", "ClipGone")):
+            session.add(
+                CollectionItem(
+                    collection_id=shelf.id, clip_id=clip_id, position=position, added_at=now
+                )
+            )
 
 
 @pytest.fixture
@@ -83,6 +108,8 @@ async def test_no_serious_accessibility_violations(
     found: dict[str, list[str]] = {}
     for path in PAGES:
         await page.goto(live + path)
+        if path == "/collections/1":  # the collection's own page, not a 404 page
+            assert "Best clutches" in await page.content()
         serious = await serious_violations(page)
         if serious:
             found[path] = serious
