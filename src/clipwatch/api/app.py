@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import timedelta
@@ -56,9 +57,10 @@ from clipwatch.config import Settings
 from clipwatch.db.engine import attach_cache, create_engine, create_sessionmaker
 from clipwatch.discord.sender import sender_from_settings
 from clipwatch.monitoring.errors import ErrorTracker
+from clipwatch.runtime import memory
 from clipwatch.runtime.worker import WorkerStats
 from clipwatch.twitch.client import INTERACTIVE_ATTEMPTS, client_from_settings
-from clipwatch.waiting import bounded
+from clipwatch.waiting import bounded, cancel_and_wait
 
 API_PREFIX = "/api/v1"
 STOP_STEP_S = 5.0  # each step of the app's stop at most (then it is logged and left)
@@ -126,9 +128,11 @@ def create_app(
         app_cache.add_listener(hub.notice)
         await hub.start()
         restore_signals = stream.end_streams_on_exit(hub)
+        trimming = asyncio.create_task(memory.trim_forever())
         try:
             yield
         finally:
+            await cancel_and_wait(trimming)
             restore_signals()
             app_cache.remove_listener(hub.notice)
             # Each step bounded and named when slow: a stop must end, and say what held it.

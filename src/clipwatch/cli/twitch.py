@@ -348,6 +348,9 @@ def worker_command(
         import asyncio
         import signal
 
+        from clipwatch.runtime import memory
+        from clipwatch.waiting import cancel_and_wait
+
         # SIGTERM (a restart, systemd, docker stop) and SIGINT stop the worker as `serve`
         # stops: the delivery pass in hand finishes and commits what Discord accepted, the
         # tasks report "stopped". (Without this a SIGTERM ended it at once, as kill -9 does.)
@@ -360,15 +363,19 @@ def worker_command(
             await upgrade_database(engine)
             async with _client(settings) as client:
                 await client.start()
-                stats = await run_worker(
-                    settings,
-                    client,
-                    create_sessionmaker(engine),
-                    interval=interval or settings.sync_interval_seconds,
-                    passes=passes,
-                    stop=stop,
-                    cache=cache,
-                )
+                trimming = asyncio.create_task(memory.trim_forever())
+                try:
+                    stats = await run_worker(
+                        settings,
+                        client,
+                        create_sessionmaker(engine),
+                        interval=interval or settings.sync_interval_seconds,
+                        passes=passes,
+                        stop=stop,
+                        cache=cache,
+                    )
+                finally:
+                    await cancel_and_wait(trimming)
                 return stats.passes
 
     try:
