@@ -26,7 +26,12 @@ REDIS_OUTAGE_S = 20.0
 PG_OUTAGE_S = 10.0
 KILL_EVERY_S = 8.0
 READY_AFTER_PG_S = 10.0
-CLAIM_S = 10  # CLIPWATCH_DELIVERY_CLAIM_SECONDS: a killed worker's claims come due again
+# CLIPWATCH_DELIVERY_CLAIM_SECONDS: a killed worker's claims come due again after it. Longer
+# than the PostgreSQL outage, as the default (300 s) is longer than any outage we promise to
+# ride out: a pass cannot renew its claim while the database is away, so at 10 s (the outage's
+# length) a row sent just before the outage lapsed meanwhile, and another worker took it at
+# the database's return before the pass could record it sent (a CI run's duplicate, stop 25).
+CLAIM_S = 20
 SETTLE_DEADLINE_S = 120.0
 # The message in flight at a kill was accepted by Discord at most this long before the
 # SIGKILL (the worker commits `sent` right after the answer).

@@ -79,8 +79,8 @@ CLAIM = timedelta(minutes=5)
 # A settled outcome (sent, dead) is written however long the database is away, up to this:
 # the message is in Discord, and a row left pending would be posted again once its claim lapses.
 RECORD_PATIENCE_S = 120.0
-RECORD_PAUSE_S = 0.1  # the first wait between attempts at the write, doubled up to the next
-RECORD_PAUSE_MAX_S = 1.0
+RECORD_PAUSE_S = 0.1  # the first wait between attempts at the write, doubled up to the next:
+RECORD_PAUSE_MAX_S = 0.25  # short, so the record lands first when the database is back
 ROUTES_AT_ONCE = 16  # routes a pass sends to side by side
 # A pass claims at most limit / PER_ROUTE_SHARE of one route's deliveries: a burst on one route
 # (its channel paced at one message per 2 s) leaves room in the pass for the others.
