@@ -18,6 +18,7 @@ from clipwatch.discord.delivery import deliver_due
 from clipwatch.discord.sender import WebhookSender
 from clipwatch.monitoring.metrics import DELIVERY_RECORDS
 from clipwatch.waiting import cancel_and_wait
+from tests.cache.test_manager import until as eventually
 from tests.conftest import TEST_SECRET
 from tests.discord.conftest import DiscordSim
 from tests.discord.test_claim_keeper import HeldSender
@@ -28,13 +29,6 @@ from tests.scaled.cluster import Postgres
 CLAIM = timedelta(seconds=1)
 AWAY_S = 3 * CLAIM.total_seconds()  # the outage outlasts the claim: it lapses meanwhile
 DEADLINE_S = 30.0
-
-
-async def _until(condition: object, what: str) -> None:
-    deadline = time.monotonic() + DEADLINE_S
-    while not condition():  # type: ignore[operator]
-        assert time.monotonic() < deadline, f"{what} within {DEADLINE_S} s"
-        await asyncio.sleep(0.05)
 
 
 async def test_a_send_is_recorded_once_the_database_is_back_and_never_sent_again(
@@ -59,7 +53,7 @@ async def test_a_send_is_recorded_once_the_database_is_back_and_never_sent_again
                 await asyncio.to_thread(pg.stop)
                 held.release.set()
                 received = discord_sim.discord.received
-                await _until(lambda: len(received) == 1, "the message reached Discord")
+                await eventually(lambda: len(received) == 1, "the message reached Discord")
                 # The outage's length (the fault under test), not a wait for a result.
                 await asyncio.sleep(AWAY_S)
                 assert not first.done(), "the pass gave up its record while the database was away"
