@@ -37,7 +37,7 @@ from clipwatch.config import load_settings
 from clipwatch.db.engine import create_engine
 from clipwatch.db.migrate import MIGRATIONS, _config
 
-PREVIOUS = "0011"
+PREVIOUS = "0012"
 FIXTURE = Path(__file__).parent / "fixtures" / f"schema_{PREVIOUS}.sqlite"
 # The secret key the tests' settings use (tests/conftest.py TEST_SECRET): the sealed webhook
 # token below opens with it.
@@ -615,6 +615,44 @@ ROWS: dict[str, list[dict[str, Any]]] = {
         {"collection_id": 1, "clip_id": LIVE_CLIP, "position": 0, "added_at": at(11)},
         {"collection_id": 1, "clip_id": "DeletedClip", "position": 1, "added_at": at(12)},
     ],
+    "tag": [
+        {
+            "id": 1,
+            "scope": 0,  # the community's (repositories/tags.py COMMUNITY)
+            "owner_id": None,
+            "name": "clutch",
+            "description": "Rounds won against the odds — ünïcødé",
+            "created_at": at(13),
+            "created_by": "owner",
+        },
+        {
+            "id": 2,
+            "scope": 2,  # member 2's own
+            "owner_id": 2,
+            "name": "zoë-mag-2026",
+            "description": "",
+            "created_at": at(14),
+            "created_by": "Zoë 🦊",
+        },
+    ],
+    "clip_tag": [
+        {
+            "tag_id": 1,
+            "clip_seq": 1,
+            "clip_id": LIVE_CLIP,
+            "added_at": at(13),
+            "added_by_id": OWNER_ID,
+            "added_by": "owner",
+        },
+        {
+            "tag_id": 2,
+            "clip_seq": 3,
+            "clip_id": "DeletedClip",
+            "added_at": at(15),
+            "added_by_id": None,
+            "added_by": "cli",
+        },
+    ],
 }
 
 # Columns that migrations added to tables that already had rows, and the value an existing
@@ -649,6 +687,10 @@ def migrate(connection: Connection, revision: str) -> None:
         if (connection.dialect.has_table(connection, "alembic_version"))
         else None
     )
+    if connection.in_transaction():
+        # Alembic must begin its own transaction: a migration may step out of it
+        # (autocommit_block, for CREATE INDEX CONCURRENTLY), which one begun here forbids.
+        connection.commit()
     order = revisions()
     if current is not None and order.index(revision) < order.index(current):
         command.downgrade(config, revision)
@@ -732,8 +774,9 @@ async def build(url: str, revision: str = PREVIOUS) -> None:
     """A new database at `revision`, filled with ROWS."""
     engine = create_engine(load_settings(database_url=url, secret_key=SECRET))
     try:
-        async with engine.begin() as conn:
+        async with engine.connect() as conn:
             await conn.run_sync(lambda sync: migrate(sync, revision))
+            await conn.commit()
         async with engine.begin() as conn:
             await conn.run_sync(seed)
     finally:

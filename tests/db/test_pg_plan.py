@@ -26,7 +26,7 @@ MILLION = 1_000_000
     [
         ([0.35], True, 1.0, 21, "walk"),  # "pog": a page is a few dozen rows into the index
         ([0.00005], True, 1.0, 21, "gin"),  # a word in 50 clips: fetch them all
-        ([0.001, 0.35], True, 1.0, 21, "split"),  # rare word, popular trailing prefix
+        ([0.001, 0.35], True, 1.0, 21, "split"),  # rare word, popular long trailing prefix
         ([0.009, 0.016], True, 1.0, 100, "gin"),  # two middling words, rare together
         ([0.35, 0.2], False, 1.0, 100, "walk"),  # two popular exact words
         ([0.0005], True, 0.001, 21, "walk"),  # a word in 500 clips, in a 1,000-clip channel
@@ -38,6 +38,23 @@ def test_price_model_picks_the_cheap_plan(
 ) -> None:
     chosen = choose_pg_plan(
         freqs, last_is_prefix=prefix, rows=MILLION, walked_share=share, limit=limit
+    )
+    assert chosen == plan
+
+
+@pytest.mark.parametrize(
+    ("freqs", "plan"),
+    [
+        ([0.001, 0.35], "gin"),  # the rare word and the prefix's entry intersect in the index
+        ([0.01, 0.05], "gin"),  # two middling terms, rare together
+        ([0.35], "walk"),  # a popular prefix alone: still a few dozen rows into the sort
+    ],
+)
+def test_a_prefix_with_entries_of_its_own_costs_what_a_word_costs(
+    freqs: list[float], plan: PgPlan
+) -> None:
+    chosen = choose_pg_plan(
+        freqs, last_is_prefix=True, rows=MILLION, walked_share=1.0, limit=21, prefix_indexed=True
     )
     assert chosen == plan
 
@@ -89,9 +106,19 @@ async def test_statistics_come_from_analyze(pg_engine: AsyncEngine) -> None:
 
 
 @pytest.mark.parametrize("plan", ["walk", "gin", "split"])
-@pytest.mark.parametrize("sort", ["views", "newest"])
+@pytest.mark.parametrize(
+    ("sort", "q"),
+    # A 3-character prefix (an entry of the index), a 2-character one, a 5-character one
+    # (a partial match).
+    [
+        ("views", "clutch pog"),
+        ("newest", "clutch pog"),
+        ("views", "clutch po"),
+        ("newest", "clutch pogch"),
+    ],
+)
 async def test_every_plan_finds_the_same_page(
-    pg_engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch, plan: PgPlan, sort: str
+    pg_engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch, plan: PgPlan, sort: str, q: str
 ) -> None:
     sessionmaker = create_sessionmaker(pg_engine)
     titles = ["pog clutch", "pogchamp clutch", "clutch pog", "clutchy pogger", "pog", "clutch"]
@@ -103,15 +130,17 @@ async def test_every_plan_finds_the_same_page(
     async with session_scope(sessionmaker) as session:
         page = await search_clips(
             session,
-            ClipSearch(q="clutch pog", sort=sort, limit=100),  # type: ignore[arg-type]
+            ClipSearch(q=q, sort=sort, limit=100),  # type: ignore[arg-type]
             key=b"k" * 32,
             relevance_candidates=100,
         )
 
-    # Expected from the titles alone: "clutch" exactly and any word starting with "pog".
+    # Expected from the titles alone: "clutch" exactly and any word starting with the prefix.
+    prefix = q.split()[-1]
+
     def matches(title: str) -> bool:
         words = title.split()
-        return "clutch" in words and any(w.startswith("pog") for w in words)
+        return "clutch" in words and any(w.startswith(prefix) for w in words)
 
     expected = [c for c in clips if matches(c["title"])]
     if sort == "views":

@@ -117,7 +117,10 @@ class Db:
             return await conn.run_sync(fn)
 
     async def migrate(self, revision: str) -> None:
-        await self.sync(lambda c: migrate(c, revision))
+        # Not in a transaction of ours: Alembic begins and commits its own (db/migrate.py).
+        async with self.engine.connect() as conn:
+            await conn.run_sync(lambda c: migrate(c, revision))
+            await conn.commit()
 
 
 @asynccontextmanager

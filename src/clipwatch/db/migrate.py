@@ -8,6 +8,7 @@ which every CLI command paid before it did anything (#11).
 
 from __future__ import annotations
 
+import asyncio
 import re
 from functools import cache
 from pathlib import Path
@@ -69,28 +70,55 @@ async def upgrade_database(engine: AsyncEngine) -> None:
     """Bring the schema to the newest revision.
 
     On PostgreSQL one process at a time migrates: several starting on an older schema at once
-    (a rolling upgrade, compose scaling up) wait on an advisory lock held on a connection of
-    its own, and the ones after the first find the schema at head. Migrations run without the
-    service's statement timeout: an index over millions of clips takes longer than a request."""
+    (a rolling upgrade, compose scaling up) take turns on an advisory lock, and the ones after
+    the first find the schema at head. Migrations run without the service's statement timeout:
+    an index over millions of clips takes longer than a request."""
     heads = head_revisions()
     if heads is not None and await stored_revisions(engine) == heads:
         return
+    if engine.dialect.name == "postgresql":
+        await _upgrade_postgresql(engine)
+        return
     from alembic import command
 
-    postgresql = engine.dialect.name == "postgresql"
-    async with engine.connect() as holder:
-        if postgresql:
-            await holder.execute(text("SET LOCAL statement_timeout = 0"))
-            await holder.execute(
-                text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK}
-            )
+    async with engine.begin() as conn:
+        await conn.run_sync(lambda sync: command.upgrade(_config(sync), "head"))
+
+
+# How often a process waiting for another's migration asks for the lock again.
+LOCK_POLL_S = 0.2
+
+
+async def _upgrade_postgresql(engine: AsyncEngine) -> None:
+    """Migrate on one connection that holds no transaction of its own between steps.
+
+    `CREATE INDEX CONCURRENTLY` (0013) runs outside any transaction and waits for every
+    transaction of the database that holds an older snapshot. So the lock is a session lock,
+    asked for with `pg_try_advisory_lock` a statement at a time: a waiter blocked inside
+    `pg_advisory_lock` would hold a snapshot the index build waits for, while it waits for the
+    lock the builder holds (a wait PostgreSQL does not see as a deadlock). Alembic begins and
+    commits its own transaction, so a migration can step out of it (autocommit_block). The
+    statement timeout is off for the session; the connection is then closed rather than
+    pooled with it off, and the session lock goes with it."""
+    from alembic import command
+
+    async with engine.connect() as conn:
         try:
-            async with engine.begin() as conn:
-                if postgresql:
-                    await conn.execute(text("SET LOCAL statement_timeout = 0"))
-                await conn.run_sync(lambda sync: command.upgrade(_config(sync), "head"))
+            await conn.execute(text("SET statement_timeout = 0"))
+            await conn.commit()
+            while True:
+                got = await conn.execute(
+                    text("SELECT pg_try_advisory_lock(:key)"), {"key": MIGRATION_LOCK}
+                )
+                taken = bool(got.scalar_one())
+                await conn.commit()
+                if taken:
+                    break
+                await asyncio.sleep(LOCK_POLL_S)
+            await conn.run_sync(lambda sync: command.upgrade(_config(sync), "head"))
+            await conn.commit()
         finally:
-            await holder.rollback()  # ends its transaction: the lock goes with it
+            await conn.invalidate()
 
 
 async def reindex_database(engine: AsyncEngine) -> None:

@@ -9,6 +9,15 @@ SQLite: an FTS5 external-content table over the same three columns, kept in sync
 triggers, with prefix indexes for 2- to 4-character prefixes and an fts5vocab table that
 tells the planner how common each term is.
 
+PostgreSQL, since migration 0013: a second GIN index over `clip_search_terms(search_vector)`,
+the vector's words plus, for every word, its 2- to 4-character prefixes as entries of their
+own (`'rag *'`: the space keeps them apart from words, which never hold one). A trailing
+prefix of up to 4 characters is then one exact entry that GIN intersects with the other words,
+not a partial match that gathers every row of every word it starts (at 10M clips ~1.1 µs a
+row, and a bitmap that outgrows `work_mem`). Only such searches use it: the others use
+`ix_clip_search` (0001), whose lossy pages are rechecked on the stored vector for nothing,
+where this index's recheck computes the function again (~5 µs a row).
+
 Both: a query is split into terms of letters and digits; all terms must match; the last
 term also matches as a prefix (when it has 2+ characters), so "pogg" finds "poggers".
 """
@@ -59,6 +68,33 @@ _PG_DROP = [
     "DROP INDEX IF EXISTS ix_clip_search",
     "ALTER TABLE clip DROP COLUMN IF EXISTS search_vector",
 ]
+# Migration 0013 (PostgreSQL only). IMMUTABLE: it is an index expression. A word's prefixes
+# are `left(word, n) || ' *'` for n in 2..min(4, length): a query prefix p of 2-4 characters
+# matches exactly the rows with a word starting with p, as `p:*` does.
+PREFIX_INDEXED = 4
+PG_TERMS_FUNCTION = """
+    CREATE OR REPLACE FUNCTION clip_search_terms(v tsvector) RETURNS tsvector
+    LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE AS $$
+    DECLARE
+        word text;
+        prefixes text[] := '{}';
+        n int;
+    BEGIN
+        FOREACH word IN ARRAY tsvector_to_array(v) LOOP
+            n := 2;
+            WHILE n <= least(4, length(word)) LOOP
+                prefixes := prefixes || (left(word, n) || ' *');
+                n := n + 1;
+            END LOOP;
+        END LOOP;
+        RETURN v || array_to_tsvector(prefixes);  -- which sorts and drops repeats
+    END
+    $$
+"""
+# Per row, over 100,000 clips of the bench's: 5.4 µs; the same in SQL (unnest, generate_series,
+# DISTINCT) 15 µs. The vector alone: 0.1 µs.
+PG_TERMS_INDEX = "ix_clip_search_terms"
+PG_TERMS_EXPRESSION = "clip_search_terms(search_vector)"
 _FTS_COLUMNS = "title, creator_name, broadcaster_name"
 SQLITE_COVER_INDEX = "ix_clip_seq_cover"
 SQLITE_COVERED_COLUMNS = ("seq", "view_count", "created_at", "broadcaster_id", "deleted_at")
@@ -134,10 +170,17 @@ def drop_index(connection: Connection) -> None:
 def rebuild_index(connection: Connection) -> None:
     """Rebuild from the clip table (the PostgreSQL vector is generated, so only its index)."""
     if connection.dialect.name == "postgresql":
-        _run(connection, ["REINDEX INDEX ix_clip_search"])
+        names = ["ix_clip_search", *_pg_terms_index(connection)]
+        _run(connection, [f"REINDEX INDEX {name}" for name in names])
     else:
         _run(connection, ["INSERT INTO clip_fts(clip_fts) VALUES ('rebuild')"])
         optimize_index(connection)
+
+
+def _pg_terms_index(connection: Connection) -> list[str]:
+    """[PG_TERMS_INDEX] once migration 0013 made it (a rebuild may run on an older schema)."""
+    found = connection.execute(text("SELECT to_regclass(:name)"), {"name": PG_TERMS_INDEX})
+    return [PG_TERMS_INDEX] if found.scalar_one() is not None else []
 
 
 def optimize_index(connection: Connection) -> None:
@@ -176,6 +219,15 @@ class Terms:
         if self.last_is_prefix:
             parts[-1] += ":*"
         return " & ".join(parts)
+
+    def pg_index_query(self) -> tuple[str, str | None]:
+        """The terms for the index of `clip_search_terms`: (the `to_tsquery` text of the words,
+        or "" when there are none; the trailing prefix's own entry as a tsquery literal, or
+        None when there is no prefix or it is longer than PREFIX_INDEXED and stays `p:*`)."""
+        if self.last_is_prefix and len(self.words[-1]) <= PREFIX_INDEXED:
+            # Letters and digits only (parse_terms): nothing in it to escape.
+            return " & ".join(self.words[:-1]), f"'{self.words[-1]} *'"
+        return self.tsquery(), None
 
     def spec(self) -> str:
         """A compact form for `row_matches`: words with a trailing * for a prefix."""

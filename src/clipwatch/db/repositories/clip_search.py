@@ -59,8 +59,13 @@ _PROBE_COST_US = 4.0
 # of a prefix gathered into a bitmap ~0.15 µs (30 ms for `clutch:*`, in a fifth of all clips),
 # while exact words intersect by skipping (~0.01 µs an entry); a matching row read from the
 # table 8-9 µs.
+# A partial match's bitmap outgrows the CPU's caches (and work_mem) as the archive grows: at
+# 10M clips a row of it cost ~3x a walked row, not 0.3x (per query, at 10M, on one machine:
+# 'try stream' walked 39 ms against 125 ms through GIN; docs/search.md). So its price grows
+# with the table, from 1M rows up to 10x at 10M.
 _PG_WALK_COST_US = 0.5
 _PG_PREFIX_ENTRY_COST_US = 0.15
+_PG_PREFIX_GROWTH_CAP = 10.0
 _PG_EXACT_ENTRY_COST_US = 0.01
 _PG_HEAP_COST_US = 8.0
 
@@ -325,11 +330,40 @@ async def _page_query(
     return await _sqlite_page_query(session, f, sort, after, limit)
 
 
+def pg_index_tsquery(terms: Terms, name: str) -> tuple[str, dict[str, str]]:
+    """The tsquery SQL (and its parameters, `name` and `name`_prefix) that finds `terms` in
+    `clip_search_terms(search_vector)` (db/search.py): a trailing prefix of up to 4
+    characters is its own exact entry there, any other stays a `p:*` partial match."""
+    words, prefix = terms.pg_index_query()
+    query = f"to_tsquery('simple'::regconfig, :{name})"
+    if prefix is None:
+        return query, {name: words}
+    entry = f"CAST(:{name}_prefix AS tsquery)"
+    if not words:
+        return entry, {f"{name}_prefix": prefix}
+    return f"({query} && {entry})", {name: words, f"{name}_prefix": prefix}
+
+
+def pg_indexed_match(terms: Terms, name: str) -> TextClause:
+    """`terms` as a condition a GIN index answers. A statement may hold several: each needs
+    a `name` of its own.
+
+    With a trailing prefix of up to 4 characters: the index of `clip_search_terms(
+    search_vector)`, where it is an entry of its own. Otherwise the vector's own index
+    (`ix_clip_search`): when a bitmap outgrows `work_mem`, its lossy pages are rechecked
+    row by row with the index's expression, and `clip_search_terms` costs ~5 µs a row where
+    the vector costs nothing (at 10M clips, 'try stream' took 401 ms that way, 124 ms so)."""
+    query, params = pg_index_tsquery(terms, name)
+    column = "clip.search_vector"
+    if f"{name}_prefix" in params:
+        column = f"clip_search_terms({column})"
+    return text(f"{column} @@ {query}").bindparams(**params)
+
+
 def _tsquery_condition(terms: Terms, *, indexable: bool) -> TextClause:
     # Distinct parameter names: the split-prefix plan uses both forms with different queries.
     if indexable:
-        sql = "clip.search_vector @@ to_tsquery('simple'::regconfig, :tsq_index)"
-        return text(sql).bindparams(tsq_index=terms.tsquery())
+        return pg_indexed_match(terms, "tsq_index")
     # A function call, unlike the @@ operator, never becomes a GIN index condition.
     sql = "ts_match_vq(clip.search_vector, to_tsquery('simple'::regconfig, :tsq_check))"
     return text(sql).bindparams(tsq_check=terms.tsquery())
@@ -350,13 +384,9 @@ def text_match(f: ClipFilters, c: Any, dialect: str) -> list[Condition]:
 
     def match(part: Terms, name: str, *, indexable: bool) -> Condition:
         if dialect == "postgresql":
-            function = "" if indexable else "ts_match_vq"
-            query = f"to_tsquery('simple'::regconfig, :{name})"
-            sql = (
-                f"clip.search_vector @@ {query}"
-                if not function
-                else f"{function}(clip.search_vector, {query})"
-            )
+            if indexable:
+                return pg_indexed_match(part, name)
+            sql = f"ts_match_vq(clip.search_vector, to_tsquery('simple'::regconfig, :{name}))"
             return text(sql).bindparams(**{name: part.tsquery()})
         found = select(_fts.c.rowid).where(
             text(f"clip_fts MATCH :{name}").bindparams(**{name: part.fts5_match()})
@@ -379,7 +409,13 @@ PgPlan = Literal["walk", "gin", "split"]
 
 
 def choose_pg_plan(
-    freqs: Sequence[float], *, last_is_prefix: bool, rows: int, walked_share: float, limit: int
+    freqs: Sequence[float],
+    *,
+    last_is_prefix: bool,
+    rows: int,
+    walked_share: float,
+    limit: int,
+    prefix_indexed: bool = False,
 ) -> PgPlan:
     """The cheapest of three plans for words with these row frequencies (docs/search.md).
 
@@ -387,12 +423,16 @@ def choose_pg_plan(
     - gin: every row with all the words, from the GIN index, then sorted;
     - split: GIN for the exact words only, the trailing prefix tested on their rows.
     `walked_share` is the part of the sort index a walk can cover (a channel's share).
+    `prefix_indexed`: the trailing prefix is short enough to be an exact entry of the index
+    (db/search.py PREFIX_INDEXED), so it costs what a word costs.
     """
     last = len(freqs) - 1
     matching = math.prod(freqs)
     walk = _PG_WALK_COST_US * min(rows * walked_share, limit / max(matching, 1e-12))
+    partial = last_is_prefix and not prefix_indexed
+    partial_cost = _PG_PREFIX_ENTRY_COST_US * min(max(rows / 1e6, 1.0), _PG_PREFIX_GROWTH_CAP)
     entry = [
-        _PG_PREFIX_ENTRY_COST_US if last_is_prefix and i == last else _PG_EXACT_ENTRY_COST_US
+        partial_cost if partial and i == last else _PG_EXACT_ENTRY_COST_US
         for i in range(len(freqs))
     ]
     gin = rows * (
@@ -435,6 +475,7 @@ async def _pg_page_query(
         rows=max(f.max_seq or stats.rows or await newest_seq(session), 1),
         walked_share=stats.channel_share(f.broadcaster_ids) if f.broadcaster_ids else 1.0,
         limit=limit,
+        prefix_indexed=terms.pg_index_query()[1] is not None,
     )
     walk = plan == "walk"
     conds = [
@@ -501,7 +542,8 @@ async def resolve_creator_ids(session: AsyncSession, keys: Sequence[str]) -> lis
         if dialect_name(session) == "postgresql":
             either = " | ".join(f"({terms.tsquery()})" for terms in named.values())
             match: Condition = text(
-                "clip.search_vector @@ to_tsquery('simple'::regconfig, :creator_tsq)"
+                "clip_search_terms(clip.search_vector) "
+                "@@ to_tsquery('simple'::regconfig, :creator_tsq)"
             ).bindparams(creator_tsq=either)
         else:
             either = " OR ".join(
