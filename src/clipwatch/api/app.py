@@ -54,7 +54,12 @@ from clipwatch.api.telemetry import RequestTelemetry
 from clipwatch.cache.manager import CacheManager, cache_from_settings
 from clipwatch.clips.stream import StreamHub
 from clipwatch.config import Settings
-from clipwatch.db.engine import attach_cache, create_engine, create_sessionmaker
+from clipwatch.db.engine import (
+    attach_cache,
+    create_engine,
+    create_reading_sessionmaker,
+    create_sessionmaker,
+)
 from clipwatch.discord.sender import sender_from_settings
 from clipwatch.monitoring.errors import ErrorTracker
 from clipwatch.runtime import memory
@@ -111,6 +116,7 @@ def create_app(
             worker,
             demo_sink,
             app_cache,
+            create_reading_sessionmaker(engine),
         )
         # Unhandled errors are grouped and counted here (api/errors.py; monitoring/errors.py).
         app.state.error_tracker = ErrorTracker(app.state.clipwatch.sessionmaker, "api")

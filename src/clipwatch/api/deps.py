@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import UnionType
-from typing import Annotated, Any, Union, get_args, get_origin
+from typing import Annotated, Any, TypeVar, Union, get_args, get_origin
 
 from fastapi import Depends, Request
 from fastapi.dependencies.models import Dependant
@@ -35,6 +35,9 @@ class AppState:
     worker: WorkerStats | None = None  # the worker in this process (`serve`), if any
     demo_sink: str | None = None  # demo mode: where the simulated Discord's messages are read
     cache: CacheManager = field(default_factory=CacheManager)
+    # Sessions for the handlers marked `reads_only` (db.engine.create_reading_sessionmaker);
+    # None: they use `sessionmaker` like the rest.
+    reader: async_sessionmaker[AsyncSession] | None = None
 
 
 def get_state(request: Request) -> AppState:
@@ -42,10 +45,31 @@ def get_state(request: Request) -> AppState:
     return state
 
 
+_READS_ONLY = "_clipwatch_reads_only"
+_READING_METHODS = frozenset({"GET", "HEAD"})
+Endpoint = TypeVar("Endpoint", bound=Callable[..., Any])
+
+
+def reads_only(endpoint: Endpoint) -> Endpoint:
+    """Marks a GET handler that writes nothing (bar the sign-in touch of its caller, which
+    then commits by itself): its session is a reading one, without a transaction of its own
+    on PostgreSQL (db.engine.create_reading_sessionmaker). Put it under `@router.get`."""
+    setattr(endpoint, _READS_ONLY, True)
+    return endpoint
+
+
 async def get_session(
+    request: Request,
     state: Annotated[AppState, Depends(get_state)],
 ) -> AsyncIterator[AsyncSession]:
-    async with session_scope(state.sessionmaker) as session:
+    sessionmaker = state.sessionmaker
+    if (
+        state.reader is not None
+        and request.method in _READING_METHODS
+        and getattr(request.scope.get("endpoint"), _READS_ONLY, False)
+    ):
+        sessionmaker = state.reader
+    async with session_scope(sessionmaker) as session:
         yield session
 
 

@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from clipwatch.api.auth import Admin
 from clipwatch.api.cached import cached_answer
-from clipwatch.api.deps import Session, State
+from clipwatch.api.deps import Session, State, reads_only
 from clipwatch.api.errors import problem_responses
 from clipwatch.api.params import Cursor, Key
 from clipwatch.api.schemas import (
@@ -65,6 +65,7 @@ def _page_cursor(key: bytes, listing: str, ids: list[str], limit: int) -> str | 
     responses=problem_responses({422: "Invalid input"}),
     summary="Channels we know, tracked or named by clips",
 )
+@reads_only
 async def list_channels(
     request: Request,
     state: State,
@@ -97,6 +98,7 @@ async def list_channels(
     responses=problem_responses({404: "No such channel", 422: "Invalid input"}),
     summary="One channel by login or id",
 )
+@reads_only
 async def get_channel(request: Request, state: State, session: Session, login: Key) -> Response:
     async def compute() -> tuple[ChannelRead, set[str]]:
         channel = await _channel(session, login)
@@ -130,6 +132,7 @@ def _stream_after(key: bytes, cursor: str | None, listing: str) -> tuple[datetim
         "has `ended_at` null. Streams are known from when the channel was tracked on."
     ),
 )
+@reads_only
 async def list_channel_streams(
     request: Request,
     state: State,
@@ -170,6 +173,7 @@ async def list_channel_streams(
         "cache. `since` is null for `all`."
     ),
 )
+@reads_only
 async def get_channel_stats(
     request: Request, state: State, session: Session, login: Key, period: Period = "week"
 ) -> Response:
@@ -228,6 +232,7 @@ async def remove_channel(session: Session, _admin: Admin, login: Key) -> Respons
     responses=problem_responses({422: "Invalid input"}),
     summary="Games (Twitch categories) clips were made in",
 )
+@reads_only
 async def list_games(
     request: Request,
     state: State,

@@ -12,7 +12,7 @@ from fastapi.responses import HTMLResponse
 from markupsafe import Markup
 
 from clipwatch.api.auth import Caller
-from clipwatch.api.deps import Session, State
+from clipwatch.api.deps import Session, State, reads_only
 from clipwatch.api.params import Key
 from clipwatch.api.routers.catalog import CHANNEL_DEPS
 from clipwatch.api.routers.pages import PAGE_DEPENDENCIES, PAGE_TAG, _cached_read, _common, _html
@@ -57,6 +57,7 @@ def _days(stats: ChannelStatsRead, period: PagePeriod, today: date) -> list[tupl
 
 
 @router.get("/channels/{login}", response_class=HTMLResponse)
+@reads_only
 async def channel_page(
     request: Request,
     state: State,

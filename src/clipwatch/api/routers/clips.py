@@ -19,7 +19,7 @@ from clipwatch.api.clip_filters import (
     clips_answer,
     reader_of,
 )
-from clipwatch.api.deps import Session, State
+from clipwatch.api.deps import Session, State, reads_only
 from clipwatch.api.errors import problem_responses
 from clipwatch.api.params import ClipId, Cursor
 from clipwatch.api.schemas import ClipPage, ClipRead
@@ -51,6 +51,7 @@ router = APIRouter(tags=["clips"])
         "`created_after`/`created_before`) that exclude each other answer 422."
     ),
 )
+@reads_only
 async def list_clips(
     request: Request,
     state: State,
@@ -179,6 +180,7 @@ async def export_clips(
     responses=problem_responses({404: "No such clip", 422: "Invalid input"}),
     summary="One clip by its Twitch id (deleted clips too, with deleted_at set)",
 )
+@reads_only
 async def get_clip(request: Request, state: State, session: Session, clip_id: ClipId) -> Response:
     async def compute() -> tuple[ClipRead, set[str]]:
         return await clip_answer(session, clip_id)

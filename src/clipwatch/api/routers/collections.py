@@ -22,7 +22,7 @@ from clipwatch.api.collection_schemas import (
     ItemAdd,
     ItemMove,
 )
-from clipwatch.api.deps import Session, State
+from clipwatch.api.deps import Session, State, reads_only
 from clipwatch.api.errors import problem_responses
 from clipwatch.api.params import ClipId, Cursor, Key
 from clipwatch.api.routers.me import Id
@@ -85,6 +85,7 @@ async def create_collection(
     description="Newest first. `public=true`: everyone's public collections (no token "
     "needed); otherwise the caller's own. Keyset pagination: pass `next_cursor` as `cursor`.",
 )
+@reads_only
 async def list_collections(
     response: Response,
     state: State,
@@ -119,6 +120,7 @@ async def list_collections(
     description="Its owner's always (admins' too); a public one for anyone; an unlisted one "
     "with its `key`. Anything else is 404. Its ETag is what writes send as If-Match.",
 )
+@reads_only
 async def read_collection(
     response: Response,
     session: Session,

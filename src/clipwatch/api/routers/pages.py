@@ -25,7 +25,7 @@ from clipwatch.accounts.service import Principal
 from clipwatch.api.auth import client_ip
 from clipwatch.api.cached import cache_key
 from clipwatch.api.clip_filters import ClipFilters, clip_answer, clip_read, clips_answer
-from clipwatch.api.deps import AppState, Session, State
+from clipwatch.api.deps import AppState, Session, State, reads_only
 from clipwatch.api.page_session import Member, Viewer, form_of, see_other
 from clipwatch.api.params import ClipId, Cursor
 from clipwatch.api.schemas import ClipPage, ClipRead
@@ -134,6 +134,7 @@ async def _cached_read(
 
 
 @router.get(SEARCH_PATH, response_class=HTMLResponse)
+@reads_only
 async def search_page(
     request: Request,
     state: State,
@@ -177,6 +178,7 @@ async def search_page(
 
 
 @router.get("/clips/{clip_id}", response_class=HTMLResponse)
+@reads_only
 async def clip_page(
     request: Request, state: State, session: Session, clip_id: ClipId, viewer: Viewer
 ) -> Response:

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Response
 
 from clipwatch.api.auth import Caller, Writer
 from clipwatch.api.clip_filters import ClipFilters, Feed, apply_preferences
-from clipwatch.api.deps import Session
+from clipwatch.api.deps import Session, reads_only
 from clipwatch.api.errors import problem_responses
 from clipwatch.api.params import ClipId
 from clipwatch.api.routers.me import Id
@@ -46,6 +46,7 @@ WRITE = problem_responses(
     summary="The tags you may use",
     description="The community's vocabulary, then your private tags (signed in), by name.",
 )
+@reads_only
 async def list_tags(session: Session, principal: Caller) -> TagList:
     rows = await tags.listed(session, principal)
     return TagList(data=[TagRead.of(tag, n) for tag, n in rows])
@@ -64,6 +65,7 @@ async def create_tag(session: Session, principal: Writer, body: TagCreate) -> Ta
 
 
 @router.get("/tags/{tag_id}", response_model=TagRead, responses=READ, summary="One tag")
+@reads_only
 async def get_tag(session: Session, principal: Caller, tag_id: Id) -> TagRead:
     tag = await tags.visible_tag(session, principal, tag_id)
     return TagRead.of(tag, await tags.clip_count(session, tag))
@@ -102,6 +104,7 @@ async def delete_tag(session: Session, principal: Writer, tag_id: Id) -> Respons
     summary="The tags on a clip",
     description="The community's, then your private ones (signed in), with who put each on.",
 )
+@reads_only
 async def clip_tags(session: Session, principal: Caller, clip_id: ClipId) -> ClipTagList:
     return ClipTagList.of(await tags.clip_tags(session, principal, clip_id))
 
