@@ -9,14 +9,22 @@ from __future__ import annotations
 
 import asyncio
 import time
-from datetime import timedelta
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from clipwatch.config import load_settings
 from clipwatch.db.engine import create_engine, create_sessionmaker
 from clipwatch.db.migrate import upgrade_database
+from clipwatch.discord import delivery
 from clipwatch.discord.delivery import deliver_due
 from clipwatch.discord.sender import WebhookSender
 from clipwatch.monitoring.metrics import DELIVERY_RECORDS
+from clipwatch.runtime import worker
+from clipwatch.runtime.supervisor import TaskState
 from clipwatch.waiting import cancel_and_wait
 from tests.cache.test_manager import until as eventually
 from tests.conftest import TEST_SECRET
@@ -31,9 +39,15 @@ AWAY_S = 3 * CLAIM.total_seconds()  # the outage outlasts the claim: it lapses m
 DEADLINE_S = 30.0
 
 
-async def test_a_send_is_recorded_once_the_database_is_back_and_never_sent_again(
-    discord_sim: DiscordSim,
-) -> None:
+@dataclass
+class Cluster:
+    pg: Postgres
+    sessionmaker: async_sessionmaker[AsyncSession]
+
+
+@pytest.fixture
+async def cluster(discord_sim: DiscordSim) -> AsyncIterator[Cluster]:
+    """A migrated PostgreSQL of the test's own with a route to the simulated Discord."""
     pg = Postgres()
     try:
         await asyncio.to_thread(pg.init)
@@ -42,42 +56,117 @@ async def test_a_send_is_recorded_once_the_database_is_back_and_never_sent_again
             await upgrade_database(engine)
             sessionmaker = create_sessionmaker(engine)
             await route_with(sessionmaker, discord_sim)
-            await store(sessionmaker, [clip("Away1", title="sent while the database was away")])
-            delayed_before = DELIVERY_RECORDS.labels("delayed")._value.get()
-            held = HeldSender(f"{discord_sim.base}/api/v10")
-            other = WebhookSender(f"{discord_sim.base}/api/v10")
-            first = asyncio.create_task(deliver_due(sessionmaker, held, KEY, claim=CLAIM))
-            try:
-                async with asyncio.timeout(DEADLINE_S):
-                    await held.sending.wait()
-                await asyncio.to_thread(pg.stop)
-                held.release.set()
-                received = discord_sim.discord.received
-                await eventually(lambda: len(received) == 1, "the message reached Discord")
-                # The outage's length (the fault under test), not a wait for a result.
-                await asyncio.sleep(AWAY_S)
-                assert not first.done(), "the pass gave up its record while the database was away"
-                await asyncio.to_thread(pg.start)
-                async with asyncio.timeout(DEADLINE_S):
-                    report = await first
-                assert report.sent == 1
-                # Another worker looks for due rows for three claims' time: none is left.
-                until = time.monotonic() + 3 * CLAIM.total_seconds()
-                while time.monotonic() < until:
-                    again = await deliver_due(sessionmaker, other, KEY, claim=CLAIM)
-                    assert again.messages == 0, "the sent clip was posted again"
-                    await asyncio.sleep(0.1)  # polling interval of the other worker
-            finally:
-                if not first.done():
-                    await cancel_and_wait(first)
-                await held.aclose()
-                await other.aclose()
-            assert len(discord_sim.discord.received) == 1
-            [row] = await deliveries(sessionmaker)
-            assert row.status == "sent"
-            assert row.message_id
-            assert DELIVERY_RECORDS.labels("delayed")._value.get() - delayed_before == 1
+            yield Cluster(pg, sessionmaker)
         finally:
             await engine.dispose()
     finally:
         await asyncio.to_thread(pg.destroy)
+
+
+async def test_a_send_is_recorded_once_the_database_is_back_and_never_sent_again(
+    discord_sim: DiscordSim, cluster: Cluster
+) -> None:
+    pg, sessionmaker = cluster.pg, cluster.sessionmaker
+    await store(sessionmaker, [clip("Away1", title="sent while the database was away")])
+    delayed_before = DELIVERY_RECORDS.labels("delayed")._value.get()
+    held = HeldSender(f"{discord_sim.base}/api/v10")
+    other = WebhookSender(f"{discord_sim.base}/api/v10")
+    first = asyncio.create_task(deliver_due(sessionmaker, held, KEY, claim=CLAIM))
+    try:
+        async with asyncio.timeout(DEADLINE_S):
+            await held.sending.wait()
+        await asyncio.to_thread(pg.stop)
+        held.release.set()
+        received = discord_sim.discord.received
+        await eventually(lambda: len(received) == 1, "the message reached Discord")
+        # The outage's length (the fault under test), not a wait for a result.
+        await asyncio.sleep(AWAY_S)
+        assert not first.done(), "the pass gave up its record while the database was away"
+        await asyncio.to_thread(pg.start)
+        async with asyncio.timeout(DEADLINE_S):
+            report = await first
+        assert report.sent == 1
+        # Another worker looks for due rows for three claims' time: none is left.
+        until = time.monotonic() + 3 * CLAIM.total_seconds()
+        while time.monotonic() < until:
+            again = await deliver_due(sessionmaker, other, KEY, claim=CLAIM)
+            assert again.messages == 0, "the sent clip was posted again"
+            await asyncio.sleep(0.1)  # polling interval of the other worker
+    finally:
+        if not first.done():
+            await cancel_and_wait(first)
+        await held.aclose()
+        await other.aclose()
+    assert len(discord_sim.discord.received) == 1
+    [row] = await deliveries(sessionmaker)
+    assert row.status == "sent"
+    assert row.message_id
+    assert DELIVERY_RECORDS.labels("delayed")._value.get() - delayed_before == 1
+
+
+async def keeper_far_off(*_args: object) -> None:
+    await asyncio.Event().wait()  # cancelled when the pass ends
+
+
+RECORD_LAG_S = 2.0  # the sender's record, tried this often, lands up to this long after the return
+
+
+async def test_a_worker_back_from_the_outage_leaves_the_lapsed_claim_to_its_sender(
+    discord_sim: DiscordSim, cluster: Cluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The race the grace after an outage closes (runtime/worker.py RECOVERY_GRACE_S): the
+    sender's claim lapsed while the database was away; a worker polling for due rows the
+    moment it is back took the row before the sender's record landed, and posted it again."""
+    monkeypatch.setattr(delivery, "RECORD_PAUSE_S", RECORD_LAG_S)
+    monkeypatch.setattr(delivery, "RECORD_PAUSE_MAX_S", RECORD_LAG_S)
+    monkeypatch.setattr(worker, "DELIVERY_POLL_S", 0.1)  # the other worker claims at once
+    # The sender's claim keeper beats every third of the claim: 100 s with the default 300 s
+    # claim, so at the return it is usually far off. Here (a 1 s claim) it would renew the
+    # claim within 0.33 s and hide the race; it never beats instead.
+    monkeypatch.setattr(delivery, "_keep_claimed", keeper_far_off)
+    monkeypatch.setattr(worker, "DELIVERY_CAP_S", 0.2)
+    assert worker.RECOVERY_GRACE_S > RECORD_LAG_S + 1.0
+    pg, sessionmaker = cluster.pg, cluster.sessionmaker
+    await store(sessionmaker, [clip("Away2", title="sent while the database was away")])
+    settings = load_settings(
+        database_url=pg.url,
+        secret_key=KEY.decode(),  # the key the route's webhook token is sealed with
+        discord_api_url=f"{discord_sim.base}/api/v10",
+        delivery_claim_seconds=int(CLAIM.total_seconds()),
+    )
+    held = HeldSender(f"{discord_sim.base}/api/v10")
+    first = asyncio.create_task(deliver_due(sessionmaker, held, KEY, claim=CLAIM))
+    stop, state = asyncio.Event(), TaskState("deliveries")
+    other: asyncio.Task[None] | None = None
+    try:
+        async with asyncio.timeout(DEADLINE_S):
+            await held.sending.wait()
+        await asyncio.to_thread(pg.stop)
+        held.release.set()
+        received = discord_sim.discord.received
+        await eventually(lambda: len(received) == 1, "the message reached Discord")
+        other = asyncio.create_task(
+            worker.deliver_forever(settings, sessionmaker, stop, worker.WorkerStats(), state)
+        )
+        await eventually(lambda: state.consecutive_failures > 0, "the other worker met the outage")
+        await asyncio.sleep(AWAY_S)  # the outage's length (the fault under test)
+        await asyncio.to_thread(pg.start)
+        back = datetime.now(UTC)
+        async with asyncio.timeout(DEADLINE_S):
+            report = await first
+        assert report.sent == 1
+        # The other worker's first pass after the return: it claimed, or found nothing.
+        await eventually(
+            lambda: state.last_success_at is not None and state.last_success_at > back,
+            "the other worker passed again",
+        )
+        assert len(received) == 1, "the sent clip was posted again"
+        assert state.consecutive_failures == 0, state.last_error
+    finally:
+        stop.set()
+        for task in (first, other):
+            if task is not None and not task.done():
+                await cancel_and_wait(task)
+        await held.aclose()
+    [row] = await deliveries(sessionmaker)
+    assert row.status == "sent"

@@ -77,8 +77,9 @@ SCHEDULE = (
 JITTER = 0.2  # up to this share of the wait is added, so routes do not all retry at once
 CLAIM = timedelta(minutes=5)
 # A settled outcome (sent, dead) is written however long the database is away, up to this:
-# the message is in Discord, and a row left pending would be posted again once its claim lapses.
-RECORD_PATIENCE_S = 120.0
+# the message is in Discord, and a row left pending would be posted again once its claim lapses
+# (other workers wait runtime/worker.py RECOVERY_GRACE_S after an outage before claiming).
+RECORD_PATIENCE_S = 3600.0
 RECORD_PAUSE_S = 0.1  # the first wait between attempts at the write, doubled up to the next:
 RECORD_PAUSE_MAX_S = 0.25  # short, so the record lands first when the database is back
 ROUTES_AT_ONCE = 16  # routes a pass sends to side by side

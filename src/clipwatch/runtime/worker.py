@@ -15,6 +15,7 @@ from datetime import timedelta
 
 import httpx
 import structlog
+from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -44,6 +45,11 @@ Sessions = async_sessionmaker[AsyncSession]
 TRANSIENT = (ClipwatchError, SQLAlchemyError, httpx.HTTPError, OSError)
 DELIVERY_POLL_S = 2.0
 DELIVERY_CAP_S = 60.0  # the longest pause between delivery passes that fail
+# After failed delivery passes, the pause between the database answering again and the next
+# claim: another worker's pass that sent a message while the database was away is waiting to
+# record it (discord/delivery.py `_record_outcome`, trying every 0.25 s). Its claim lapsed
+# if the outage was longer; claimed at once, the row would be posted a second time.
+RECOVERY_GRACE_S = 5.0
 SYNC_RETRY_FIRST_S = 10.0  # Twitch's budget: never two passes closer than this
 
 
@@ -70,13 +76,20 @@ async def deliver_forever(
     """Deliver due notifications until `stop` is set."""
     sender = sender_from_settings(settings)
     claim = timedelta(seconds=settings.delivery_claim_seconds)
+    recovering = False  # a pass failed (the database away, say): settle before claiming
     try:
         while not stop.is_set():
             start_job("deliveries")
             state.working()
             try:
+                if recovering:
+                    await _settle(sessionmaker, stop)
+                    recovering = False
+                    if stop.is_set():
+                        break
                 report = await deliver_due(sessionmaker, sender, settings.signing_key, claim=claim)
             except TRANSIENT as exc:
+                recovering = True
                 if state.failed(exc):
                     log.warning("delivery_pass_failed", error=state.last_error)
                 delay = backoff(state.consecutive_failures, DELIVERY_POLL_S, DELIVERY_CAP_S)
@@ -92,6 +105,15 @@ async def deliver_forever(
                 await wait_for_stop(stop, DELIVERY_POLL_S)
     finally:
         await sender.aclose()
+
+
+async def _settle(sessionmaker: Sessions, stop: asyncio.Event) -> None:
+    """Once the database answers (raises while it does not), the grace before claiming
+    again: the records of sends made while it was away land first (RECOVERY_GRACE_S)."""
+    async with session_scope(sessionmaker) as session:
+        await session.execute(text("SELECT 1"))
+    log.info("delivery_claims_resume_after_grace", grace_s=RECOVERY_GRACE_S)
+    await wait_for_stop(stop, RECOVERY_GRACE_S)
 
 
 async def sync_forever(
