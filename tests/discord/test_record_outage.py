@@ -134,6 +134,7 @@ async def test_a_worker_back_from_the_outage_leaves_the_lapsed_claim_to_its_send
         discord_api_url=f"{discord_sim.base}/api/v10",
         delivery_claim_seconds=int(CLAIM.total_seconds()),
     )
+    delayed_before = delivery.RECORD_WAITS["delayed"]
     held = HeldSender(f"{discord_sim.base}/api/v10")
     first = asyncio.create_task(deliver_due(sessionmaker, held, KEY, claim=CLAIM))
     stop, state = asyncio.Event(), TaskState("deliveries")
@@ -162,6 +163,9 @@ async def test_a_worker_back_from_the_outage_leaves_the_lapsed_claim_to_its_send
         )
         assert len(received) == 1, "the sent clip was posted again"
         assert state.consecutive_failures == 0, state.last_error
+        # The worker's status detail counts the record that waited (this process's).
+        assert state.detail["records_delayed"] == delayed_before + 1
+        assert state.detail["records_lost"] == delivery.RECORD_WAITS["lost"]
     finally:
         stop.set()
         for task in (first, other):

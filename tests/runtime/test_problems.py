@@ -52,6 +52,20 @@ def test_a_paused_sender_is_a_problem() -> None:
     assert worker_problems([report]) == ["worker h:4: Discord's Cloudflare ban: sending paused"]
 
 
+def test_deliveries_whose_record_was_lost_are_a_problem() -> None:
+    def report(lost: int) -> WorkerReport:
+        detail = {"records_delayed": 3, "records_lost": lost}
+        return WorkerReport(
+            "h:5", True, NOW, [{"task": "deliveries", "state": "idle", "detail": detail}]
+        )
+
+    assert worker_problems([report(0)]) == []  # delayed records all landed: no problem
+    assert worker_problems([report(2)]) == [
+        "worker h:5: 2 sent deliveries could not be recorded (the database was away too "
+        "long): they may be posted again"
+    ]
+
+
 def test_routes_with_problems_are_named() -> None:
     gone = {
         "id": 1,

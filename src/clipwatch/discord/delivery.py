@@ -80,6 +80,9 @@ CLAIM = timedelta(minutes=5)
 # the message is in Discord, and a row left pending would be posted again once its claim lapses
 # (other workers wait runtime/worker.py RECOVERY_GRACE_S after an outage before claiming).
 RECORD_PATIENCE_S = 3600.0
+# This process's settled outcomes whose write waited (`delayed`) or was given up (`lost`), as
+# counted in clipwatch_delivery_records_total: the worker shows them in its status detail.
+RECORD_WAITS: dict[str, int] = {"delayed": 0, "lost": 0}
 RECORD_PAUSE_S = 0.1  # the first wait between attempts at the write, doubled up to the next:
 RECORD_PAUSE_MAX_S = 0.25  # short, so the record lands first when the database is back
 ROUTES_AT_ONCE = 16  # routes a pass sends to side by side
@@ -561,6 +564,7 @@ async def _record_outcome(
         except (SQLAlchemyError, OSError) as exc:
             if asyncio.get_running_loop().time() + pause > deadline:
                 DELIVERY_RECORDS.labels("lost").inc(len(ids))
+                RECORD_WAITS["lost"] += len(ids)
                 log.error("delivery_outcome_lost", status=status, deliveries=len(ids))
                 raise
             if not waited:
@@ -576,6 +580,7 @@ async def _record_outcome(
             continue
         if waited:
             DELIVERY_RECORDS.labels("delayed").inc(len(ids))
+            RECORD_WAITS["delayed"] += len(ids)
             log.info("delivery_outcome_recorded", status=status, attempts=waited + 1)
         return
 

@@ -112,6 +112,13 @@ def worker_problems(reports: list[WorkerReport]) -> list[str]:
             paused = (task.get("detail") or {}).get("discord_paused")
             if paused:
                 problems.append(f"worker {report.worker}: {paused}")
+            # Sends Discord took whose record outwaited the database (discord/delivery.py).
+            lost = (task.get("detail") or {}).get("records_lost")
+            if lost:
+                problems.append(
+                    f"worker {report.worker}: {lost} sent deliveries could not be recorded "
+                    "(the database was away too long): they may be posted again"
+                )
             # The EventSub holder's token failed (runtime/eventsub_task.py): polling only.
             eventsub = (task.get("detail") or {}).get("eventsub_problem")
             if eventsub:

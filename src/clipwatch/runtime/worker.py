@@ -24,7 +24,7 @@ from clipwatch.clips.stats import refresh_hot_stats
 from clipwatch.config import Settings
 from clipwatch.db.engine import session_scope
 from clipwatch.db.repositories import sync_state
-from clipwatch.discord.delivery import deliver_due
+from clipwatch.discord.delivery import RECORD_WAITS, deliver_due
 from clipwatch.discord.sender import sender_from_settings
 from clipwatch.errors import ClipwatchError
 from clipwatch.monitoring.context import start_job
@@ -96,7 +96,12 @@ async def deliver_forever(
                 await wait_for_stop(stop, delay)
                 continue
             stats.messages += report.messages
-            detail = {"discord_paused": sender.paused, "discord_429s": sender.stats.rate_limited}
+            detail = {
+                "discord_paused": sender.paused,
+                "discord_429s": sender.stats.rate_limited,
+                "records_delayed": RECORD_WAITS["delayed"],
+                "records_lost": RECORD_WAITS["lost"],
+            }
             if state.succeeded(messages=stats.messages, **detail):
                 log.info("delivery_pass_recovered")
             if report.messages:
