@@ -20,9 +20,11 @@ from typing import Any
 
 import httpx
 import pytest
+from fastapi import Request
 from nacl.signing import SigningKey
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from clipwatch.api import errors
 from clipwatch.api.app import create_app
 from clipwatch.config import Settings
 from tests.api.test_accounts import bearer, make_user
@@ -357,3 +359,57 @@ def test_a_200_mb_body_is_refused_unread(served: Served, chunked: bool) -> None:
         f"{outcome.sent_before_answer / MB:.2f} MB sent, RSS {before} → {after} kB"
     )
     assert httpx.get(f"{served.base}/healthz").status_code == 200  # still serving
+
+
+class Recorded:
+    """A stand-in for a module's structlog logger: the events it was asked to log."""
+
+    def __init__(self) -> None:
+        self.events: list[str] = []
+
+    def __getattr__(self, _level: str) -> Any:
+        return lambda event, *_args, **_kw: self.events.append(event)
+
+
+async def test_a_client_gone_before_its_body_is_no_server_error(
+    settings: Settings, engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A browser replacing a live preview with a newer one cuts the old request's body (the
+    route page's preview reads its form itself): that was an unhandled error, logged with its
+    traceback and counted as a bug."""
+    recorded = Recorded()
+    monkeypatch.setattr(errors, "log", recorded)
+    app = create_app(settings)
+
+    @app.post("/probe/body")
+    async def reads_its_body(request: Request) -> dict[str, int]:
+        return {"length": len(await request.body())}
+
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/probe/body",
+        "raw_path": b"/probe/body",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"host", b"test"), (b"content-length", b"100")],
+        "client": ("127.0.0.1", 50000),
+        "server": ("test", 80),
+    }
+    async with app.router.lifespan_context(app):
+        await app(scope, receive, send)
+        tracked = app.state.error_tracker.recorded
+    assert recorded.events == ["client_disconnected"]
+    assert sent[0]["status"] == errors.CLIENT_CLOSED
+    assert tracked == 0  # not counted as a bug

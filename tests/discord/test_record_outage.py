@@ -12,6 +12,7 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -63,6 +64,20 @@ async def cluster(discord_sim: DiscordSim) -> AsyncIterator[Cluster]:
         await asyncio.to_thread(pg.destroy)
 
 
+async def send_into_the_outage(
+    held: HeldSender, cluster: Cluster, discord_sim: DiscordSim
+) -> list[Any]:
+    """PostgreSQL stops while the held send is on its way; then Discord takes it, so its
+    record has to wait. Returns what Discord received."""
+    async with asyncio.timeout(DEADLINE_S):
+        await held.sending.wait()
+    await asyncio.to_thread(cluster.pg.stop)
+    held.release.set()
+    received = discord_sim.discord.received
+    await eventually(lambda: len(received) == 1, "the message reached Discord")
+    return received
+
+
 async def test_a_send_is_recorded_once_the_database_is_back_and_never_sent_again(
     discord_sim: DiscordSim, cluster: Cluster
 ) -> None:
@@ -73,12 +88,7 @@ async def test_a_send_is_recorded_once_the_database_is_back_and_never_sent_again
     other = WebhookSender(f"{discord_sim.base}/api/v10")
     first = asyncio.create_task(deliver_due(sessionmaker, held, KEY, claim=CLAIM))
     try:
-        async with asyncio.timeout(DEADLINE_S):
-            await held.sending.wait()
-        await asyncio.to_thread(pg.stop)
-        held.release.set()
-        received = discord_sim.discord.received
-        await eventually(lambda: len(received) == 1, "the message reached Discord")
+        await send_into_the_outage(held, cluster, discord_sim)
         # The outage's length (the fault under test), not a wait for a result.
         await asyncio.sleep(AWAY_S)
         assert not first.done(), "the pass gave up its record while the database was away"
@@ -140,12 +150,7 @@ async def test_a_worker_back_from_the_outage_leaves_the_lapsed_claim_to_its_send
     stop, state = asyncio.Event(), TaskState("deliveries")
     other: asyncio.Task[None] | None = None
     try:
-        async with asyncio.timeout(DEADLINE_S):
-            await held.sending.wait()
-        await asyncio.to_thread(pg.stop)
-        held.release.set()
-        received = discord_sim.discord.received
-        await eventually(lambda: len(received) == 1, "the message reached Discord")
+        received = await send_into_the_outage(held, cluster, discord_sim)
         other = asyncio.create_task(
             worker.deliver_forever(settings, sessionmaker, stop, worker.WorkerStats(), state)
         )

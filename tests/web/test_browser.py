@@ -25,7 +25,10 @@ from tests.web.live import serving_app, sqlite_only  # noqa: F401 (the fixture)
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "var" / "screenshots"
 DESKTOP = {"width": 1280, "height": 900}
 PHONE = {"width": 390, "height": 844}
-EXPECT_MS = 10_000
+# The longest an action (a click, a fill) waits for its element to be actionable. A CI run on
+# two cores with four test workers beside chromium once spent over 10 s before a freshly loaded
+# route page's button counted as stable (tests/web/test_routes_browser.py).
+EXPECT_MS = 30_000
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm.exc import StaleDataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from clipwatch.errors import (
     BadRequest,
@@ -305,7 +306,20 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     return problem(500, "an unexpected error happened; it has been logged")
 
 
+# nginx's "client closed request": what the access log and the request metrics record.
+CLIENT_CLOSED = 499
+
+
+async def _client_gone(request: Request, _exc: Exception) -> Response:
+    """The client went away before its request's body arrived (a live preview the browser
+    replaced with a newer one, a closed tab): nobody to answer, and no fault of the server's,
+    so no unhandled error and no error group, but an info line."""
+    log.info("client_disconnected", path=request.url.path)
+    return Response(status_code=CLIENT_CLOSED)
+
+
 def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(ClientDisconnect, _client_gone)
     app.add_exception_handler(ClipwatchError, _domain_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
