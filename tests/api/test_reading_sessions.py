@@ -14,7 +14,7 @@ from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from clipwatch.api.app import create_app
-from clipwatch.api.deps import Session, reads_only
+from clipwatch.api.deps import Session, is_reads_only, reads_only
 from clipwatch.cache.manager import CacheManager
 from clipwatch.config import Settings
 from clipwatch.db.engine import touch
@@ -142,11 +142,11 @@ def test_the_hot_reads_are_marked(settings: Settings) -> None:
     }
     missing = MARKED - routes.keys()
     assert not missing, missing
-    unmarked = [key for key in MARKED if not routes[key].endpoint._clipwatch_reads_only]
+    unmarked = [key for key in MARKED if not is_reads_only(routes[key].endpoint)]
     assert not unmarked, unmarked
     writers = [
         key
         for key, route in routes.items()
-        if getattr(route.endpoint, "_clipwatch_reads_only", False) and route.methods != {"GET"}
+        if is_reads_only(route.endpoint) and route.methods != {"GET"}
     ]
     assert not writers, writers

@@ -58,6 +58,10 @@ def reads_only(endpoint: Endpoint) -> Endpoint:
     return endpoint
 
 
+def is_reads_only(endpoint: object) -> bool:
+    return bool(getattr(endpoint, _READS_ONLY, False))
+
+
 async def get_session(
     request: Request,
     state: Annotated[AppState, Depends(get_state)],
@@ -66,7 +70,7 @@ async def get_session(
     if (
         state.reader is not None
         and request.method in _READING_METHODS
-        and getattr(request.scope.get("endpoint"), _READS_ONLY, False)
+        and is_reads_only(request.scope.get("endpoint"))
     ):
         sessionmaker = state.reader
     async with session_scope(sessionmaker) as session:

@@ -109,18 +109,19 @@ def worker_problems(reports: list[WorkerReport]) -> list[str]:
         if not report.alive:
             continue
         for task in report.tasks:
-            paused = (task.get("detail") or {}).get("discord_paused")
+            detail = task.get("detail") or {}
+            paused = detail.get("discord_paused")
             if paused:
                 problems.append(f"worker {report.worker}: {paused}")
             # Sends Discord took whose record outwaited the database (discord/delivery.py).
-            lost = (task.get("detail") or {}).get("records_lost")
+            lost = detail.get("records_lost")
             if lost:
                 problems.append(
                     f"worker {report.worker}: {lost} sent deliveries could not be recorded "
                     "(the database was away too long): they may be posted again"
                 )
             # The EventSub holder's token failed (runtime/eventsub_task.py): polling only.
-            eventsub = (task.get("detail") or {}).get("eventsub_problem")
+            eventsub = detail.get("eventsub_problem")
             if eventsub:
                 problems.append(f"worker {report.worker}: {eventsub}")
             if task["state"] in ("failing", "restarting"):
