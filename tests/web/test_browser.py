@@ -25,9 +25,11 @@ from tests.web.live import serving_app, sqlite_only  # noqa: F401 (the fixture)
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "var" / "screenshots"
 DESKTOP = {"width": 1280, "height": 900}
 PHONE = {"width": 390, "height": 844}
-# The longest an action (a click, a fill) waits for its element to be actionable. A CI run on
-# two cores with four test workers beside chromium once spent over 10 s before a freshly loaded
-# route page's button counted as stable (tests/web/test_routes_browser.py).
+# The longest an action (a click, a fill) waits for its element to be actionable, and an
+# `expect` for its condition. A CI run on two cores with four test workers beside chromium once
+# spent over 10 s before a freshly loaded route page's button counted as stable, and another
+# over 5 s (Playwright's default for `expect`) before the live preview showed a typed template
+# (tests/web/test_routes_browser.py).
 EXPECT_MS = 30_000
 
 
@@ -38,6 +40,7 @@ async def browser(request: pytest.FixtureRequest) -> AsyncIterator[Browser]:
     executable = shutil.which("chromium")
     if executable is None:
         unavailable("chromium (Debian's package; `make deps` installs it)")
+    expect.set_options(timeout=EXPECT_MS)
     async with async_playwright() as playwright:
         browser = await playwright.chromium.launch(
             executable_path=executable, args=["--no-sandbox"]
