@@ -153,3 +153,31 @@ async def test_instrumentation_can_be_turned_off(settings: Settings) -> None:
     after = exposition().decode()
     labels = {"method": "GET", "route": CLIP_ROUTE, "status_class": "4xx"}
     assert value(after, REQUESTS, **labels) == value(before, REQUESTS, **labels)
+
+
+def test_the_route_table_is_fastapis_effective_routes(settings: Settings) -> None:
+    """The telemetry's route table (walked cheaply) says what FastAPI's effective route
+    contexts say: every route's template, regex and methods, in routing order."""
+    from clipwatch.api.app import create_app
+    from clipwatch.api.telemetry import RouteTemplates
+
+    app = create_app(settings)
+    table = RouteTemplates(lambda: app.router.routes)
+    table.prepare()
+    expected = []
+    for route in app.router.routes:
+        contexts = getattr(route, "effective_route_contexts", None)
+        for entry in contexts() if contexts is not None else [route]:
+            template = getattr(entry, "path_format", None)
+            if getattr(entry, "path_regex", None) is None or not template:
+                continue
+            methods = getattr(entry, "methods", None)
+            expected.append(
+                (entry.path_regex.pattern, template, frozenset(methods) if methods else None)
+            )
+    got = [(regex.pattern, template, methods) for regex, template, methods in table._table]
+    assert len(got) > 100
+    assert got == expected
+    assert table.template("/api/v1/clips/abc", "GET") == CLIP_ROUTE
+    assert table.template("/api/v1/clips/abc", "DELETE") == CLIP_ROUTE  # a 405: the path's
+    assert table.template("/nothing/here", "GET") == "unmatched"

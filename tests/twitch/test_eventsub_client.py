@@ -397,8 +397,8 @@ async def test_the_watchdog_reacts_within_keepalive_plus_grace(
         started = time.monotonic()
         run.es.silence(first)
         await wait_for(lambda: run.client.state.last_close == "keepalive", "the watchdog")
-        # keepalive 1 s + grace 1 s after the last message; generous upper bound for CI
-        assert time.monotonic() - started < 10
+        # keepalive 1 s + grace 3 s after the last message; generous upper bound for CI
+        assert time.monotonic() - started < 12
 
 
 async def test_the_token_is_validated_hourly_and_refreshed_when_refused(

@@ -12,6 +12,7 @@ from typing import Any
 import structlog
 from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from starlette.routing import BaseRoute
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from clipwatch.accounts.ratelimit import RateLimiter
@@ -80,6 +81,62 @@ def _limited_responses() -> dict[int | str, dict[str, Any]]:
             429: "Rate limited: see Retry-After and RateLimit-* headers",
         }
     )
+
+
+# The routes of the routers below as FastAPI includes them, made by the first app of the
+# process and shared by every later one. FastAPI (0.16x) builds an included router's routes
+# (dependencies, parameter and response models) lazily, at the first request that reaches
+# them: 0.2-0.4 s for ours, paid again by every app made, and the tests make ~1,500. Nothing
+# in an inclusion here depends on the app or its settings: the prefixes are fixed and the
+# dependencies module-level functions (the app's `strict_query` too). One thing is the first
+# app's: the routes read `dependency_overrides` from it, which clipwatch never sets.
+_shared_routes: list[BaseRoute] | None = None
+
+
+def _include_routers(app: FastAPI) -> None:
+    global _shared_routes
+    if _shared_routes is not None:
+        app.router.routes.extend(_shared_routes)
+        return
+    first = len(app.router.routes)
+    app.include_router(health.router)
+    # Every API and auth route authenticates and counts against the caller's rate limits.
+    limited = [Depends(caller)]
+    api_routers = (
+        clips.router,
+        catalog.router,
+        health.status_router,
+        me.router,
+        collections.router,
+        tags.router,
+        discord_link.router,
+        users.router,
+        moderation.router,
+        error_routes.router,
+        routes.router,
+        incidents.router,
+        stream.router,
+        eventsub.router,
+    )
+    for router in api_routers:
+        app.include_router(
+            router, prefix=API_PREFIX, dependencies=limited, responses=_limited_responses()
+        )
+    app.include_router(auth.router, dependencies=limited, responses=_limited_responses())
+    # Discord's own calls: authenticated by their signature, not by our tokens or limits.
+    app.include_router(interactions.router)
+    app.include_router(metrics_routes.router)
+    # Alertmanager's webhook: its own bearer token (CLIPWATCH_ALERTMANAGER_TOKEN), not our API
+    # tokens, so outside `caller` too.
+    app.include_router(alertmanager.router, prefix=API_PREFIX)
+    # The web page (docs/web.md): HTML over the same search and cached reads, and its assets.
+    app.include_router(pages.router)
+    app.include_router(channel_page.router)
+    app.include_router(me_page.router)
+    app.include_router(routes_page.router)
+    app.include_router(collections_page.router)
+    app.include_router(admin_page.router)
+    _shared_routes = app.router.routes[first:]
 
 
 def create_app(
@@ -170,43 +227,7 @@ def create_app(
     install_openapi(app)
     # Page routes answer errors as HTML pages with the API's words and status.
     pages.install_page_errors(app)
-    app.include_router(health.router)
-    # Every API and auth route authenticates and counts against the caller's rate limits.
-    limited = [Depends(caller)]
-    api_routers = (
-        clips.router,
-        catalog.router,
-        health.status_router,
-        me.router,
-        collections.router,
-        tags.router,
-        discord_link.router,
-        users.router,
-        moderation.router,
-        error_routes.router,
-        routes.router,
-        incidents.router,
-        stream.router,
-        eventsub.router,
-    )
-    for router in api_routers:
-        app.include_router(
-            router, prefix=API_PREFIX, dependencies=limited, responses=_limited_responses()
-        )
-    app.include_router(auth.router, dependencies=limited, responses=_limited_responses())
-    # Discord's own calls: authenticated by their signature, not by our tokens or limits.
-    app.include_router(interactions.router)
-    app.include_router(metrics_routes.router)
-    # Alertmanager's webhook: its own bearer token (CLIPWATCH_ALERTMANAGER_TOKEN), not our API
-    # tokens, so outside `caller` too.
-    app.include_router(alertmanager.router, prefix=API_PREFIX)
-    # The web page (docs/web.md): HTML over the same search and cached reads, and its assets.
-    app.include_router(pages.router)
-    app.include_router(channel_page.router)
-    app.include_router(me_page.router)
-    app.include_router(routes_page.router)
-    app.include_router(collections_page.router)
-    app.include_router(admin_page.router)
+    _include_routers(app)
     install_login_redirect(app)
     pages.mount_static(app)
     # Innermost first: cached answers still get CORS and the security and rate-limit headers.

@@ -18,14 +18,14 @@ import inspect
 import logging
 import re
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from functools import lru_cache
 from typing import Any
 
 import structlog
 from starlette.datastructures import MutableHeaders
 from starlette.requests import Request
-from starlette.routing import BaseRoute, Router
+from starlette.routing import BaseRoute, Mount, Router, compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from clipwatch.monitoring.context import request_id_from
@@ -45,6 +45,35 @@ def _header(scope: Scope, name: bytes) -> str | None:
     return None
 
 
+def _route_table(
+    routes: Sequence[BaseRoute], prefix: str
+) -> Iterator[tuple[re.Pattern[str], str, frozenset[str] | None]]:
+    """(regex, template, methods) of each route in routing order. A router FastAPI included
+    (its `include_context`) is walked with its prefix: its routes' own paths under it, with
+    their regexes compiled here. FastAPI's `effective_route_contexts()` says the same but
+    builds every route's dependencies again: 0.2-0.4 s an app, paid by every app a test
+    made (tests/api/test_telemetry.py checks both agree)."""
+    for route in routes:
+        included = getattr(route, "original_router", None)
+        context = getattr(route, "include_context", None)
+        if included is not None and context is not None:
+            yield from _route_table(included.routes, prefix + context.prefix)
+            continue
+        methods = getattr(route, "methods", None)
+        frozen = frozenset(methods) if methods else None
+        if not prefix:
+            regex = getattr(route, "path_regex", None)
+            template = getattr(route, "path_format", None)
+            if regex is not None and template:
+                yield regex, template, frozen
+            continue
+        path = getattr(route, "path", None)
+        if not isinstance(path, str) or isinstance(route, Mount):
+            continue  # no mount is included under a prefix here
+        regex, template, _ = compile_path(prefix + path)
+        yield regex, template, frozen
+
+
 class RouteTemplates:
     """The route template a path and method resolve to, as the app would route them: the
     first route matching path and method, else the first matching the path alone (a 405),
@@ -58,21 +87,10 @@ class RouteTemplates:
         self.template = lru_cache(maxsize=4096)(self._resolve)
 
     def _flatten(self) -> list[tuple[re.Pattern[str], str, frozenset[str] | None]]:
-        table: list[tuple[re.Pattern[str], str, frozenset[str] | None]] = []
-        for route in self._routes():
-            contexts = getattr(route, "effective_route_contexts", None)
-            for entry in contexts() if contexts is not None else [route]:
-                regex = getattr(entry, "path_regex", None)
-                template = getattr(entry, "path_format", None)
-                if regex is None or not template:
-                    continue
-                methods = getattr(entry, "methods", None)
-                table.append((regex, template, frozenset(methods) if methods else None))
-        return table
+        return list(_route_table(self._routes(), ""))
 
     def prepare(self) -> None:
-        """Build the table now (FastAPI's route contexts take ~0.1 s for our routes): done
-        in the first request's answer time, not in the event loop after it."""
+        """Build the table now (a few ms): done before the first request's answer."""
         routes = self._routes()
         if len(routes) != self._built_from:
             self._table, self._built_from = self._flatten(), len(routes)
