@@ -139,10 +139,28 @@ def settings(database_url: str, tmp_path: Path) -> Settings:
     )
 
 
-async def empty_tables(engine: AsyncEngine) -> None:
+async def empty_tables(engine: AsyncEngine, *, truncate: bool = False) -> None:
+    """Every table emptied, ids starting again at 1. On PostgreSQL, DELETE (children first)
+    and the sequences set back: a TRUNCATE of the 33 tables costs ~80 ms of the server's
+    work (new files for each table and index), DELETE of what a test left ~8 ms, and the
+    suite empties them before every test and hypothesis example. `truncate` is for tests
+    of the planner: new storage, no dead rows behind."""
     async with engine.begin() as conn:
         if conn.dialect.name == "postgresql":
-            await conn.execute(text(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE"))
+            if truncate:
+                await conn.execute(text(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE"))
+                return
+            raw = (await conn.get_raw_connection()).driver_connection
+            assert raw is not None
+            sequences = await raw.fetch(
+                "SELECT sequencename FROM pg_sequences WHERE schemaname = current_schema()"
+            )
+            resets = ", ".join(f"setval('{row[0]}', 1, false)" for row in sequences)
+            # One round trip (asyncpg's simple protocol runs the statements in order).
+            await raw.execute(
+                "".join(f"DELETE FROM {table};" for table in TABLES)
+                + (f"SELECT {resets};" if resets else "")
+            )
         else:
             for table in TABLES:
                 await conn.execute(text(f"DELETE FROM {table}"))

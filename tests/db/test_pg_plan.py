@@ -75,7 +75,7 @@ def test_split_plan_keeps_the_prefix_out_of_the_index_condition() -> None:
 async def pg_engine(postgresql_url: str) -> AsyncIterator[AsyncEngine]:
     settings = load_settings(database_url=postgresql_url, secret_key=TEST_SECRET)
     engine = create_engine(settings)
-    await empty_tables(engine)
+    await empty_tables(engine, truncate=True)
     search_stats._cache.clear()
     yield engine
     search_stats._cache.clear()

@@ -69,7 +69,7 @@ def _asyncpg_url(url: str) -> str:
 @pytest.fixture
 async def pg_engine(postgresql_url: str) -> AsyncIterator[AsyncEngine]:
     engine = create_engine(load_settings(database_url=postgresql_url, secret_key=TEST_SECRET))
-    await empty_tables(engine)
+    await empty_tables(engine, truncate=True)
     yield engine
     await engine.dispose()
 

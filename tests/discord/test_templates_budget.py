@@ -252,7 +252,10 @@ async def health_watch(base: str) -> AsyncIterator[list[float]]:
         with httpx.Client(base_url=base, timeout=5) as client:
             while not stop.is_set():
                 started = time.perf_counter()
-                answered = client.get("/healthz").status_code == 200
+                try:
+                    answered = client.get("/healthz").status_code == 200
+                except httpx.HTTPError:
+                    answered = False
                 # A failed answer counts as one that never came.
                 if warm.is_set():
                     times.append(time.perf_counter() - started if answered else float("inf"))
@@ -271,7 +274,8 @@ async def health_watch(base: str) -> AsyncIterator[list[float]]:
         yield times
     finally:
         stop.set()
-        thread.join(timeout=10)
+        # Joined off the loop: the app answering the thread's last request runs on it.
+        await asyncio.to_thread(thread.join, 10)
         gc.unfreeze()
 
 

@@ -21,6 +21,7 @@ from clipwatch.db.models import Delivery
 from clipwatch.discord.sender import Gone, Outcome, Rejected, RetryLater, Sent, WebhookSender
 from clipwatch.discord.webhook_url import WebhookTarget
 from clipwatch.monitoring.logging import describe_error
+from clipwatch.outbound import http_client
 
 ALERT_KINDS = ("alert", "alert_webhook")
 WEBHOOK_TIMEOUT_S = 10.0
@@ -50,9 +51,7 @@ async def deliver_alerts(
                     outcome = await sender.send(target, dict(payload["message"]))
                 elif row.kind == "alert_webhook":
                     if http is None:
-                        http = own = httpx.AsyncClient(
-                            timeout=WEBHOOK_TIMEOUT_S, follow_redirects=False
-                        )
+                        http = own = http_client(timeout=WEBHOOK_TIMEOUT_S, follow_redirects=False)
                     url = unseal(key, str(payload["url_sealed"]))
                     outcome = await post_json(http, url, payload["body"])
                 else:

@@ -16,6 +16,8 @@ from urllib.parse import quote
 import httpx
 import orjson
 
+from clipwatch.outbound import http_client
+
 WEBHOOK_NAME = "clipwatch"
 SHORT_WAIT_S = 5.0  # a 429 asking for longer than this is answered, not waited out
 INCOMING = 1  # webhook type: incoming (has a token); 2 is a channel follower
@@ -55,7 +57,7 @@ class BotApi:
     ) -> None:
         self.api_url = api_url.rstrip("/")
         self._token = bot_token
-        self._http = http or httpx.AsyncClient(timeout=10.0)
+        self._http = http or http_client(timeout=10.0)
 
     async def aclose(self) -> None:
         await self._http.aclose()

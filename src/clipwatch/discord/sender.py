@@ -33,6 +33,7 @@ from clipwatch.discord.buckets import (
 )
 from clipwatch.discord.webhook_url import WebhookTarget
 from clipwatch.monitoring.metrics import DISCORD_RATE_LIMITED, discord_scope
+from clipwatch.outbound import http_client
 
 __all__ = [
     "BAN_PAUSE_S",
@@ -123,7 +124,7 @@ class WebhookSender:
         local: LocalBuckets | None = None,
     ) -> None:
         self.api_url = api_url.rstrip("/")
-        self._http = http or httpx.AsyncClient(timeout=timeout)
+        self._http = http or http_client(timeout=timeout)
         self.buckets = Buckets(redis_url, key_prefix=key_prefix, local=local)
         # One coroutine per webhook asks the view at a time (the view's lease does the same
         # between processes); the others wait their turn in order.

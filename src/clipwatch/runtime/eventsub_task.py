@@ -12,7 +12,6 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import httpx
 import structlog
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -21,6 +20,7 @@ from clipwatch.config import Settings
 from clipwatch.db.engine import session_scope
 from clipwatch.db.repositories import leases, sync_state
 from clipwatch.errors import ClipwatchError
+from clipwatch.outbound import http_client
 from clipwatch.runtime.supervisor import TaskState, wait_for_stop
 from clipwatch.twitch import live
 from clipwatch.twitch.client import TwitchError
@@ -115,7 +115,7 @@ async def eventsub_forever(
         await stop.wait()
         return
     loop = asyncio.get_running_loop()
-    async with httpx.AsyncClient(timeout=10.0) as http:
+    async with http_client(timeout=10.0) as http:
         keeper = UserTokenKeeper(settings, sessionmaker, http)
         socket: _Socket | None = None
         held_until = 0.0

@@ -31,6 +31,7 @@ from clipwatch.cache.token_bucket import SharedTokenBucket
 from clipwatch.config import Settings
 from clipwatch.errors import UpstreamUnavailable
 from clipwatch.monitoring import metrics
+from clipwatch.outbound import http_client
 
 log = structlog.get_logger(__name__)
 VALIDATE_EVERY = 3_600.0
@@ -114,7 +115,7 @@ class HelixClient:
         self.api_url = api_url.rstrip("/")
         self.auth_url = auth_url.rstrip("/")
         self.max_attempts = max_attempts
-        self._http = http or httpx.AsyncClient(timeout=timeout)
+        self._http = http or http_client(timeout=timeout)
         self._token: str | None = None
         self._validated_at = 0.0
         # Why Twitch last refused our app credentials (None once a token is granted): the

@@ -25,6 +25,7 @@ from clipwatch.db.engine import session_scope
 from clipwatch.db.repositories import eventsub as rows
 from clipwatch.errors import ConfigError, InvalidInput
 from clipwatch.monitoring import metrics
+from clipwatch.outbound import http_client
 from clipwatch.twitch.client import TwitchAuthError, TwitchError
 from clipwatch.twitch.helix import clean_text, usable_id
 
@@ -134,7 +135,7 @@ async def check_user_token(
     if not settings.twitch_client_id:
         raise ConfigError("Twitch is not configured (CLIPWATCH_TWITCH_CLIENT_ID/SECRET)")
     own = http is None
-    http = http or httpx.AsyncClient(timeout=10.0)
+    http = http or http_client(timeout=10.0)
     try:
         owner = await validate_token(http, settings.twitch_auth_url, access_token)
     finally:
@@ -202,7 +203,7 @@ async def exchange_login_code(
     """The login's code exchanged for its user token, kept (`/auth/login?eventsub=true`): the
     owner, the access token and the refresh token. TwitchAuthError when Twitch refuses."""
     own = http is None
-    http = http or httpx.AsyncClient(timeout=10.0)
+    http = http or http_client(timeout=10.0)
     try:
         try:
             answer = await http.post(
@@ -236,7 +237,7 @@ async def exchange_login_code(
 
 async def revoke_token(settings: Settings, token: str) -> None:
     """Give a user token back to Twitch (best effort: one we will not keep)."""
-    async with httpx.AsyncClient(timeout=10.0) as http:
+    async with http_client(timeout=10.0) as http:
         with contextlib.suppress(httpx.TransportError):
             await http.post(
                 f"{settings.twitch_auth_url}/revoke",

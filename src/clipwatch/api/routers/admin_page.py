@@ -37,6 +37,7 @@ from clipwatch.db.repositories import incidents as incidents_repo
 from clipwatch.discord import routes as route_service
 from clipwatch.errors import ClipwatchError, NotFound, UpstreamUnavailable
 from clipwatch.monitoring.logging import describe_error
+from clipwatch.outbound import http_client
 from clipwatch.twitch.cadence import CadencePolicy, recent_due_at
 from clipwatch.web.discord_render import render_message
 from clipwatch.web.render import render
@@ -443,7 +444,7 @@ async def demo_discord(request: Request, state: State) -> Response:
             "this process runs no simulated Discord (start it with `clipwatch demo`)"
         )
     try:
-        async with httpx.AsyncClient(timeout=SINK_TIMEOUT_S) as http:
+        async with http_client(timeout=SINK_TIMEOUT_S) as http:
             webhook_url = await _demo_webhook(request, http, sink)
             answer = await http.get(sink)
             answer.raise_for_status()

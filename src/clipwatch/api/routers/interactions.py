@@ -52,6 +52,7 @@ from clipwatch.discord.setup import (
     run_setup,
 )
 from clipwatch.monitoring.metrics import DISCORD_SETUP_COMMANDS
+from clipwatch.outbound import http_client
 
 router = APIRouter(tags=["discord"])
 PATH = "/discord/interactions"
@@ -84,7 +85,7 @@ async def _edit_original(state: AppState, token: str, message: dict[str, Any]) -
         f"{state.settings.discord_application_id}/{quote(token, safe='')}/messages/@original"
     )
     try:
-        async with httpx.AsyncClient(timeout=10) as http:
+        async with http_client(timeout=10) as http:
             answer = await http.patch(url, json=message)
         if answer.status_code >= 400:
             log.warning("interaction_followup_failed", status=answer.status_code)
