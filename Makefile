@@ -30,7 +30,7 @@ test: lint deps ## Lint, then run the test suite on SQLite and PostgreSQL (the s
 # The OpenAPI contract fuzzed (schemathesis, every phase) on both databases; `make test`
 # fuzzes PostgreSQL only (tests/api/test_fuzz.py says why). About 3 minutes.
 fuzz: $(STAMP) ## Schemathesis over the whole API on SQLite and PostgreSQL
-	CLIPWATCH_FUZZ_DATABASES=sqlite,postgresql CLIPWATCH_FUZZ_EXAMPLES=20 $(PY) -m pytest -n 2 tests/api/test_fuzz.py
+	CLIPWATCH_FUZZ_DATABASES=sqlite,postgresql CLIPWATCH_FUZZ_EXAMPLES=20 CLIPWATCH_FUZZ_FULL=1 $(PY) -m pytest -n 2 tests/api/test_fuzz.py
 
 # The scaled mode under faults (tests/scaled/, docs/reliability.md): 2 serve + 3 workers on a
 # PostgreSQL and a Redis of its own, ~1 minute alone; part of `make test` (started first).

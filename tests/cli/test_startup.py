@@ -114,3 +114,41 @@ def test_importing_an_empty_or_odd_file_says_what_it_is(tmp_path: Path) -> None:
     assert folder.returncode == 1
     assert "is a directory" in folder.stderr
     assert "no such file" in run(tmp_path, "clips", "import", "missing.jsonl").stderr
+
+
+def test_the_collector_is_off_while_a_command_imports_and_on_once_it_works(
+    tmp_path: Path,
+) -> None:
+    """`clipwatch` (the console script's `main`) starts with the cyclic collector off; a
+    command's work (`common.run`) turns it back on with startup's objects frozen."""
+    code = (
+        "import gc, sys\n"
+        "from clipwatch.cli import common, main\n"
+        "seen = []\n"
+        "real = common.run\n"
+        "def spy(coro):\n"
+        "    seen.append(gc.isenabled())\n"
+        "    try:\n"
+        "        return real(coro)\n"
+        "    finally:\n"
+        "        seen.append((gc.isenabled(), gc.get_freeze_count() > 1000))\n"
+        "        print(seen, file=sys.stderr)\n"
+        "common.run = spy\n"
+        "import clipwatch.cli.accounts as accounts\n"
+        "accounts.run = spy\n"
+        "sys.argv = ['clipwatch', 'users', 'list']\n"
+        "main()\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=tmp_path,
+        env=_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.strip().splitlines()[-1] == "[False, (True, True)]"
+    scripts = (Path(__file__).parents[2] / "pyproject.toml").read_text()
+    assert 'clipwatch = "clipwatch.cli:main"' in scripts

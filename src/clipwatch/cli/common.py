@@ -6,6 +6,7 @@ must not pay for SQLAlchemy, Alembic or the API (#11). Each command imports what
 
 from __future__ import annotations
 
+import gc
 import logging
 import sys
 from contextlib import asynccontextmanager
@@ -127,9 +128,20 @@ def stderr_is_terminal() -> bool:
     return sys.stderr.isatty()
 
 
+def started() -> None:
+    """Startup is over (`clipwatch.cli.main` turned the collector off for it): what it made
+    is kept out of later collections (gc.freeze), which are on again. Idempotent; called
+    where a command's work begins."""
+    if not gc.isenabled():
+        gc.freeze()
+        gc.enable()
+
+
 def run(coro: Coroutine[Any, Any, T]) -> T:
     """Run a command's coroutine; known failures become one line and exit code 1."""
     import asyncio
+
+    started()
 
     from sqlalchemy.exc import SQLAlchemyError
 

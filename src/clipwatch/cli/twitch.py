@@ -15,6 +15,7 @@ from clipwatch.cli.common import (
     print_table,
     run,
     settings_or_exit,
+    started,
 )
 
 if TYPE_CHECKING:
@@ -299,6 +300,7 @@ def simulate_twitch(
         f"  CLIPWATCH_TWITCH_API_URL=http://127.0.0.1:{port}/helix "
         f"CLIPWATCH_TWITCH_AUTH_URL=http://127.0.0.1:{port}/oauth2"
     )
+    started()
     uvicorn.run(twitch, host="127.0.0.1", port=port, log_level="warning")
 
 
@@ -400,4 +402,5 @@ def simulate_discord(
     typer.echo(f"Discord simulator on {base}  (CLIPWATCH_DISCORD_API_URL={base}/api/v10)")
     for _ in range(webhooks):
         typer.echo(f"  webhook: {discord.url(base, discord.add_webhook())}")
+    started()
     uvicorn.run(discord, host="127.0.0.1", port=port, log_level="warning")
