@@ -7,12 +7,13 @@ scroll; screenshots var/screenshots/routes-*.png, route-form-*.png, route-*.png.
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
-from playwright.async_api import Browser, BrowserContext, Page, expect
+from playwright.async_api import Browser, BrowserContext, Page, Route, expect
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from clipwatch.accounts import service
@@ -190,5 +191,37 @@ async def test_the_form_and_its_preview_without_javascript(
     assert await fits_width(page)
     if "sqlite" in database_url:
         await shot(page, "routes-nojs-phone")
+    assert offline.problems == []
+    await offline.context.close()
+
+
+async def test_what_was_typed_before_the_script_ran_is_previewed(
+    browser: Browser,
+    live: str,
+    settings: Settings,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    discord_sim: DiscordSim,
+) -> None:
+    """The preview's script held back until the form is filled in (a busy server or a slow
+    network: a CI run typed the whole form before it ran, and the preview never followed):
+    once it runs it finds the form edited and previews it at once."""
+    offline, page = await signed_in(browser, live, settings, sessionmaker, viewport=DESKTOP)
+    typed = asyncio.Event()
+
+    async def hold(route: Route) -> None:
+        await typed.wait()
+        await route.continue_()
+
+    await page.route("**/static/routes.js", hold)
+    # Not "load": the deferred script holds DOMContentLoaded back, and it is held here.
+    await page.goto(live + "/routes/new", wait_until="commit")
+    await page.get_by_label("Views at least").fill("1000")
+    await page.get_by_label("Template", exact=True).select_option(label="Custom")
+    await page.get_by_label("Custom template").fill("Typed early: {{ title }}")
+    preview = page.locator("#preview")
+    await expect(preview.locator(".dc-message")).to_be_visible()  # the server's card
+    assert "Typed early" not in await preview.inner_text()
+    typed.set()
+    await expect(preview).to_contain_text(f"Typed early: {CLIP_TITLE}")
     assert offline.problems == []
     await offline.context.close()

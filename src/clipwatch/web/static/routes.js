@@ -68,6 +68,20 @@
     timer = window.setTimeout(function () { timer = null; refresh(); }, WAIT_MS);
   }
 
+  // Whether anything was changed from what the page came with: typed before this script ran.
+  function edited() {
+    return Array.prototype.some.call(form.elements, function (el) {
+      if (!el.name || el.name === "webhook_url") { return false; }
+      if (el.type === "checkbox" || el.type === "radio") { return el.checked !== el.defaultChecked; }
+      if (el.options) {
+        return Array.prototype.some.call(el.options, function (o) { return o.selected !== o.defaultSelected; });
+      }
+      return "defaultValue" in el && el.value !== el.defaultValue;
+    });
+  }
+
   form.addEventListener("input", later);
   form.addEventListener("change", later);
+  // A script that arrives late (a busy server, a slow network) previews what was typed before.
+  if (edited()) { refresh(); }
 })();
