@@ -156,7 +156,8 @@ async def empty_tables(engine: AsyncEngine, *, truncate: bool = False) -> None:
                 "SELECT sequencename FROM pg_sequences WHERE schemaname = current_schema()"
             )
             resets = ", ".join(f"setval('{row[0]}', 1, false)" for row in sequences)
-            # One round trip (asyncpg's simple protocol runs the statements in order).
+            # The deletes and resets in one round trip (asyncpg's simple protocol runs the
+            # statements in order).
             await raw.execute(
                 "".join(f"DELETE FROM {table};" for table in TABLES)
                 + (f"SELECT {resets};" if resets else "")

@@ -28,6 +28,12 @@ def _loaded_after(tmp_path: Path, *args: str) -> set[str]:
         f"sys.argv = ['clipwatch', *{list(args)!r}]\n"
         "app()\n"
     )
+    last = _python(tmp_path, code)
+    return set(eval(last))  # a list of names printed by the line above
+
+
+def _python(tmp_path: Path, code: str) -> str:
+    """`python -c code` with the CLI test's settings; the last line it wrote to stderr."""
     done = subprocess.run(
         [sys.executable, "-c", code],
         cwd=tmp_path,
@@ -38,8 +44,7 @@ def _loaded_after(tmp_path: Path, *args: str) -> set[str]:
         check=False,
     )
     assert done.returncode == 0, done.stderr
-    last = done.stderr.strip().splitlines()[-1]
-    return set(eval(last))  # a list of names printed by the line above
+    return done.stderr.strip().splitlines()[-1]
 
 
 def _env(tmp_path: Path) -> dict[str, str]:
@@ -139,16 +144,6 @@ def test_the_collector_is_off_while_a_command_imports_and_on_once_it_works(
         "sys.argv = ['clipwatch', 'users', 'list']\n"
         "main()\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=tmp_path,
-        env=_env(tmp_path),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    assert done.stderr.strip().splitlines()[-1] == "[False, (True, True)]"
+    assert _python(tmp_path, code) == "[False, (True, True)]"
     scripts = (Path(__file__).parents[2] / "pyproject.toml").read_text()
     assert 'clipwatch = "clipwatch.cli:main"' in scripts
